@@ -1,0 +1,1 @@
+"""Distribution of ticks, bars and chat to gRPC and MQTT clients."""

@@ -1,0 +1,1 @@
+"""The QuickFIX market data session that turns venue quotes into sequenced ticks."""

@@ -1,0 +1,1 @@
+"""FIX data dictionaries and the typed Python messages generated from them."""

@@ -1,0 +1,1 @@
+"""OHLCV bar aggregation and the TradingView chart datafeed."""

@@ -1,0 +1,1 @@
+"""Bar and chat stores: Cassandra for production, SQLite for the embedded default."""
