@@ -1,0 +1,160 @@
+"""The `mdfeed` command line: the composition root.
+
+This is the one place that reads the environment (``MDFEED_CONFIG``,
+``MDFEED__<SECTION>__<KEY>`` overrides, ``MDFEED_STACK_DIR``) and wires components from
+the frozen config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mdfeed import __version__
+from mdfeed.config import ConfigError, MdfeedConfig, config_names, dump_config, load_config
+
+DEFAULT_CONFIG = "embedded"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="NAME|PATH",
+        default=None,
+        help=(
+            "a shipped config name (" + ", ".join(config_names()) + ") or a TOML file; "
+            f"default: $MDFEED_CONFIG, else '{DEFAULT_CONFIG}'. Any key can be overridden "
+            "with an environment variable MDFEED__<SECTION>__<KEY>."
+        ),
+    )
+
+
+def _config(args: argparse.Namespace) -> MdfeedConfig:
+    name = args.config or os.environ.get("MDFEED_CONFIG") or DEFAULT_CONFIG
+    return load_config(name, os.environ)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(
+        f"mdfeed {__version__}: configuration ok (bus={config.bus.kind}, "
+        f"store={config.store.kind}, mqtt={config.mqtt.kind}).\n"
+        "The pipeline components (simulated venue, FIX session, fanout, OHLCV, datafeed) "
+        "are not built yet: there is nothing to run.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    _config(args)
+    print("config ok")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    print(dump_config(_config(args)), end="")
+    return 0
+
+
+def _cmd_codegen_proto(args: argparse.Namespace) -> int:
+    from mdfeed.codegen import generate_proto
+
+    out_dir: Path = args.out
+    source: Path | None = args.source
+    if source is None and (out_dir / "mdfeed.proto").exists():
+        source = out_dir / "mdfeed.proto"
+    for path in generate_proto(out_dir, source):
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every `mdfeed` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="mdfeed",
+        description=(
+            "mdfeed: low-latency market data distribution. A FIX session ingests quotes into "
+            "a bus (Kafka, or in-process); a fanout streams them to gRPC and MQTT clients with "
+            "chat on the same connection; an aggregator stores OHLCV bars (Cassandra, or "
+            "SQLite) and serves a TradingView datafeed."
+        ),
+        epilog="Run 'mdfeed COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"mdfeed {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the whole pipeline in one process (embedded default: no servers needed)",
+        description=(
+            "Run the whole pipeline in one process. With the default 'embedded' config it "
+            "needs no servers; with '--config local-stack' it uses the servers that "
+            "'mdfeed stack up' starts."
+        ),
+    )
+    _add_config_option(run)
+    run.set_defaults(func=_cmd_run)
+
+    config = sub.add_parser("config", help="check or print the configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser(
+        "check", help="load the config with environment overrides; exit 1 naming a bad key"
+    )
+    _add_config_option(check)
+    check.set_defaults(func=_cmd_config_check)
+    show = config_sub.add_parser("show", help="print the effective config as TOML, every key")
+    _add_config_option(show)
+    show.set_defaults(func=_cmd_config_show)
+
+    codegen = sub.add_parser("codegen", help="regenerate committed generated code")
+    codegen_sub = codegen.add_subparsers(dest="codegen_command", metavar="TARGET", required=True)
+    proto = codegen_sub.add_parser(
+        "proto",
+        help="compile proto/mdfeed.proto into Python messages, gRPC stubs and .pyi stubs",
+    )
+    proto.add_argument(
+        "--out", type=Path, default=Path("proto"), help="output folder (default: ./proto)"
+    )
+    proto.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="the .proto file (default: OUT/mdfeed.proto, else the installed schema)",
+    )
+    proto.set_defaults(func=_cmd_codegen_proto)
+
+    _register_stack(sub)
+    return parser
+
+
+def _register_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from mdfeed.stack import register_cli
+
+    register_cli(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mdfeed` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "stack" and getattr(args, "dir", None) is None:
+        args.dir = Path(os.environ.get("MDFEED_STACK_DIR", ".stack"))
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"mdfeed: config error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""mdfeed configuration: one frozen, typed config per component, loaded in one place.
+
+A config file is TOML with one table per component (`[bus]`, `[store]`, ...). Any key can
+be overridden from the environment as ``MDFEED__<SECTION>__<KEY>`` (for example
+``MDFEED__BUS__KIND=kafka``). The file and the overrides are checked before anything
+starts: an unknown section or key, or a value of the wrong type or out of range, raises
+`ConfigError` with a message naming the key (``bus.tick_partitions``) and where the value
+came from.
+
+Two example configs ship with the package (`config_names`): ``embedded``, the default,
+which needs no servers, and ``local-stack``, which talks to the Kafka, Cassandra and
+Mosquitto that ``mdfeed stack up`` starts.
+
+Only the composition root (the CLI) reads the environment; components receive their
+frozen config object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+ENV_PREFIX = "MDFEED__"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """Inclusive bounds for a numeric config value; None leaves that side open."""
+
+    low: float | None = None
+    high: float | None = None
+
+
+Port = Annotated[int, Between(1, 65535)]
+PositiveInt = Annotated[int, Between(1, None)]
+PositiveFloat = Annotated[float, Between(1e-9, None)]
+
+DEFAULT_SYMBOLS: tuple[str, ...] = (
+    "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO", "JPM", "V",
+    "UNH", "XOM", "MA", "JNJ", "PG", "HD", "COST", "ABBV", "MRK", "CVX",
+    "PEP", "KO", "ADBE", "CRM", "NFLX", "AMD", "INTC", "ORCL", "CSCO", "QCOM",
+    "TXN", "IBM", "BAC", "WFC", "GS", "MS", "C", "DIS", "NKE", "MCD",
+    "WMT", "T", "VZ", "PFE", "BA", "CAT", "GE", "UBER", "PYPL", "SBUX",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    """The simulated FIX venue that `mdfeed run` starts in-process."""
+
+    #: Start the simulated venue (the embedded default); off when a real venue is used.
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 9876
+    #: Symbols the venue quotes; others are rejected with MarketDataRequestReject (Y).
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    #: Quote and trade updates per second across all symbols.
+    rate_ticks_per_s: PositiveInt = 2000
+    #: Book levels per side.
+    depth: PositiveInt = 10
+
+
+@dataclass(frozen=True, slots=True)
+class FixSessionConfig:
+    """The QuickFIX initiator session with the venue."""
+
+    host: str = "127.0.0.1"
+    port: Port = 9876
+    sender_comp_id: str = "MDFEED"
+    target_comp_id: str = "VENUE"
+    username: str = ""
+    password: str = ""
+    heartbeat_interval_s: PositiveInt = 30
+    reconnect_interval_s: PositiveInt = 5
+    #: Symbols to subscribe to; empty means every symbol of the simulated venue.
+    symbols: tuple[str, ...] = ()
+    #: Book levels requested per side (MarketDepth, tag 264).
+    market_depth: PositiveInt = 10
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """The tick and chat bus: an in-process bus, or Kafka."""
+
+    kind: Literal["memory", "kafka"] = "memory"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    tick_topic: str = "md.ticks"
+    chat_topic: str = "chat.messages"
+    tick_partitions: PositiveInt = 6
+    client_id: str = "mdfeed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """The bar and chat store: SQLite (embedded), or Cassandra."""
+
+    kind: Literal["sqlite", "cassandra"] = "sqlite"
+    sqlite_path: str = ".mdfeed/mdfeed.sqlite3"
+    cassandra_contact_points: tuple[str, ...] = ("127.0.0.1",)
+    cassandra_port: Port = 9042
+    keyspace: str = "mdfeed"
+    replication_factor: PositiveInt = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The MQTT broker clients connect to: embedded in-process, or an external Mosquitto."""
+
+    kind: Literal["embedded", "external"] = "embedded"
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    #: Prepended to every topic, so several deployments can share one broker.
+    topic_prefix: str = ""
+    #: Quote publishes per symbol per second at most; faster updates are conflated.
+    quote_max_rate_per_symbol_hz: PositiveFloat = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutConfig:
+    """The gRPC fanout server."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: Port = 50051
+
+
+@dataclass(frozen=True, slots=True)
+class DatafeedConfig:
+    """The TradingView-compatible datafeed and chart page."""
+
+    http_host: str = "127.0.0.1"
+    http_port: Port = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class MdfeedConfig:
+    """The whole configuration: one section per component."""
+
+    venue: VenueConfig = field(default_factory=VenueConfig)
+    fix_session: FixSessionConfig = field(default_factory=FixSessionConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    fanout: FanoutConfig = field(default_factory=FanoutConfig)
+    datafeed: DatafeedConfig = field(default_factory=DatafeedConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def config_names() -> list[str]:
+    """Names of the example configs shipped with mdfeed (``embedded``, ``local-stack``)."""
+    folder = resources.files("mdfeed") / "configs"
+    names = (p.name for p in folder.iterdir())
+    return sorted(n.removesuffix(".toml") for n in names if n.endswith(".toml"))
+
+
+def read_config_text(name_or_path: str) -> tuple[str, str]:
+    """Return (source description, TOML text) for a shipped config name or a file path."""
+    if name_or_path in config_names():
+        ref = resources.files("mdfeed") / "configs" / f"{name_or_path}.toml"
+        return f"config '{name_or_path}'", ref.read_text(encoding="utf-8")
+    path = Path(name_or_path)
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        names = ", ".join(config_names())
+        raise ConfigError(
+            f"config file {path} not found (shipped configs are named: {names})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def load_config(
+    name_or_path: str | None = None, env: Mapping[str, str] | None = None
+) -> MdfeedConfig:
+    """Load and check a config (a shipped name or a TOML path; None: defaults), then env."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if name_or_path is not None:
+        source, text = read_config_text(name_or_path)
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return build_config(raw, source, env or {})
+
+
+def build_config(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> MdfeedConfig:
+    """Check a parsed TOML document and environment overrides; return the frozen config."""
+    sections = {f.name: f for f in dataclasses.fields(MdfeedConfig)}
+    values: dict[str, dict[str, tuple[Any, str]]] = {name: {} for name in sections}
+
+    for section, table in raw.items():
+        if section not in sections:
+            raise ConfigError(f"{source}: unknown section [{section}]{_suggest(section, sections)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{section}' must be a table ([{section}])")
+        for key, value in table.items():
+            values[section][key] = (value, source)
+
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or parts[0] not in sections:
+            raise ConfigError(
+                f"environment variable {var}: expected {ENV_PREFIX}<SECTION>__<KEY> with a "
+                f"section of {', '.join(sections)}"
+            )
+        values[parts[0]][parts[1]] = (value, f"environment variable {var}")
+
+    section_types = typing.get_type_hints(MdfeedConfig)
+    built = {name: _build_section(name, section_types[name], values[name]) for name in sections}
+    return MdfeedConfig(**built)
+
+
+def _build_section(section: str, cls: type[Any], given: Mapping[str, tuple[Any, str]]) -> Any:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, (value, source) in given.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key '{section}.{key}'{_suggest(key, known)}")
+        from_env = source.startswith("environment")
+        kwargs[key] = _coerce(f"{section}.{key}", hints[key], value, source, from_env=from_env)
+    return cls(**kwargs)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(key: str, hint: Any, value: Any, source: str, *, from_env: bool) -> Any:
+    bounds: Between | None = None
+    if typing.get_origin(hint) is Annotated:
+        hint, *extras = typing.get_args(hint)
+        bounds = next((e for e in extras if isinstance(e, Between)), None)
+    if typing.get_origin(hint) is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            expected = "one of " + ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}")
+        return value
+    parse = _PARSERS[typing.get_origin(hint) or hint]
+    try:
+        result = parse(value, from_env)
+    except _WrongTypeError as exc:
+        raise ConfigError(f"{source}: {key}: expected {exc}, got {value!r}") from None
+    if bounds is not None:
+        if bounds.low is not None and result < bounds.low:
+            low = _num(bounds.low)
+            raise ConfigError(f"{source}: {key}: must be at least {low}, got {result!r}")
+        if bounds.high is not None and result > bounds.high:
+            high = _num(bounds.high)
+            raise ConfigError(f"{source}: {key}: must be at most {high}, got {result!r}")
+    return result
+
+
+class _WrongTypeError(Exception):
+    """The value is not of the field's type; the message says what was expected."""
+
+
+def _parse_bool(value: Any, from_env: bool) -> bool:
+    if from_env and isinstance(value, str) and value.lower() in {"true", "false", "1", "0"}:
+        return value.lower() in {"true", "1"}
+    if isinstance(value, bool):
+        return value
+    raise _WrongTypeError("true or false")
+
+
+def _parse_int(value: Any, from_env: bool) -> int:
+    if from_env and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise _WrongTypeError("an integer") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _WrongTypeError("an integer")
+    return value
+
+
+def _parse_float(value: Any, from_env: bool) -> float:
+    if from_env and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _WrongTypeError("a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _WrongTypeError("a number")
+    return float(value)
+
+
+def _parse_str(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str):
+        raise _WrongTypeError("a string")
+    return value
+
+
+def _parse_str_tuple(value: Any, from_env: bool) -> tuple[str, ...]:
+    if from_env and isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _WrongTypeError("a list of strings")
+    return tuple(value)
+
+
+_PARSERS: dict[Any, Callable[[Any, bool], Any]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    str: _parse_str,
+    tuple: _parse_str_tuple,
+}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def dump_config(config: MdfeedConfig) -> str:
+    """The effective config as TOML, every key present, for `mdfeed config show`."""
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        for key, value in dataclasses.asdict(getattr(config, section.name)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+__all__ = [
+    "BusConfig",
+    "ConfigError",
+    "DatafeedConfig",
+    "FanoutConfig",
+    "FixSessionConfig",
+    "LogConfig",
+    "MdfeedConfig",
+    "MqttConfig",
+    "StoreConfig",
+    "VenueConfig",
+    "build_config",
+    "config_names",
+    "dump_config",
+    "load_config",
+]
