@@ -70,7 +70,7 @@ proto: install
 	$(BIN)/mdfeed codegen proto --out proto
 
 test: install system-deps
-	start=$$(date +%s)
+	@start=$$(date +%s)
 	trap '$(BIN)/mdfeed stack down' EXIT
 	$(BIN)/mdfeed stack up
 	echo "== ruff"
