@@ -58,7 +58,7 @@ integration: install
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/pytest bench $(PYTEST_ARGS)
+	$(BIN)/pytest bench --benchmark-columns=mean,median,ops,rounds --benchmark-sort=mean $(PYTEST_ARGS)
 
 stack-up: install system-deps
 	$(BIN)/mdfeed stack up

@@ -75,6 +75,42 @@ def _cmd_codegen_proto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_codegen_fix(args: argparse.Namespace) -> int:
+    from fix_spec.dictionary import DictionaryError
+    from fix_spec.generator import PackageSpec, generate_package, generate_shipped
+
+    out_dir: Path = args.out
+    try:
+        if args.dictionary is None:
+            dictionaries: Path = args.dictionaries or _installed_dictionaries()
+            files = generate_shipped(dictionaries, out_dir, progress=True)
+        else:
+            spec = PackageSpec(
+                package=args.package,
+                title=args.title or args.package,
+                dictionary=str(Path(args.dictionary).absolute()),
+                transport=str(Path(args.transport).absolute()) if args.transport else None,
+                extensions=tuple(str(Path(e).absolute()) for e in args.extension),
+                write_merged_xml=bool(args.extension),
+            )
+            files = generate_package(spec, Path("/"), out_dir)
+            print(f"{args.package}: {len(files)} files")
+    except DictionaryError as exc:
+        print(f"mdfeed: dictionary error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(files)} files under {out_dir}")
+    return 0
+
+
+def _installed_dictionaries() -> Path:
+    local = Path("fix_spec/dictionaries")
+    if local.is_dir():
+        return local
+    from importlib import resources
+
+    return Path(str(resources.files("fix_spec") / "dictionaries"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every `mdfeed` subcommand."""
     parser = argparse.ArgumentParser(
@@ -129,6 +165,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="the .proto file (default: OUT/mdfeed.proto, else the installed schema)",
     )
     proto.set_defaults(func=_cmd_codegen_proto)
+
+    fix = codegen_sub.add_parser(
+        "fix",
+        help="generate typed FIX message packages from QuickFIX XML dictionaries",
+        description=(
+            "Without --dictionary: regenerate the packages mdfeed ships (fix44, fix50sp2 and "
+            "venue44) from fix_spec/dictionaries. With --dictionary: generate one package, "
+            "for example a venue's FIX 4.4 plus its extension file."
+        ),
+    )
+    fix.add_argument(
+        "--out", type=Path, default=Path("fix_spec"), help="output folder (default: ./fix_spec)"
+    )
+    fix.add_argument(
+        "--dictionaries",
+        type=Path,
+        default=None,
+        help="folder of the shipped dictionaries (default: ./fix_spec/dictionaries)",
+    )
+    fix.add_argument("--dictionary", help="a QuickFIX XML dictionary (FIX44.xml, FIX50SP2.xml)")
+    fix.add_argument("--transport", help="the transport dictionary for FIX 5 (FIXT11.xml)")
+    fix.add_argument(
+        "--extension",
+        action="append",
+        default=[],
+        help="a venue extension merged on top (repeatable); see fix_spec/dictionaries",
+    )
+    fix.add_argument("--package", default="venue", help="package name to write (default: venue)")
+    fix.add_argument("--title", default=None, help="what the docstrings call the dictionary")
+    fix.set_defaults(func=_cmd_codegen_fix)
 
     _register_stack(sub)
     return parser

@@ -59,3 +59,12 @@ def test_config_show_prints_every_section() -> None:
     for section in ("[venue]", "[fix_session]", "[bus]", "[store]", "[mqtt]", "[fanout]"):
         assert section in out
     assert 'kind = "kafka"' in out
+
+
+def test_fix_codec_is_compiled() -> None:
+    # setup.py compiles fix_spec/codec.py with mypyc; a silent fallback to pure Python
+    # would halve decoding speed.
+    from fix_spec import codec
+
+    assert codec.__file__ is not None
+    assert Path(codec.__file__).suffix == ".so", codec.__file__
