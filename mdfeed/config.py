@@ -69,6 +69,12 @@ class VenueConfig:
     rate_ticks_per_s: PositiveInt = 2000
     #: Book levels per side.
     depth: PositiveInt = 10
+    #: Share of updates that are trades (the rest move the book).
+    trade_ratio: Annotated[float, Between(0.0, 1.0)] = 0.1
+    sender_comp_id: str = "VENUE"
+    target_comp_id: str = "MDFEED"
+    #: Seed of the random walk; 0 draws a new one each start.
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,15 @@ class FixSessionConfig:
     symbols: tuple[str, ...] = ()
     #: Book levels requested per side (MarketDepth, tag 264).
     market_depth: PositiveInt = 10
+    #: Session schedule in UTC (QuickFIX StartTime/EndTime); equal times mean all day.
+    start_time: str = "00:00:00"
+    end_time: str = "00:00:00"
+    #: Where QuickFIX writes its event log (and message log, when enabled).
+    log_dir: str = ".mdfeed/fix"
+    #: Also log every FIX message (slow at high rates; for debugging).
+    log_messages: bool = False
+    #: The dictionary the venue speaks: plain FIX 4.4, or FIX 4.4 with the venue extension.
+    dictionary: Literal["fix44", "venue44"] = "fix44"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +114,10 @@ class BusConfig:
     chat_topic: str = "chat.messages"
     tick_partitions: PositiveInt = 6
     client_id: str = "mdfeed"
+    #: How long the producer waits to fill a batch.
+    linger_ms: Annotated[int, Between(0, 10_000)] = 5
+    #: Records the producer holds while the bus is unreachable; past it, see the bus docs.
+    buffer_max_records: PositiveInt = 200_000
 
 
 @dataclass(frozen=True, slots=True)
