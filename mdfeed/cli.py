@@ -8,10 +8,13 @@ the frozen config.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from mdfeed import __version__
 from mdfeed.config import ConfigError, MdfeedConfig, config_names, dump_config, load_config
@@ -42,14 +45,26 @@ def _config(args: argparse.Namespace) -> MdfeedConfig:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
-    print(
-        f"mdfeed {__version__}: configuration ok (bus={config.bus.kind}, "
-        f"store={config.store.kind}, mqtt={config.mqtt.kind}).\n"
-        "The pipeline components (simulated venue, FIX session, fanout, OHLCV, datafeed) "
-        "are not built yet: there is nothing to run.",
-        file=sys.stderr,
+    _setup_logging(config.log.level)
+    from mdfeed.app import run_pipeline
+
+    return _run_async(run_pipeline(config, duration_s=args.duration))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    return 0
+
+
+def _run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop (the event loop mdfeed is measured on), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -130,12 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the whole pipeline in one process (embedded default: no servers needed)",
         description=(
-            "Run the whole pipeline in one process. With the default 'embedded' config it "
-            "needs no servers; with '--config local-stack' it uses the servers that "
+            "Run the whole pipeline in one process: a simulated FIX venue, the QuickFIX market "
+            "data session and the bus, with a status line every second (messages and ticks "
+            "per second, symbols, a few last prices). With the default 'embedded' config it "
+            "needs no servers; with '--config local-stack' it publishes to the Kafka that "
             "'mdfeed stack up' starts."
         ),
     )
     _add_config_option(run)
+    run.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
     run.set_defaults(func=_cmd_run)
 
     config = sub.add_parser("config", help="check or print the configuration")
@@ -196,14 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--title", default=None, help="what the docstrings call the dictionary")
     fix.set_defaults(func=_cmd_codegen_fix)
 
-    _register_stack(sub)
+    _register_plugins(sub)
     return parser
 
 
-def _register_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mdfeed.stack import register_cli
+def _register_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from fix_session.venue import register_cli as register_venue
+    from mdfeed.stack import register_cli as register_stack
 
-    register_cli(sub)
+    register_stack(sub)
+    register_venue(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

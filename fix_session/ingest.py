@@ -1,0 +1,431 @@
+"""The market data session: a QuickFIX initiator whose quotes become sequenced Ticks on the bus.
+
+Flow: QuickFIX owns the TCP session (logon, heartbeats, sequence numbers, resends, the
+schedule, reconnects). Its callback thread does the minimum: it copies the raw message
+(`message.toString()`), stamps the ingest time and appends both to a bounded inbox; the
+QuickFIX `Message` never leaves the callback. The asyncio loop drains the inbox in
+batches: fix_spec's codec decodes the raw text, `BookNormalizer` turns it into Ticks, and
+each Tick is encoded once and handed to the bus producer keyed by symbol.
+
+Choices, and why:
+
+- Store: a memory store with ``ResetOnLogon=Y`` (and reset on logout and disconnect), not
+  a file store. Market data is not worth replaying: after any reconnect the session starts
+  at sequence 1 on both sides, re-subscribes and takes a fresh snapshot, which is the only
+  way downstream books become consistent again anyway. Resuming sequence numbers from a
+  file would make the venue resend stale quotes. Tick sequence numbers (per symbol) are
+  mdfeed's own and keep counting across reconnects.
+- ``UseDataDictionary=Y``: QuickFIX needs the dictionary to parse repeating groups, but its
+  field validation is off (``Validate*=N``): the codec validates, and counts what it rejects.
+- One MarketDataRequest per symbol, MDReqID ``<symbol>.<n>``, so a reject (Y) names the
+  symbol it is about.
+- Inbox overflow: the callback thread waits (it does not drop) while the inbox holds
+  `inbox_max_messages`; QuickFIX then stops reading the socket and TCP pushes back on the
+  venue. Dropping here would silently corrupt books.
+
+Counters in `IngestStats` say what was rejected where: QuickFIX session-level rejects we
+sent (35=3), resend requests we sent after a gap (a garbled message from the venue shows
+up as one), codec decode errors, and messages the normalizer refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import quickfix
+
+from fix_spec.codec import FixCodecError
+from mdfeed.bus import BusProducer
+from mdfeed.config import FixSessionConfig
+
+from .normalizer import BookNormalizer, InvalidEntryError
+
+log = logging.getLogger("mdfeed.fix_session")
+
+_SOH = "\x01"
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """What the session has seen and done; read from the event loop."""
+
+    logons: int = 0
+    logouts: int = 0
+    messages_in: int = 0
+    decode_errors: int = 0
+    rejected_messages: int = 0
+    session_rejects_sent: int = 0
+    resend_requests_sent: int = 0
+    requests_sent: int = 0
+    ticks_out: int = 0
+    inbox_waits: int = 0
+    #: Time spent per stage, in nanoseconds (decode, normalize, produce).
+    stage_ns: dict[str, int] = field(
+        default_factory=lambda: {"decode": 0, "normalize": 0, "produce": 0}
+    )
+    last_error: str = ""
+
+
+def dictionary_path(name: str) -> Path:
+    """The QuickFIX data dictionary file for a FixSessionConfig.dictionary name."""
+    base = resources.files("fix_spec")
+    if name == "venue44":
+        return Path(str(base / "venue44" / "dictionary.xml"))
+    return Path(str(base / "dictionaries" / "FIX44.xml"))
+
+
+def codec_module(name: str) -> ModuleType:
+    """The generated fix_spec package for a FixSessionConfig.dictionary name."""
+    if name == "venue44":
+        from fix_spec import venue44
+
+        return venue44
+    from fix_spec import fix44
+
+    return fix44
+
+
+def quickfix_settings(config: FixSessionConfig, log_dir: Path) -> str:
+    """The QuickFIX settings file text for `config`."""
+    options = {
+        "ConnectionType": "initiator",
+        "BeginString": "FIX.4.4",
+        "SenderCompID": config.sender_comp_id,
+        "TargetCompID": config.target_comp_id,
+        "SocketConnectHost": config.host,
+        "SocketConnectPort": str(config.port),
+        "HeartBtInt": str(config.heartbeat_interval_s),
+        "ReconnectInterval": str(config.reconnect_interval_s),
+        "StartTime": config.start_time,
+        "EndTime": config.end_time,
+        "UseDataDictionary": "Y",
+        "DataDictionary": str(dictionary_path(config.dictionary)),
+        "ValidateFieldsOutOfOrder": "N",
+        "ValidateFieldsHaveValues": "N",
+        "ValidateUserDefinedFields": "N",
+        "AllowUnknownMsgFields": "Y",
+        "ResetOnLogon": "Y",
+        "ResetOnLogout": "Y",
+        "ResetOnDisconnect": "Y",
+        "PersistMessages": "N",
+        "SocketNodelay": "Y",
+        "FileLogPath": str(log_dir),
+        "ScreenLogShowIncoming": "N",
+        "ScreenLogShowOutgoing": "N",
+        "ScreenLogShowEvents": "N",
+    }
+    lines = ["[DEFAULT]"]
+    lines += [f"{k}={v}" for k, v in options.items() if k not in _SESSION_KEYS]
+    lines.append("[SESSION]")
+    lines += [f"{k}={v}" for k, v in options.items() if k in _SESSION_KEYS]
+    return "\n".join(lines) + "\n"
+
+
+_SESSION_KEYS = {
+    "BeginString",
+    "SenderCompID",
+    "TargetCompID",
+    "SocketConnectHost",
+    "SocketConnectPort",
+    "HeartBtInt",
+}
+
+
+class _Application(quickfix.Application):  # type: ignore[misc]
+    """QuickFIX callbacks: copy, stamp, hand off. Nothing here may block for long."""
+
+    def __init__(self, ingest: FixIngest) -> None:
+        super().__init__()
+        self._ingest = ingest
+
+    def onCreate(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
+        pass
+
+    def onLogon(self, session_id: Any) -> None:  # noqa: N802
+        self._ingest._from_quickfix_thread("logon", session_id)
+
+    def onLogout(self, session_id: Any) -> None:  # noqa: N802
+        self._ingest._from_quickfix_thread("logout", session_id)
+
+    def toAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
+        msg_type = message.getHeader().getField(35)
+        if msg_type == "A":
+            self._ingest._add_credentials(message)
+        elif msg_type == "3":
+            self._ingest._count_from_thread("session_rejects_sent")
+        elif msg_type == "2":
+            self._ingest._count_from_thread("resend_requests_sent")
+
+    def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
+        pass
+
+    def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
+        pass
+
+    def fromApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
+        self._ingest._received(message.toString())
+
+
+class FixIngest:
+    """A QuickFIX market data session publishing sequenced Ticks to a bus producer.
+
+    Async context manager: `start()` creates the initiator inside the running loop and
+    returns at once (QuickFIX connects and reconnects in the background); `stop()` logs out
+    and is safe to call twice.
+    """
+
+    def __init__(
+        self,
+        config: FixSessionConfig,
+        *,
+        symbols: Sequence[str],
+        producer: BusProducer,
+        topic: str,
+        clock_ns: Callable[[], int] = time.time_ns,
+        inbox_max_messages: int = 50_000,
+    ) -> None:
+        if not symbols:
+            raise ValueError("no symbols to subscribe to")
+        self.config = config
+        self.symbols = tuple(symbols)
+        self.producer = producer
+        self.topic = topic
+        self.normalizer = BookNormalizer(clock_ns=clock_ns)
+        self._stats = IngestStats()
+        self._clock_ns = clock_ns
+        self._codec = codec_module(config.dictionary).CODEC
+        self._inbox: collections.deque[tuple[str, int]] = collections.deque()
+        self._inbox_max = inbox_max_messages
+        self._wakeup_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._initiator: Any = None
+        self._session_id: Any = None
+        self._logged_on = asyncio.Event()
+        self._request_counter = 0
+        self._requests: dict[str, str] = {}  # MDReqID -> symbol
+        self._resyncing: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread_counts: dict[str, int] = collections.defaultdict(int)
+        self._stopped = False
+
+    async def __aenter__(self) -> FixIngest:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create and start the QuickFIX initiator; connecting happens in the background."""
+        self._loop = asyncio.get_running_loop()
+        settings = quickfix.SessionSettings(str(self._write_settings()))
+        store = quickfix.MemoryStoreFactory()
+        logs = (
+            quickfix.FileLogFactory(settings)
+            if self.config.log_messages
+            else quickfix.ScreenLogFactory(settings)
+        )
+        self._initiator = quickfix.SocketInitiator(_Application(self), store, settings, logs)
+        self._initiator.start()
+        log.info(
+            "FIX session %s->%s connecting to %s:%d",
+            self.config.sender_comp_id,
+            self.config.target_comp_id,
+            self.config.host,
+            self.config.port,
+        )
+
+    def _write_settings(self) -> Path:
+        # QuickFIX reads its settings from a file; it also tells an operator what ran.
+        log_dir = Path(self.config.log_dir).absolute()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        settings_file = log_dir / "quickfix.cfg"
+        settings_file.write_text(quickfix_settings(self.config, log_dir), encoding="utf-8")
+        return settings_file
+
+    async def stop(self) -> None:
+        """Log out and stop QuickFIX's threads; safe to call twice."""
+        if self._stopped or self._initiator is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        initiator, self._initiator = self._initiator, None
+        await asyncio.get_running_loop().run_in_executor(None, initiator.stop, True)
+        self._drain()
+
+    async def wait_logged_on(self, timeout_s: float) -> None:
+        """Wait until the session is logged on; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout_s):
+            await self._logged_on.wait()
+
+    @property
+    def logged_on(self) -> bool:
+        return self._logged_on.is_set()
+
+    @property
+    def stats(self) -> IngestStats:
+        """The counters now, including those the QuickFIX thread keeps."""
+        self._collect_thread_counts()
+        return self._stats
+
+    # -- QuickFIX thread side ----------------------------------------------------
+
+    def _received(self, raw: str) -> None:
+        while len(self._inbox) >= self._inbox_max and not self._stopped:
+            self._count_from_thread("inbox_waits")
+            time.sleep(0.0005)
+        self._inbox.append((raw, self._clock_ns()))
+        if not self._wakeup_pending and self._loop is not None:
+            self._wakeup_pending = True
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._loop.call_soon_threadsafe(self._drain)
+
+    def _from_quickfix_thread(self, event: str, session_id: Any) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._session_event, event, session_id)
+
+    def _count_from_thread(self, name: str) -> None:
+        with self._lock:
+            self._thread_counts[name] += 1
+
+    def _add_credentials(self, message: Any) -> None:
+        if self.config.username:
+            message.setField(553, self.config.username)
+        if self.config.password:
+            message.setField(554, self.config.password)
+
+    # -- event loop side ---------------------------------------------------------
+
+    def _session_event(self, event: str, session_id: Any) -> None:
+        if event == "logon":
+            self._stats.logons += 1
+            self._session_id = session_id
+            self._logged_on.set()
+            log.info("FIX session logged on; subscribing to %d symbols", len(self.symbols))
+            self._resyncing.clear()
+            for symbol in self.symbols:
+                self._subscribe(symbol)
+        else:
+            self._stats.logouts += 1
+            self._logged_on.clear()
+            log.warning("FIX session logged out; QuickFIX reconnects")
+
+    def resync(self, symbols: Sequence[str] | None = None) -> None:
+        """Take a fresh snapshot of `symbols` (all by default): unsubscribe, subscribe."""
+        for symbol in symbols or self.symbols:
+            if symbol in self._resyncing or not self.logged_on:
+                continue
+            self._resyncing.add(symbol)
+            self._subscribe(symbol, unsubscribe_first=True)
+
+    def _subscribe(self, symbol: str, *, unsubscribe_first: bool = False) -> None:
+        if unsubscribe_first:
+            self._send_request(symbol, "2")
+        self._send_request(symbol, "1")
+
+    def _send_request(self, symbol: str, subscription_type: str) -> None:
+        self._request_counter += 1
+        req_id = f"{symbol}.{self._request_counter}"
+        self._requests[req_id] = symbol
+        message = quickfix.Message()
+        message.getHeader().setField(35, "V")
+        message.setField(262, req_id)
+        message.setField(263, subscription_type)
+        message.setField(264, str(self.config.market_depth))
+        message.setField(265, "1")
+        for entry_type in ("0", "1", "2"):
+            group = quickfix.Group(267, 269)
+            group.setField(269, entry_type)
+            message.addGroup(group)
+        group = quickfix.Group(146, 55)
+        group.setField(55, symbol)
+        message.addGroup(group)
+        if self._session_id is not None and quickfix.Session.sendToTarget(
+            message, self._session_id
+        ):
+            self._stats.requests_sent += 1
+
+    def _drain(self) -> None:
+        """Process what the QuickFIX thread queued, in slices that keep the loop responsive."""
+        self._wakeup_pending = False
+        inbox, stats, send = self._inbox, self._stats, self.producer.send
+        decode = self._codec.decode
+        topic = self.topic
+        stage = stats.stage_ns
+        clock = time.perf_counter_ns
+        budget = 2000
+        while inbox and budget:
+            budget -= 1
+            raw, ingest_ns = inbox.popleft()
+            stats.messages_in += 1
+            t0 = clock()
+            try:
+                message = decode(raw.encode("latin-1"))
+            except FixCodecError as exc:
+                stats.decode_errors += 1
+                stats.last_error = f"decode: {exc}"
+                log.warning("rejected FIX message: %s", exc)
+                continue
+            t1 = clock()
+            try:
+                ticks = self._normalize(message, ingest_ns)
+            except InvalidEntryError as exc:
+                stats.rejected_messages += 1
+                stats.last_error = f"normalize: {exc}"
+                log.warning("rejected market data: %s", exc)
+                continue
+            finally:
+                t2 = clock()
+                stage["decode"] += t1 - t0
+                stage["normalize"] += t2 - t1
+            for tick in ticks:
+                send(topic, tick.symbol.encode(), tick.SerializeToString())
+            stats.ticks_out += len(ticks)
+            stage["produce"] += clock() - t2
+        if inbox and self._loop is not None and not self._wakeup_pending:
+            self._wakeup_pending = True
+            self._loop.call_soon(self._drain)
+        self._collect_thread_counts()
+        stale = self.normalizer.stale - self._resyncing
+        if stale:
+            self.resync(sorted(stale))
+
+    def _normalize(self, message: Any, ingest_ns: int) -> list[Any]:
+        msg_type = message.MSG_TYPE
+        fix_seq = message.header.msg_seq_num
+        if msg_type == "X":
+            return self.normalizer.on_incremental(message, fix_seq, ingest_ns)
+        if msg_type == "W":
+            ticks = self.normalizer.on_snapshot(message, fix_seq, ingest_ns)
+            self._resyncing.discard(message.symbol)
+            return ticks
+        if msg_type == "Y":
+            symbol = self._requests.get(message.md_req_id or "", "?")
+            reason = message.text or str(message.md_req_rej_reason or "rejected")
+            self.normalizer.on_reject([symbol], reason)
+            log.warning("venue rejected %s: %s", symbol, reason)
+        return []
+
+    def _collect_thread_counts(self) -> None:
+        if not self._thread_counts:
+            return
+        with self._lock:
+            counts = dict(self._thread_counts)
+            self._thread_counts.clear()
+        for name, value in counts.items():
+            setattr(self._stats, name, getattr(self._stats, name) + value)

@@ -1,0 +1,108 @@
+"""`mdfeed run`: the whole pipeline in one process, wired from one config.
+
+With the embedded config: the simulated venue, the QuickFIX session, the in-process bus.
+With local-stack: the same against the real Kafka. Components join as they are built; what
+runs is what the status line reports, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from typing import TextIO
+
+from fix_session.ingest import FixIngest
+from fix_session.venue import SimulatedVenue
+from mdfeed.bus import open_bus
+from mdfeed.config import MdfeedConfig
+
+
+def _price(e8: int | None) -> str:
+    return "-" if e8 is None else f"{e8 / 1e8:.2f}"
+
+
+class StatusLine:
+    """One compact line per interval: rates, session state, a few last prices."""
+
+    def __init__(self, out: TextIO, *, watch: int = 3) -> None:
+        self.out = out
+        self.watch = watch
+        self._tty = out.isatty()
+        self._last: tuple[float, int, int] | None = None
+
+    def render(self, ingest: FixIngest, venue: SimulatedVenue | None) -> str:
+        now = time.monotonic()
+        stats = ingest.stats
+        rate_in = rate_out = 0.0
+        if self._last is not None:
+            then, messages, ticks = self._last
+            elapsed = max(now - then, 1e-9)
+            rate_in = (stats.messages_in - messages) / elapsed
+            rate_out = (stats.ticks_out - ticks) / elapsed
+        self._last = (now, stats.messages_in, stats.ticks_out)
+        normalizer = ingest.normalizer
+        symbols = normalizer.symbols
+        prices = []
+        for symbol in symbols[: self.watch]:
+            bid, ask, last = normalizer.top(symbol)
+            prices.append(f"{symbol} {_price(bid)}/{_price(ask)} last {_price(last)}")
+        state = "logged on" if ingest.logged_on else "connecting"
+        rejected = stats.decode_errors + stats.rejected_messages
+        line = (
+            f"fix {state} | {rate_in:,.0f} msgs/s in, {rate_out:,.0f} ticks/s out | "
+            f"{len(symbols)} symbols | {' | '.join(prices)} | rejected {rejected}"
+        )
+        if venue is not None:
+            line = f"venue {venue.stats.entries_sent:,} entries sent | " + line
+        return line
+
+    def show(self, line: str) -> None:
+        if self._tty:
+            self.out.write("\r\x1b[2K" + line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+
+async def run_pipeline(
+    config: MdfeedConfig, *, duration_s: float | None = None, out: TextIO = sys.stderr
+) -> int:
+    """Run until SIGINT/SIGTERM (or `duration_s`); return the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    status = StatusLine(out)
+    async with contextlib.AsyncExitStack() as stack:
+        venue: SimulatedVenue | None = None
+        if config.venue.enabled:
+            venue = SimulatedVenue(config.venue)
+            await stack.enter_async_context(venue)
+            out.write(f"simulated venue listening on {config.venue.host}:{venue.port}\n")
+        bus = await stack.enter_async_context(open_bus(config.bus))
+        producer = await stack.enter_async_context(bus.producer())
+        symbols = config.fix_session.symbols or config.venue.symbols
+        ingest = FixIngest(
+            config.fix_session, symbols=symbols, producer=producer, topic=config.bus.tick_topic
+        )
+        producer.on_resumed = ingest.resync
+        await stack.enter_async_context(ingest)
+        out.write(
+            f"bus: {config.bus.kind}; FIX session {config.fix_session.sender_comp_id} -> "
+            f"{config.fix_session.host}:{config.fix_session.port}, {len(symbols)} symbols\n"
+        )
+        deadline = None if duration_s is None else loop.time() + duration_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            status.show(status.render(ingest, venue))
+            if deadline is not None and loop.time() >= deadline:
+                break
+        if status._tty:
+            out.write("\n")
+        out.write("stopping…\n")
+    return 0
