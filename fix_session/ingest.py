@@ -201,7 +201,7 @@ class FixIngest:
         self.symbols = tuple(symbols)
         self.producer = producer
         self.topic = topic
-        self.normalizer = BookNormalizer(clock_ns=clock_ns)
+        self.normalizer = BookNormalizer(clock_ns=clock_ns, symbols=symbols)
         self._stats = IngestStats()
         self._clock_ns = clock_ns
         self._codec = codec_module(config.dictionary).CODEC

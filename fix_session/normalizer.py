@@ -9,9 +9,9 @@ sequence that goes back.
 
 Bad input loses nothing that is good: a message with an invalid entry (a price that is not
 positive, a size below zero, a price finer than 10^-8, an entry without a symbol or price)
-is rejected whole and counted, the books stay as they were, and the symbols it touched
-are reported as needing a fresh snapshot (`stale`), since the venue's view of their book
-has moved on without us.
+or an entry for a symbol that was not subscribed, is rejected whole and counted, the books
+stay as they were, and the symbols it touched are reported as needing a fresh snapshot
+(`stale`), since the venue's view of their book has moved on without us.
 
 Prices become integers scaled by 10^8 (see proto/mdfeed.proto).
 """
@@ -92,8 +92,10 @@ class _Entry:
 class BookNormalizer:
     """Applies W/X/Y messages to per-symbol books and emits sequenced Ticks."""
 
-    def __init__(self, *, clock_ns: Callable[[], int]) -> None:
+    def __init__(self, *, clock_ns: Callable[[], int], symbols: Iterable[str] = ()) -> None:
         self._clock_ns = clock_ns
+        #: When given, entries for any other symbol are invalid (nobody subscribed to it).
+        self._allowed = frozenset(symbols)
         self._books: dict[str, _Book] = {}
         self.stats = NormalizerStats()
         #: Symbols the venue rejected (MarketDataRequestReject), with its reason.
@@ -110,6 +112,8 @@ class BookNormalizer:
             sym = getattr(e, "symbol", None) or symbol
             if sym is None:
                 raise InvalidEntryError("entry without a symbol")
+            if self._allowed and sym not in self._allowed:
+                raise InvalidEntryError(f"{sym}: not a subscribed symbol")
             if kind is None:
                 raise InvalidEntryError(f"{sym}: entry without MDEntryType")
             # Snapshot entries have no MDUpdateAction: they are all "new".
@@ -179,7 +183,11 @@ class BookNormalizer:
             entries = self._entries(message.no_md_entries, None)
         except InvalidEntryError:
             self.stats.rejected_messages += 1
-            self.stale.update(s for e in message.no_md_entries if (s := getattr(e, "symbol", None)))
+            self.stale.update(
+                s
+                for e in message.no_md_entries
+                if (s := getattr(e, "symbol", None)) and (not self._allowed or s in self._allowed)
+            )
             raise
         self.stats.increments += 1
         self.stats.entries += len(entries)

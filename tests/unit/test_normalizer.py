@@ -166,3 +166,12 @@ def test_scaled_is_exact() -> None:
     assert scaled(Decimal("-3.5")) == -350_000_000
     with pytest.raises(InvalidEntryError):
         scaled(Decimal("0.000000001"))
+
+
+def test_entries_for_symbols_nobody_subscribed_are_rejected() -> None:
+    normalizer = BookNormalizer(clock_ns=lambda: 0, symbols=["AAPL"])
+    normalizer.on_snapshot(snapshot("AAPL", [("1.00", 1)], [("1.02", 1)]), 2, 0)
+    with pytest.raises(InvalidEntryError, match="QQQQ: not a subscribed symbol"):
+        normalizer.on_incremental(incremental(entry(NEW, BID, "QQQQ", "1.01")), 3, 0)
+    assert normalizer.symbols == ["AAPL"]
+    assert normalizer.stale == set()
