@@ -206,6 +206,13 @@ class Kafka(Server):
     broker_port: int = KAFKA_PORT
     controller_port: int = KAFKA_CONTROLLER_PORT
     heap: tuple[str, str] = ("256m", "1g")  # (-Xms, -Xmx)
+    #: Jars installed elsewhere (another stack's lib/) to run from instead of our own lib/:
+    #: a scratch broker in a temp dir then needs no Maven run of its own.
+    jars_dir: Path | None = None
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.jars_dir if self.jars_dir is not None else self.base / "lib"
 
     @property
     def port(self) -> int:
