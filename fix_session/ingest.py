@@ -19,6 +19,9 @@ Choices, and why:
   field validation is off (``Validate*=N``): the codec validates, and counts what it rejects.
 - One MarketDataRequest per symbol, MDReqID ``<symbol>.<n>``, so a reject (Y) names the
   symbol it is about.
+- Bus outage: see mdfeed.bus for the producer's bound. After it dropped ticks, increments
+  are held back per symbol until that symbol's fresh snapshot is published (the snapshot
+  is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
 - Inbox overflow: the callback thread waits (it does not drop) while the inbox holds
   `inbox_max_messages`; QuickFIX then stops reading the socket and TCP pushes back on the
   venue. Dropping here would silently corrupt books.
@@ -69,6 +72,8 @@ class IngestStats:
     resend_requests_sent: int = 0
     requests_sent: int = 0
     ticks_out: int = 0
+    #: Increments held back after the bus dropped ticks, until the symbol's snapshot.
+    ticks_suppressed: int = 0
     inbox_waits: int = 0
     #: Time spent per stage, in nanoseconds (decode, normalize, produce).
     stage_ns: dict[str, int] = field(
@@ -218,6 +223,8 @@ class FixIngest:
         self._lock = threading.Lock()
         self._thread_counts: dict[str, int] = collections.defaultdict(int)
         self._stopped = False
+        self._dropped_seen = 0
+        self._suppressed: set[str] = set()
 
     async def __aenter__(self) -> FixIngest:
         await self.start()
@@ -393,10 +400,23 @@ class FixIngest:
                 t2 = clock()
                 stage["decode"] += t1 - t0
                 stage["normalize"] += t2 - t1
+            suppressed = self._suppressed
             for tick in ticks:
+                if suppressed and tick.symbol in suppressed:
+                    if not tick.from_snapshot:
+                        stats.ticks_suppressed += 1
+                        continue
+                    suppressed.discard(tick.symbol)
                 send(topic, tick.symbol.encode(), tick.SerializeToString())
-            stats.ticks_out += len(ticks)
+                stats.ticks_out += 1
             stage["produce"] += clock() - t2
+        dropped = self.producer.stats.dropped
+        if dropped != self._dropped_seen:
+            # The bus lost ticks: until each symbol's fresh snapshot (requested when the bus
+            # resumes) goes out, its increments are held back, so a consumer sees the gap
+            # followed by a snapshot tick, never increments on a book it cannot have.
+            self._dropped_seen = dropped
+            self._suppressed.update(self.symbols)
         if inbox and self._loop is not None and not self._wakeup_pending:
             self._wakeup_pending = True
             self._loop.call_soon(self._drain)

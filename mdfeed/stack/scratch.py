@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from mdfeed.stack import install, manager, process
+from mdfeed.stack import install, manager, probes, process
 from mdfeed.stack.servers import HOST, Kafka
 
 __all__ = ["ScratchKafka", "ScratchKafkaError", "free_port", "kafka_jars"]
@@ -94,6 +94,12 @@ class ScratchKafka:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10.0
         while process.is_alive(pid, self.server.identity) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The kernel releases a killed JVM's listening sockets a moment after the process is
+        # gone; a start() before then would find its own ports taken.
+        while time.monotonic() < deadline and not all(
+            probes.port_is_bindable(self.server.host, port) for port in self.server.ports
+        ):
             time.sleep(0.05)
         self.server.pid_file.unlink(missing_ok=True)
 
