@@ -410,13 +410,7 @@ class FixIngest:
                 send(topic, tick.symbol.encode(), tick.SerializeToString())
                 stats.ticks_out += 1
             stage["produce"] += clock() - t2
-        dropped = self.producer.stats.dropped
-        if dropped != self._dropped_seen:
-            # The bus lost ticks: until each symbol's fresh snapshot (requested when the bus
-            # resumes) goes out, its increments are held back, so a consumer sees the gap
-            # followed by a snapshot tick, never increments on a book it cannot have.
-            self._dropped_seen = dropped
-            self._suppressed.update(self.symbols)
+        self._check_drops()
         if inbox and self._loop is not None and not self._wakeup_pending:
             self._wakeup_pending = True
             self._loop.call_soon(self._drain)
@@ -424,6 +418,15 @@ class FixIngest:
         stale = self.normalizer.stale - self._resyncing
         if stale:
             self.resync(sorted(stale))
+
+    def _check_drops(self) -> None:
+        dropped = self.producer.stats.dropped
+        if dropped != self._dropped_seen:
+            # The bus lost ticks: until each symbol's fresh snapshot (requested when the bus
+            # resumes) goes out, its increments are held back, so a consumer sees the gap
+            # followed by a snapshot tick, never increments on a book it cannot have.
+            self._dropped_seen = dropped
+            self._suppressed.update(self.symbols)
 
     def _normalize(self, message: Any, ingest_ns: int) -> list[Any]:
         msg_type = message.MSG_TYPE
