@@ -255,24 +255,16 @@ class BookNormalizer:
         *,
         snapshot: bool = False,
     ) -> pb.Tick:
-        book.seq += 1
         self.stats.quotes_out += 1
-        tick = pb.Tick(
-            symbol=symbol,
-            seq=book.seq,
-            kind=pb.TICK_KIND_QUOTE,
-            venue_time_ns=venue_ns,
-            ingest_time_ns=ingest_ns,
-            fix_msg_seq_num=fix_seq,
-            from_snapshot=snapshot,
+        return _tick(
+            symbol,
+            book,
+            pb.TICK_KIND_QUOTE,
+            venue_ns,
+            ingest_ns=ingest_ns,
+            fix_seq=fix_seq,
+            snapshot=snapshot,
         )
-        if book.best_bid is not None:
-            tick.bid_px_e8, tick.bid_size_e8 = book.best_bid
-        if book.best_ask is not None:
-            tick.ask_px_e8, tick.ask_size_e8 = book.best_ask
-        if book.last is not None:
-            tick.last_px_e8, tick.last_size_e8 = book.last
-        return tick
 
     def _trade(
         self,
@@ -284,25 +276,48 @@ class BookNormalizer:
         *,
         snapshot: bool = False,
     ) -> pb.Tick:
-        book.seq += 1
         book.last = (entry.price, entry.size)
         self.stats.trades_out += 1
-        tick = pb.Tick(
-            symbol=entry.symbol,
-            seq=book.seq,
-            kind=pb.TICK_KIND_TRADE,
-            last_px_e8=entry.price,
-            last_size_e8=entry.size,
-            venue_time_ns=_entry_time(entry.time_of_day, sending_ns),
-            ingest_time_ns=ingest_ns,
-            fix_msg_seq_num=fix_seq,
-            from_snapshot=snapshot,
+        venue_ns = _entry_time(entry.time_of_day, sending_ns)
+        return _tick(
+            entry.symbol,
+            book,
+            pb.TICK_KIND_TRADE,
+            venue_ns,
+            ingest_ns=ingest_ns,
+            fix_seq=fix_seq,
+            snapshot=snapshot,
         )
-        if book.best_bid is not None:
-            tick.bid_px_e8, tick.bid_size_e8 = book.best_bid
-        if book.best_ask is not None:
-            tick.ask_px_e8, tick.ask_size_e8 = book.best_ask
-        return tick
+
+
+def _tick(
+    symbol: str,
+    book: _Book,
+    kind: pb.TickKind.ValueType,
+    venue_ns: int,
+    *,
+    ingest_ns: int,
+    fix_seq: int,
+    snapshot: bool,
+) -> pb.Tick:
+    """The next tick of `symbol`: the book's top and last trade after this event."""
+    book.seq += 1
+    tick = pb.Tick(
+        symbol=symbol,
+        seq=book.seq,
+        kind=kind,
+        venue_time_ns=venue_ns,
+        ingest_time_ns=ingest_ns,
+        fix_msg_seq_num=fix_seq,
+        from_snapshot=snapshot,
+    )
+    if book.best_bid is not None:
+        tick.bid_px_e8, tick.bid_size_e8 = book.best_bid
+    if book.best_ask is not None:
+        tick.ask_px_e8, tick.ask_size_e8 = book.best_ask
+    if book.last is not None:
+        tick.last_px_e8, tick.last_size_e8 = book.last
+    return tick
 
 
 _DAY_NS = 86_400_000_000_000
