@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import signal
 import socket
 import time
@@ -35,11 +36,22 @@ class ScratchKafkaError(Exception):
 
 
 def free_port(host: str = HOST) -> int:
-    """A TCP port nothing listens on right now (the kernel's pick for an ephemeral bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on, below the kernel's ephemeral range (32768 and up).
+
+    A client that keeps reconnecting to an ephemeral port with nothing listening can end up
+    connected to itself (TCP simultaneous open) and hold the port; a broker restarted there
+    could then not bind it. Ports below that range are never a client's local port.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ScratchKafkaError("no free port between 20000 and 32000")
 
 
 def kafka_jars(stack_root: Path) -> Path:

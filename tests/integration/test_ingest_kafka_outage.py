@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import random
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,28 +23,10 @@ from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.bus import BusProducer, KafkaBus
 from mdfeed.config import MdfeedConfig
-from mdfeed.stack.scratch import ScratchKafka, kafka_jars
+from mdfeed.stack.scratch import ScratchKafka, free_port, kafka_jars
 
 SYMBOLS = ("AAPL", "MSFT")
 BOUND = 300
-
-
-def port_below_ephemeral_range() -> int:
-    """A free port that no client gets as its own local port.
-
-    A client reconnecting to a port in the ephemeral range with nothing listening can end
-    up connected to itself (TCP simultaneous open) and hold the port.
-    """
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randrange(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -61,7 +41,7 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -
 async def pipeline(
     stack_config: MdfeedConfig, topic: str, bootstrap: str, log_dir: Path
 ) -> AsyncIterator[tuple[FixIngest, BusProducer]]:
-    port = port_below_ephemeral_range()
+    port = free_port()
     venue_cfg = dataclasses.replace(
         stack_config.venue, port=port, symbols=SYMBOLS, rate_ticks_per_s=1000, seed=5
     )
@@ -93,7 +73,7 @@ async def pipeline(
 async def test_kafka_unavailable_at_start(
     stack_config: MdfeedConfig, unique_name: str, tmp_path: Path
 ) -> None:
-    dead = f"127.0.0.1:{port_below_ephemeral_range()}"
+    dead = f"127.0.0.1:{free_port()}"
     async with pipeline(stack_config, unique_name, dead, tmp_path) as (ingest, producer):
         await wait_for(lambda: producer.stats.buffered >= 50, 15, "ticks buffered")
         assert not producer.stats.connected
@@ -111,12 +91,7 @@ async def test_kafka_killed_mid_stream(
     stack_config: MdfeedConfig, unique_name: str, tmp_path: Path
 ) -> None:
     stack_dir = Path(os.environ.get("MDFEED_STACK_DIR") or Path.cwd() / ".stack")
-    kafka = ScratchKafka(
-        tmp_path / "kafka",
-        kafka_jars(stack_dir),
-        broker_port=port_below_ephemeral_range(),
-        controller_port=port_below_ephemeral_range(),
-    )
+    kafka = ScratchKafka(tmp_path / "kafka", kafka_jars(stack_dir))
     await asyncio.to_thread(kafka.start)
     try:
         async with pipeline(stack_config, unique_name, kafka.bootstrap_servers, tmp_path) as (
