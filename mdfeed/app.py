@@ -59,6 +59,11 @@ class StatusLine:
             line = f"venue {venue.stats.entries_sent:,} entries sent | " + line
         return line
 
+    def finish(self) -> None:
+        """End the status line so what follows starts on a line of its own."""
+        if self._tty:
+            self.out.write("\n")
+
     def show(self, line: str) -> None:
         if self._tty:
             self.out.write("\r\x1b[2K" + line)
@@ -102,7 +107,6 @@ async def run_pipeline(
             status.show(status.render(ingest, venue))
             if deadline is not None and loop.time() >= deadline:
                 break
-        if status._tty:
-            out.write("\n")
+        status.finish()
         out.write("stopping…\n")
     return 0
