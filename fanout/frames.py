@@ -1,0 +1,90 @@
+"""Server frames built from already-encoded ticks: serialize once (Principle 5).
+
+A tick is encoded once (``Tick.SerializeToString()``) where it enters the fanout. Every
+client's ``ServerFrame`` carrying a ``TickBatch`` is then assembled from those bytes:
+``TickBatch.ticks`` is field 1 and ``ServerFrame.ticks`` is field 1, so a frame is
+tag + length + (for each tick: tag + length + encoded tick) + the two flags. A protobuf
+parser reads that exactly as it reads ``ServerFrame(ticks=TickBatch(...))`` serialized
+normally; the bytes are also identical, which the tests check.
+
+The rarer frames (gap notices, errors) go through ordinary protobuf serialization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from proto import mdfeed_pb2 as pb
+
+__all__ = ["encode_varint", "error_frame", "gap_frame", "tick_batch_frame"]
+
+# Wire type 2 (length-delimited) for field 1: (1 << 3) | 2.
+_TAG_FIELD1_LEN = b"\x0a"
+# TickBatch.conflated (field 2) and .snapshot (field 3), varint, value true.
+_CONFLATED_TRUE = b"\x10\x01"
+_SNAPSHOT_TRUE = b"\x18\x01"
+
+# Lengths below 128 are one byte; precompute them, they are nearly every tick.
+_SMALL_VARINTS = tuple(bytes((n,)) for n in range(128))
+
+
+def encode_varint(value: int) -> bytes:
+    """The protobuf base-128 varint of a non-negative integer."""
+    if value < 0:
+        raise ValueError(f"varint of a negative number: {value}")
+    if value < 128:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def tick_batch_frame(
+    encoded_ticks: Iterable[bytes], *, conflated: bool = False, snapshot: bool = False
+) -> bytes:
+    """The bytes of ``ServerFrame(ticks=TickBatch(ticks=..., conflated=..., snapshot=...))``.
+
+    ``encoded_ticks`` are ``Tick.SerializeToString()`` outputs; they are copied into the
+    frame as they are, never decoded or re-encoded.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    varint = encode_varint
+    for tick in encoded_ticks:
+        append(_TAG_FIELD1_LEN)
+        append(varint(len(tick)))
+        append(tick)
+    if conflated:
+        append(_CONFLATED_TRUE)
+    if snapshot:
+        append(_SNAPSHOT_TRUE)
+    body = b"".join(parts)
+    return b"".join((_TAG_FIELD1_LEN, varint(len(body)), body))
+
+
+def gap_frame(
+    *,
+    from_seq: int,
+    to_seq: int,
+    reason: pb.GapReason.ValueType,
+    symbol: str | None = None,
+    room: str | None = None,
+) -> bytes:
+    """A ``ServerFrame`` holding a ``GapNotice`` for exactly one of a symbol or a room."""
+    if (symbol is None) == (room is None):
+        raise ValueError("a gap notice names exactly one of symbol or room")
+    notice = pb.GapNotice(from_seq=from_seq, to_seq=to_seq, reason=reason)
+    if symbol is not None:
+        notice.symbol = symbol
+    else:
+        assert room is not None
+        notice.room = room
+    return pb.ServerFrame(gap=notice).SerializeToString()
+
+
+def error_frame(code: int, message: str, ref: str = "") -> bytes:
+    """A ``ServerFrame`` holding an ``Error`` (``code`` in google.rpc.Code numbering)."""
+    return pb.ServerFrame(error=pb.Error(code=code, message=message, ref=ref)).SerializeToString()
