@@ -332,3 +332,33 @@ async def test_bad_connect_frames_get_error_frames_and_the_stream_goes_on() -> N
         assert other_got == [1, 2, 3], "the other client was affected"
         call.cancel()
         other.cancel()
+
+
+async def test_a_lane_past_its_limits_ends_the_call_with_resource_exhausted() -> None:
+    def lane() -> TickLane:
+        return TickLane(max_pending_ticks=10, max_pending_symbols=3, max_stall_s=30)
+
+    symbols = [f"S{i}" for i in range(8)]
+    async with asyncio.timeout(10), stack(lane) as s:
+        slow_channel = aio.insecure_channel(
+            s.address,
+            options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
+        )
+        async with slow_channel:
+            slow = s.subscribe_call(pb.SubscribeRequest(symbols=symbols), slow_channel)
+            frames = aiter(slow)
+            assert (await anext(frames)).ticks.snapshot
+            await until(lambda: s.fanout.client_count == 1)
+            for seq in range(1, 301):
+                for symbol in symbols:
+                    s.producer.send(s.topic, symbol.encode(), tick(symbol, seq))
+            assert await s.producer.flush(5)
+            await until(lambda: s.fanout.records == 300 * len(symbols))
+            with pytest.raises(aio.AioRpcError) as info:
+                async for _ in frames:
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert info.value.details() == (
+                "tick lane overflow: more than 3 symbols pending while conflating"
+            )
+            await until(lambda: s.fanout.client_count == 0)
