@@ -99,6 +99,7 @@ class TickFanout:
         poll_timeout_ms: int = 200,
         lane_factory: Callable[[], TickLane] = TickLane,
         max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS,
+        watchdog_interval_s: float = 1.0,
     ) -> None:
         self._bus = bus
         self._topic = topic if topic is not None else bus.config.tick_topic
@@ -111,9 +112,12 @@ class TickFanout:
         self._clients: set[FanoutClient] = set()
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watchdog_interval_s = watchdog_interval_s
+        self._watchdog: asyncio.Task[None] | None = None
         self.records = 0
         self.bad_records = 0
         self.resyncs = 0
+        self.cut_off = 0  # clients whose lane went past its limits
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -122,13 +126,15 @@ class TickFanout:
         await consumer.start()
         self._consumer = consumer
         self._task = asyncio.create_task(self._consume(consumer), name="tick-fanout")
+        self._watchdog = asyncio.create_task(self._watch(), name="tick-fanout-watchdog")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._watchdog = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -162,7 +168,7 @@ class TickFanout:
     def subscribe(self, client: FanoutClient, symbols: Iterable[str]) -> None:
         """Snapshot first (queued as a control frame), then updates after it."""
         new = [s for s in dict.fromkeys(symbols) if s not in client.symbols]
-        if not new:
+        if not new or client.lane.closed:
             return
         frame, seqs = self.cache.snapshot(new)
         client.push(frame)
@@ -188,6 +194,28 @@ class TickFanout:
     @property
     def client_count(self) -> int:
         return len(self._clients)
+
+    def check_limits(self) -> None:
+        """Cut off clients whose lane is past its limits (stuck, or overflowing).
+
+        A client that stopped reading leaves its writer blocked by flow control, so the
+        transport cannot notice; this closes its lane (freeing it and ending its offers) and
+        the transport ends the call with the lane's reason once it gets to write again.
+        """
+        for client in list(self._clients):
+            if client.lane.closed:
+                continue
+            reason = client.lane.disconnect_reason()
+            if reason is not None:
+                log.warning("cutting off a client: %s", reason)
+                self.cut_off += 1
+                self.unsubscribe(client, list(client.symbols))
+                client.close(reason)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watchdog_interval_s)
+            self.check_limits()
 
     # -- the consume loop -----------------------------------------------------------
 

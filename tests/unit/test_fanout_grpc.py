@@ -66,12 +66,19 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(lane_factory: Callable[[], TickLane] = TickLane) -> AsyncIterator[Stack]:
+async def stack(
+    lane_factory: Callable[[], TickLane] = TickLane, *, watchdog_interval_s: float = 1.0
+) -> AsyncIterator[Stack]:
     bus = MemoryBus(dataclasses.replace(BusConfig(kind="memory"), tick_partitions=3))
     async with bus:
         topic = bus.config.tick_topic
         async with (
-            TickFanout(bus, lane_factory=lane_factory, poll_timeout_ms=50) as fanout,
+            TickFanout(
+                bus,
+                lane_factory=lane_factory,
+                poll_timeout_ms=50,
+                watchdog_interval_s=watchdog_interval_s,
+            ) as fanout,
             bus.producer() as producer,
         ):
             server = aio.server()
@@ -361,4 +368,33 @@ async def test_a_lane_past_its_limits_ends_the_call_with_resource_exhausted() ->
             assert info.value.details() == (
                 "tick lane overflow: more than 3 symbols pending while conflating"
             )
+            await until(lambda: s.fanout.client_count == 0)
+
+
+async def test_a_client_stuck_past_the_stall_limit_is_cut_off() -> None:
+    def lane() -> TickLane:
+        return TickLane(max_pending_ticks=10, max_pending_symbols=100, max_stall_s=0.3)
+
+    async with asyncio.timeout(10), stack(lane, watchdog_interval_s=0.05) as s:
+        stuck_channel = aio.insecure_channel(
+            s.address,
+            options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
+        )
+        async with stuck_channel:
+            stuck = s.subscribe_call(pb.SubscribeRequest(symbols=["AAPL"]), stuck_channel)
+            frames = aiter(stuck)
+            assert (await anext(frames)).ticks.snapshot
+            await until(lambda: s.fanout.client_count == 1)
+            seq = 0
+            while s.fanout.cut_off == 0:  # keep ticks coming until the stall limit hits
+                for _ in range(50):
+                    seq += 1
+                    s.producer.send(s.topic, b"AAPL", tick("AAPL", seq))
+                assert await s.producer.flush(5)
+                await asyncio.sleep(0.01)
+            with pytest.raises(aio.AioRpcError) as info:
+                async for _ in frames:
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert info.value.details().startswith("client stalled: no tick batch taken for")
             await until(lambda: s.fanout.client_count == 0)
