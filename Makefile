@@ -40,6 +40,8 @@ system-deps:
 # The project itself is installed (not editable) every time, so tests import the
 # installed package: a module left out of the package fails the tests.
 install: $(VENV)/.deps-installed
+	@# A stale build/ would put modules compiled earlier into the wheel.
+	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
 run: install

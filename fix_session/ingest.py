@@ -206,7 +206,7 @@ class FixIngest:
         self.symbols = tuple(symbols)
         self.producer = producer
         self.topic = topic
-        self.normalizer = BookNormalizer(clock_ns=clock_ns, symbols=symbols)
+        self.normalizer = BookNormalizer(symbols=symbols)
         self._stats = IngestStats()
         self._clock_ns = clock_ns
         self._codec = codec_module(config.dictionary).CODEC
@@ -218,7 +218,6 @@ class FixIngest:
         self._session_id: Any = None
         self._logged_on = asyncio.Event()
         self._request_counter = 0
-        self._requests: dict[str, str] = {}  # MDReqID -> symbol
         self._resyncing: set[str] = set()
         self._lock = threading.Lock()
         self._thread_counts: dict[str, int] = collections.defaultdict(int)
@@ -348,7 +347,6 @@ class FixIngest:
     def _send_request(self, symbol: str, subscription_type: str) -> None:
         self._request_counter += 1
         req_id = f"{symbol}.{self._request_counter}"
-        self._requests[req_id] = symbol
         message = quickfix.Message()
         message.getHeader().setField(35, "V")
         message.setField(262, req_id)
@@ -438,7 +436,9 @@ class FixIngest:
             self._resyncing.discard(message.symbol)
             return ticks
         if msg_type == "Y":
-            symbol = self._requests.get(message.md_req_id or "", "?")
+            # MDReqID is "<symbol>.<n>" (see _send_request): the symbol is what precedes the
+            # last dot, so a symbol with a dot of its own (BRK.B) reads back whole.
+            symbol = (message.md_req_id or "?.").rpartition(".")[0] or "?"
             reason = message.text or str(message.md_req_rej_reason or "rejected")
             self.normalizer.on_reject([symbol], reason)
             log.warning("venue rejected %s: %s", symbol, reason)

@@ -18,7 +18,7 @@ Prices become integers scaled by 10^8 (see proto/mdfeed.proto).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -92,8 +92,7 @@ class _Entry:
 class BookNormalizer:
     """Applies W/X/Y messages to per-symbol books and emits sequenced Ticks."""
 
-    def __init__(self, *, clock_ns: Callable[[], int], symbols: Iterable[str] = ()) -> None:
-        self._clock_ns = clock_ns
+    def __init__(self, *, symbols: Iterable[str] = ()) -> None:
         #: When given, entries for any other symbol are invalid (nobody subscribed to it).
         self._allowed = frozenset(symbols)
         self._books: dict[str, _Book] = {}

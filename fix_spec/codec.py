@@ -395,8 +395,6 @@ class Codec:
         self._bodies = {t: _compile_level(c, cache) for t, c in self.messages.items()}
         self._everything = frozenset(self._known)
         self._trailer_scope = frozenset(self._trailer.table)
-        self._header_cls = header
-        self._trailer_cls = trailer
         self._prefix = f"8={begin_string}{SOH}9=".encode()
         self._new = object.__new__
 

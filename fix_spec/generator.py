@@ -453,7 +453,7 @@ def generate_package(spec: PackageSpec, dictionaries_dir: Path, out_dir: Path) -
     message_modules: list[tuple[str, str, str]] = []
     for m in message_specs:
         local_groups = _dependency_order(by_module.get(m.module, []), builder.classes)
-        used = _used_names(m, local_groups, builder.classes)
+        used = _used_names(m, local_groups)
         shared = sorted(n for n in used if builder.classes.get(n, m).module == "groups")
         imports = ["from .. import enums", "from ..header import Header, Message, Trailer"]
         if shared:
@@ -597,9 +597,7 @@ def _data_lengths(d: Dictionary) -> dict[int, int]:
     return pairs
 
 
-def _used_names(
-    spec: _ClassSpec, local: Sequence[_ClassSpec], classes: dict[str, _ClassSpec]
-) -> set[str]:
+def _used_names(spec: _ClassSpec, local: Sequence[_ClassSpec]) -> set[str]:
     names: set[str] = set()
     for c in [*local, spec]:
         for slot in c.slots:

@@ -63,7 +63,7 @@ def incremental(*entries: X.NoMDEntries, seq: int = 3) -> X:
 
 @pytest.fixture
 def normalizer() -> BookNormalizer:
-    return BookNormalizer(clock_ns=lambda: 0)
+    return BookNormalizer()
 
 
 def test_snapshot_emits_the_top_of_book(normalizer: BookNormalizer) -> None:
@@ -169,7 +169,7 @@ def test_scaled_is_exact() -> None:
 
 
 def test_entries_for_symbols_nobody_subscribed_are_rejected() -> None:
-    normalizer = BookNormalizer(clock_ns=lambda: 0, symbols=["AAPL"])
+    normalizer = BookNormalizer(symbols=["AAPL"])
     normalizer.on_snapshot(snapshot("AAPL", [("1.00", 1)], [("1.02", 1)]), 2, 0)
     with pytest.raises(InvalidEntryError, match="QQQQ: not a subscribed symbol"):
         normalizer.on_incremental(incremental(entry(NEW, BID, "QQQQ", "1.01")), 3, 0)
