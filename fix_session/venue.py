@@ -103,7 +103,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import random
 import signal
 import sys
@@ -121,6 +120,7 @@ from fix_session.venue_session import (
     incremental_refresh_fields,
 )
 from fix_session.venue_wire import utc_time_only, utc_timestamp
+from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import VenueConfig
 
 __all__ = [
@@ -501,7 +501,6 @@ def _symbols_arg(text: str) -> tuple[str, ...]:
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``venue`` subcommand to the mdfeed command line."""
-    from mdfeed.config import config_names
 
     parser = subparsers.add_parser(
         "venue",
@@ -510,17 +509,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         epilog=_CLI_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="NAME|PATH",
-        default=None,
-        help=(
-            "a shipped config name (" + ", ".join(config_names()) + ") or a TOML file; "
-            "default: $MDFEED_CONFIG, else 'embedded'. The [venue] section is used; any "
-            "key can be overridden with MDFEED__VENUE__<KEY>."
-        ),
-    )
+    add_config_option(parser, section="venue")
     parser.add_argument("--host", default=None, help="address to listen on (default: venue.host)")
     parser.add_argument(
         "--port",
@@ -555,9 +544,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def run_venue_command(args: argparse.Namespace) -> int:
     """``mdfeed venue``: load the config, apply the options, serve until Ctrl-C."""
-    from mdfeed.config import load_config
-
-    config = load_config(args.config or os.environ.get("MDFEED_CONFIG") or "embedded", os.environ)
+    config = config_from_args(args)
     venue_config = config.venue
     overrides: dict[str, object] = {}
     for option, key in (

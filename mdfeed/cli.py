@@ -17,34 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from mdfeed import __version__
-from mdfeed.config import ConfigError, MdfeedConfig, config_names, dump_config, load_config
-
-DEFAULT_CONFIG = "embedded"
+from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.config import ConfigError, dump_config
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="NAME|PATH",
-        default=None,
-        help=(
-            "a shipped config name (" + ", ".join(config_names()) + ") or a TOML file; "
-            f"default: $MDFEED_CONFIG, else '{DEFAULT_CONFIG}'. Any key can be overridden "
-            "with an environment variable MDFEED__<SECTION>__<KEY>."
-        ),
-    )
-
-
-def _config(args: argparse.Namespace) -> MdfeedConfig:
-    name = args.config or os.environ.get("MDFEED_CONFIG") or DEFAULT_CONFIG
-    return load_config(name, os.environ)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = config_from_args(args)
     _setup_logging(config.log.level)
     from mdfeed.app import run_pipeline
 
@@ -68,13 +48,13 @@ def _run_async(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    _config(args)
+    config_from_args(args)
     print("config ok")
     return 0
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    print(dump_config(_config(args)), end="")
+    print(dump_config(config_from_args(args)), end="")
     return 0
 
 
@@ -152,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
             "'mdfeed stack up' starts."
         ),
     )
-    _add_config_option(run)
+    add_config_option(run)
     run.add_argument(
         "--duration",
         type=float,
@@ -167,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser(
         "check", help="load the config with environment overrides; exit 1 naming a bad key"
     )
-    _add_config_option(check)
+    add_config_option(check)
     check.set_defaults(func=_cmd_config_check)
     show = config_sub.add_parser("show", help="print the effective config as TOML, every key")
-    _add_config_option(show)
+    add_config_option(show)
     show.set_defaults(func=_cmd_config_show)
 
     codegen = sub.add_parser("codegen", help="regenerate committed generated code")
