@@ -32,17 +32,11 @@ import pytest
 from fix_session.ingest import FixIngest
 from mdfeed.bus import open_bus
 from mdfeed.config import MdfeedConfig, load_config
+from mdfeed.stack.scratch import free_port
 
 RATES = (20_000, 50_000, 100_000, 200_000)
 SECONDS = 8.0
 TARGET = 200_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _kafka_up(config: MdfeedConfig) -> bool:
@@ -76,7 +70,7 @@ def _venue_rates(lines: list[str]) -> list[float]:
 
 
 async def measure(config: MdfeedConfig, rate: int, seconds: float, tmp: Path) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     topic = f"bench.ingest.{rate}.{time.time_ns()}"
     session_cfg = dataclasses.replace(config.fix_session, port=port, log_dir=str(tmp))
     bus_cfg = dataclasses.replace(config.bus, tick_topic=topic)

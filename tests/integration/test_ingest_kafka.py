@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,18 +17,12 @@ from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.bus import Bus, BusProducer, open_bus
 from mdfeed.config import BusConfig, FixSessionConfig, MdfeedConfig, VenueConfig
+from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA")
 # Indexes into the counters of the malformed-input test.
 DECODE, NORMALIZE, SESSION_REJECT, RESEND = range(4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from mdfeed.stack.scratch import free_port
 
 
 def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     env = {
         **os.environ,
         "MDFEED__VENUE__PORT": port,
