@@ -29,11 +29,26 @@ __all__ = [
 
 # Runs in a separate interpreter: start argv[2:] in a new session with stdout and stderr
 # appended to argv[1], print its pid, and exit without waiting for it.
+#
+# Popen returns as soon as exec() has closed the child's close-on-exec pipe, which is before
+# the kernel has set up the new program's arguments: for a moment /proc/<pid>/cmdline is
+# empty, and the caller's identity check would take a healthy server for a dead one (seen on
+# a loaded machine). So the pid is printed only once the command line is visible, or the
+# child has already exited.
 _LAUNCHER = """\
-import os, subprocess, sys
+import os, subprocess, sys, time
 log = open(sys.argv[1], "ab")
 proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+deadline = time.monotonic() + 5.0
+while proc.poll() is None and time.monotonic() < deadline:
+    try:
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            if f.read(1):
+                break
+    except OSError:
+        break
+    time.sleep(0.001)
 sys.stdout.write(str(proc.pid))
 sys.stdout.flush()
 os._exit(0)

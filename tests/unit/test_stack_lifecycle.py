@@ -334,3 +334,33 @@ def test_stop_kills_the_process_group_when_sigterm_is_ignored(tmp_path: Path) ->
     assert killed
     assert elapsed < 5
     assert not process.is_alive(pid, marker)
+
+
+def test_spawned_process_is_recognisable_as_soon_as_its_pid_is_known(tmp_path: Path) -> None:
+    # The pid is handed back only once /proc/<pid>/cmdline shows the new program; an empty
+    # command line mid-exec made a healthy server look dead on a loaded machine.
+    marker = str(tmp_path / "recognisable")
+    pids = []
+    try:
+        for _ in range(10):
+            pid = process.spawn_detached(
+                [sys.executable, "-c", "import time; time.sleep(30)", marker],
+                tmp_path / "console.log",
+                tmp_path,
+            )
+            pids.append(pid)
+            assert process.is_alive(pid, marker)
+    finally:
+        for pid in pids:
+            process.stop_process(pid, marker, grace=2.0)
+
+
+def test_a_program_that_exits_at_once_is_reported_dead(tmp_path: Path) -> None:
+    marker = str(tmp_path / "short-lived")
+    pid = process.spawn_detached(
+        [sys.executable, "-c", "raise SystemExit(3)", marker], tmp_path / "console.log", tmp_path
+    )
+    deadline = time.monotonic() + 5
+    while process.is_alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not process.is_alive(pid, marker)
