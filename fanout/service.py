@@ -118,6 +118,7 @@ class TickFanout:
         self.bad_records = 0
         self.resyncs = 0
         self.cut_off = 0  # clients whose lane went past its limits
+        self._listeners: list[Callable[[str, int, bytes], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -191,6 +192,14 @@ class TickFanout:
                 if not subscribers:
                     del self._subscribers[symbol]
 
+    def add_listener(self, listener: Callable[[str, int, bytes], None]) -> None:
+        """Call ``listener(symbol, seq, encoded_tick)`` for every tick, every symbol.
+
+        For whole-feed consumers inside the process (the MQTT bridge). It runs in the
+        consume loop: it must only queue, never block or await.
+        """
+        self._listeners.append(listener)
+
     @property
     def client_count(self) -> int:
         return len(self._clients)
@@ -254,6 +263,8 @@ class TickFanout:
             if clients:
                 for client in clients:
                     client.offer(symbol, seq, encoded)
+            for listener in self._listeners:
+                listener(symbol, seq, encoded)
 
     def _resync(
         self, symbol: str, new_seq: int, old_seq: int, clients: set[FanoutClient] | None

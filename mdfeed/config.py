@@ -143,6 +143,12 @@ class MqttConfig:
     topic_prefix: str = ""
     #: Quote publishes per symbol per second at most; faster updates are conflated.
     quote_max_rate_per_symbol_hz: PositiveFloat = 10.0
+    #: The fanout's own MQTT login (external brokers with an ACL); empty for anonymous.
+    username: str = ""
+    password: str = ""
+    client_id: str = "mdfeed-fanout"
+    #: Seconds between reconnect attempts after the broker goes away.
+    reconnect_interval_s: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,43 @@ class FanoutConfig:
 
     grpc_host: str = "127.0.0.1"
     grpc_port: Port = 50051
+    #: PEM certificate chain and private key; both empty serves plaintext (loopback use).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Ticks per TickBatch frame (per-message overhead dominates a grpc.aio stream).
+    max_batch_ticks: Annotated[int, Between(1, 10_000)] = 256
+    #: Ticks a client may have queued before its lane conflates (latest value per symbol).
+    max_pending_ticks: PositiveInt = 10_000
+    #: A conflating client pending on more symbols than this is disconnected.
+    max_pending_symbols: PositiveInt = 5_000
+    #: A client that takes nothing for this long while ticks wait is stuck: disconnected
+    #: with RESOURCE_EXHAUSTED and the reason.
+    max_stall_s: PositiveFloat = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Who may connect, and to what: tokens with per-symbol and per-room entitlements."""
+
+    #: Off: every client is anonymous and entitled to everything (loopback development).
+    enabled: bool = False
+    #: TOML file of users: ``[users.NAME] token, symbols, rooms`` (see mdfeed.entitlements).
+    users_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    """Chat rooms on the same connections as ticks: validated, sequenced, persisted."""
+
+    #: Longest message text, in characters.
+    max_text_chars: Annotated[int, Between(1, 100_000)] = 2000
+    #: Posts per user: a sustained rate and a burst (token bucket).
+    rate_per_user_hz: PositiveFloat = 5.0
+    rate_burst: PositiveInt = 20
+    #: History and resume replies carry at most this many messages per request.
+    history_max: Annotated[int, Between(1, 100_000)] = 1000
+    #: Undelivered chat frames a client may hold before it is disconnected (it can resume).
+    client_queue_max: PositiveInt = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +220,8 @@ class MdfeedConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
     datafeed: DatafeedConfig = field(default_factory=DatafeedConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -374,7 +419,9 @@ def _toml_value(value: object) -> str:
 
 
 __all__ = [
+    "AuthConfig",
     "BusConfig",
+    "ChatConfig",
     "ConfigError",
     "DatafeedConfig",
     "FanoutConfig",
