@@ -36,17 +36,43 @@ log = logging.getLogger(__name__)
 
 #: Ticks per ``TickBatch`` frame: per-message overhead dominates a grpc.aio stream, so batch.
 DEFAULT_MAX_BATCH_TICKS = 256
+#: Undelivered chat frames a client may hold before it is disconnected.
+DEFAULT_MAX_PENDING_CHAT = 10_000
 
 
 class FanoutClient:
     """One connected client: its tick lane and its pending control frames."""
 
-    def __init__(self, lane: TickLane, *, max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS) -> None:
+    def __init__(
+        self,
+        lane: TickLane,
+        *,
+        max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS,
+        max_pending_chat: int = DEFAULT_MAX_PENDING_CHAT,
+    ) -> None:
         self.lane = lane
         self.max_batch_ticks = max_batch_ticks
+        self.max_pending_chat = max_pending_chat
         self.symbols: set[str] = set()
         self._control: deque[bytes] = deque()
+        self._chat: deque[bytes] = deque()
         self._wake = asyncio.Event()
+
+    def deliver_chat(self, message: pb.ChatMessage, frame: bytes) -> None:
+        """Queue a chat frame; chat is never dropped, so a client too far behind is closed.
+
+        It can reconnect and resume from its last seq without losing anything.
+        """
+        if self.lane.closed:
+            return
+        if len(self._chat) >= self.max_pending_chat:
+            self.close(
+                f"chat backlog: {len(self._chat)} undelivered chat messages "
+                f"(limit {self.max_pending_chat}); resume from seq to continue"
+            )
+            return
+        self._chat.append(frame)
+        self._wake.set()
 
     def offer(self, symbol: str, seq: int, encoded: bytes) -> None:
         self.lane.offer(symbol, seq, encoded)
@@ -68,9 +94,12 @@ class FanoutClient:
         """
         lane = self.lane
         control = self._control
+        chat = self._chat
         while True:
             while control:
                 yield control.popleft()
+            while chat and not lane.closed:
+                yield chat.popleft()
             if lane.disconnect_reason() is not None:
                 return
             batch = lane.take_batch(self.max_batch_ticks)
@@ -80,7 +109,7 @@ class FanoutClient:
                 yield batch.frame
                 continue
             self._wake.clear()
-            if control or lane.pending:
+            if control or chat or lane.pending:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(check_interval_s):
@@ -99,6 +128,7 @@ class TickFanout:
         poll_timeout_ms: int = 200,
         lane_factory: Callable[[], TickLane] = TickLane,
         max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS,
+        max_pending_chat: int = DEFAULT_MAX_PENDING_CHAT,
         watchdog_interval_s: float = 1.0,
     ) -> None:
         self._bus = bus
@@ -107,6 +137,7 @@ class TickFanout:
         self._poll_timeout_ms = poll_timeout_ms
         self._lane_factory = lane_factory
         self._max_batch_ticks = max_batch_ticks
+        self._max_pending_chat = max_pending_chat
         self.cache = SnapshotCache()
         self._subscribers: dict[str, set[FanoutClient]] = {}
         self._clients: set[FanoutClient] = set()
@@ -158,7 +189,11 @@ class TickFanout:
     # -- clients --------------------------------------------------------------------
 
     def connect(self) -> FanoutClient:
-        client = FanoutClient(self._lane_factory(), max_batch_ticks=self._max_batch_ticks)
+        client = FanoutClient(
+            self._lane_factory(),
+            max_batch_ticks=self._max_batch_ticks,
+            max_pending_chat=self._max_pending_chat,
+        )
         self._clients.add(client)
         return client
 
