@@ -136,6 +136,10 @@ class StoreConfig:
 class MqttConfig:
     """The MQTT broker clients connect to: embedded in-process, or an external Mosquitto."""
 
+    #: Run the MQTT side at all. With several fanout processes on one broker, every bridge
+    #: publishes every quote and chat message: enable it on one (posts are taken once, through
+    #: a shared subscription, either way).
+    enabled: bool = True
     kind: Literal["embedded", "external"] = "embedded"
     host: str = "127.0.0.1"
     port: Port = 1883
@@ -146,7 +150,12 @@ class MqttConfig:
     #: The fanout's own MQTT login (external brokers with an ACL); empty for anonymous.
     username: str = ""
     password: str = ""
-    client_id: str = "mdfeed-fanout"
+    #: Empty: ``mdfeed-fanout-<host name>-<gRPC port>``, stable across restarts (the
+    #: broker keeps the persistent session) and unique per process on a host.
+    client_id: str = ""
+    #: Shared-subscription group for chat posts on an external broker (``$share/GROUP/...``),
+    #: so each post is handled by one fanout process however many run.
+    share_group: str = "mdfeed"
     #: Seconds between reconnect attempts after the broker goes away.
     reconnect_interval_s: PositiveFloat = 1.0
 
