@@ -63,7 +63,7 @@ integration: install
 # runs for the duration.
 bench: install system-deps
 	@trap '$(BIN)/mdfeed stack down' EXIT
-	$(BIN)/mdfeed stack up kafka
+	$(BIN)/mdfeed stack up kafka mosquitto
 	$(BIN)/pytest bench -s --benchmark-columns=mean,median,ops,rounds --benchmark-sort=mean $(PYTEST_ARGS)
 
 stack-up: install system-deps

@@ -48,6 +48,7 @@ from typing import Protocol, Self
 
 import grpc
 
+from fanout.frames import encode_varint
 from mdfeed.bus import Bus, BusConsumer, BusProducer
 from mdfeed.config import ChatConfig
 from mdfeed.entitlements import User
@@ -97,16 +98,7 @@ def validate_room(room: str) -> str | None:
 
 def chat_frame(encoded_message: bytes) -> bytes:
     """A ``ServerFrame{chat: ...}`` from the encoded ChatMessage (field 3, length-delimited)."""
-    return b"\x1a" + _varint(len(encoded_message)) + encoded_message
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return b"\x1a" + encode_varint(len(encoded_message)) + encoded_message
 
 
 class RateLimiter:

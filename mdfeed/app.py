@@ -14,6 +14,7 @@ import sys
 import time
 from typing import TextIO
 
+from fanout.runtime import Fanout
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.bus import open_bus
@@ -31,18 +32,24 @@ class StatusLine:
         self.out = out
         self.watch = watch
         self._tty = out.isatty()
-        self._last: tuple[float, int, int] | None = None
+        self._last: tuple[float, int, int, int] | None = None
 
-    def render(self, ingest: FixIngest, venue: SimulatedVenue | None) -> str:
+    def render(
+        self, ingest: FixIngest, venue: SimulatedVenue | None, fanout: Fanout | None = None
+    ) -> str:
         now = time.monotonic()
         stats = ingest.stats
-        rate_in = rate_out = 0.0
+        mqtt_out = 0
+        if fanout is not None and fanout.bridge is not None:
+            mqtt_out = fanout.bridge.stats.quotes_published
+        rate_in = rate_out = rate_mqtt = 0.0
         if self._last is not None:
-            then, messages, ticks = self._last
+            then, messages, ticks, mqtt = self._last
             elapsed = max(now - then, 1e-9)
             rate_in = (stats.messages_in - messages) / elapsed
             rate_out = (stats.ticks_out - ticks) / elapsed
-        self._last = (now, stats.messages_in, stats.ticks_out)
+            rate_mqtt = (mqtt_out - mqtt) / elapsed
+        self._last = (now, stats.messages_in, stats.ticks_out, mqtt_out)
         normalizer = ingest.normalizer
         symbols = normalizer.symbols
         prices = []
@@ -57,6 +64,12 @@ class StatusLine:
         )
         if venue is not None:
             line = f"venue {venue.stats.entries_sent:,} entries sent | " + line
+        if fanout is not None and fanout.ticks is not None:
+            chat = fanout.chat.posted if fanout.chat is not None else 0
+            line += (
+                f" | gRPC {fanout.ticks.client_count} clients | MQTT {rate_mqtt:,.0f} quotes/s"
+                f" | chat {chat} posts"
+            )
         return line
 
     def finish(self) -> None:
@@ -100,11 +113,14 @@ async def run_pipeline(
             f"bus: {config.bus.kind}; FIX session {config.fix_session.sender_comp_id} -> "
             f"{config.fix_session.host}:{config.fix_session.port}, {len(symbols)} symbols\n"
         )
+        fanout = await stack.enter_async_context(Fanout(config, bus))
+        for line in fanout.describe():
+            out.write(line + "\n")
         deadline = None if duration_s is None else loop.time() + duration_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
-            status.show(status.render(ingest, venue))
+            status.show(status.render(ingest, venue, fanout))
             if deadline is not None and loop.time() >= deadline:
                 break
         status.finish()

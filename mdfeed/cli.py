@@ -35,6 +35,10 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if level != "DEBUG":
+        # The embedded broker narrates every state change at INFO; keep its warnings.
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _run_async(main: Coroutine[Any, Any, int]) -> int:
@@ -205,9 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from fanout.cli import register_cli as register_fanout
     from fix_session.venue import register_cli as register_venue
     from mdfeed.stack import register_cli as register_stack
 
+    register_fanout(sub)
     register_stack(sub)
     register_venue(sub)
 

@@ -35,6 +35,10 @@ class ScratchKafkaError(Exception):
     """The scratch broker could not be started; the message carries its output and log."""
 
 
+#: Ports this process handed out: asked for several at once, a caller must get distinct ones.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = HOST) -> int:
     """A TCP port nothing listens on, below the kernel's ephemeral range (32768 and up).
 
@@ -45,11 +49,14 @@ def free_port(host: str = HOST) -> int:
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(20_000, 32_000)
+        if port in _HANDED_OUT:  # not bound yet by whoever asked: still spoken for
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise ScratchKafkaError("no free port between 20000 and 32000")
 

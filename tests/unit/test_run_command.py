@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mdfeed.stack.scratch import free_port
@@ -43,3 +44,92 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"50 symbols \| AAPL \d+\.\d\d/\d+\.\d\d", lines[-1]), lines[-1]
     assert "rejected 0" in lines[-1]
     assert "stopping" in result.stderr
+
+
+def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
+    """`mdfeed run` end to end: `mdfeed watch`, `mdfeed chat` and an MQTT subscriber."""
+    from proto import mdfeed_pb2 as pb
+
+    venue, grpc_port, mqtt_port = str(free_port()), str(free_port()), free_port()
+    env = {
+        **os.environ,
+        "MDFEED__VENUE__PORT": venue,
+        "MDFEED__FIX_SESSION__PORT": venue,
+        "MDFEED__FIX_SESSION__LOG_DIR": str(tmp_path / "fix"),
+        "MDFEED__FANOUT__GRPC_PORT": grpc_port,
+        "MDFEED__MQTT__PORT": str(mqtt_port),
+        "MDFEED__STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+    }
+    mdfeed = str(Path(sys.executable).parent / "mdfeed")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [mdfeed, "run", "--duration", "40"], stdout=out, stderr=subprocess.STDOUT,
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "fix logged on" not in log.read_text() or "MQTT:" not in log.read_text():
+            assert run.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        address = f"127.0.0.1:{grpc_port}"
+        client = [mdfeed]
+        watch = subprocess.run(
+            [*client, "watch", "AAPL", "MSFT", "--count", "20", "--address", address],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert watch.returncode == 0, watch.stderr
+        lines = watch.stdout.splitlines()
+        assert len(lines) >= 20
+        assert all(re.match(r"(AAPL|MSFT) +#\d+ +(bid|trade)", ln) for ln in lines), lines
+        assert lines[0].endswith("[snapshot]")
+        seqs: dict[str, list[int]] = {}
+        for ln in lines:
+            symbol, seq = ln.split()[:2]
+            seqs.setdefault(symbol, []).append(int(seq[1:]))
+        assert all(s == sorted(set(s)) for s in seqs.values()), seqs  # per-symbol order
+
+        chat = subprocess.run(
+            [*client, "chat", "lobby", "--user", "ann", "--post", "hello", "--address", address],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert chat.returncode == 0, chat.stderr
+        assert "[lobby #1] ann: hello" in chat.stdout
+        history = subprocess.run(
+            [*client, "chat", "lobby", "--after-seq", "0", "--count", "1", "--address", address],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert history.stdout.splitlines() == ["[lobby #1] ann: hello"], history
+
+        payload = _first_message(mqtt_port, "md/AAPL")
+        assert payload is not None, "no quote on md/AAPL"
+        assert pb.Tick.FromString(payload).symbol == "AAPL"
+    finally:
+        run.terminate()
+        run.wait(30)
+    assert run.returncode == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert re.search(r"gRPC \d+ clients \| MQTT [\d,]+ quotes/s \| chat 1 posts", text), text[
+        -2000:
+    ]
+
+
+def _first_message(port: int, topic: str, timeout_s: float = 10.0) -> bytes | None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[bytes] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="run-test")
+    sub.on_message = lambda _c, _u, message: got.append(bytes(message.payload))
+    sub.connect("127.0.0.1", port)
+    sub.subscribe(topic, qos=0)
+    sub.loop_start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    return got[0] if got else None

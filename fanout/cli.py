@@ -1,0 +1,422 @@
+"""`mdfeed fanout`, `mdfeed watch SYMBOL...` and `mdfeed chat ROOM`.
+
+* ``mdfeed fanout``: the fanout alone (gRPC, MQTT bridge, chat) against the configured bus
+  and store, for running several instances side by side behind one Kafka.
+* ``mdfeed watch``: a small gRPC client printing quotes and trades as they arrive, with gap
+  and resync notices; it reconnects when the server goes away.
+* ``mdfeed chat``: joins a room over ``Connect``, prints its messages and posts each line
+  typed on stdin (or ``--post TEXT`` once); after a reconnect it resumes from the last seq
+  it printed, so nothing is missed or shown twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+from grpc import aio
+
+from fanout.grpc_server import SERVICE_NAME
+from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.config import MdfeedConfig
+from proto import mdfeed_pb2 as pb
+
+__all__ = ["chat", "register_cli", "watch"]
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def _price(e8: int) -> str:
+    """At least two decimals, more only when the price has them (exact: integer math)."""
+    if not e8:
+        return "-"
+    whole, frac = divmod(abs(e8), 100_000_000)
+    digits = f"{frac:08d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if e8 < 0 else ''}{whole:,}.{digits}"
+
+
+def format_tick(tick: pb.Tick) -> str:
+    if tick.kind == pb.TICK_KIND_TRADE:
+        body = f"trade {tick.last_size_e8 / 1e8:g} @ {_price(tick.last_px_e8)}"
+    else:
+        body = (
+            f"bid {tick.bid_size_e8 / 1e8:g} @ {_price(tick.bid_px_e8)}  "
+            f"ask {tick.ask_size_e8 / 1e8:g} @ {_price(tick.ask_px_e8)}"
+        )
+    return f"{tick.symbol:<8} #{tick.seq:<8} {body}"
+
+
+def format_frame(frame: pb.ServerFrame) -> list[str]:
+    body = frame.WhichOneof("body")
+    if body == "ticks":
+        tag = (
+            " [snapshot]"
+            if frame.ticks.snapshot
+            else " [conflated]"
+            if frame.ticks.conflated
+            else ""
+        )
+        return [format_tick(t) + tag for t in frame.ticks.ticks]
+    if body == "gap":
+        gap = frame.gap
+        target = gap.symbol or gap.room
+        reason = pb.GapReason.Name(gap.reason).removeprefix("GAP_REASON_").lower()
+        return [f"{target:<8} gap: seq {gap.from_seq}..{gap.to_seq} skipped ({reason})"]
+    if body == "chat":
+        m = frame.chat
+        return [f"[{m.room} #{m.seq}] {m.author}: {m.text}"]
+    if body == "error":
+        e = frame.error
+        name = grpc.StatusCode(_code(e.code)).name if _code(e.code) else str(e.code)
+        ref = f" ({e.ref})" if e.ref else ""
+        return [f"error {name}{ref}: {e.message}"]
+    return []
+
+
+def _code(number: int) -> Any:
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code.value
+    return None
+
+
+def _metadata(token: str | None, user: str | None) -> list[tuple[str, str]]:
+    metadata = []
+    if token:
+        metadata.append(("authorization", f"Bearer {token}"))
+    if user:
+        metadata.append(("x-mdfeed-user", user))
+    return metadata
+
+
+def _channel(address: str, ca_file: str | None) -> aio.Channel:
+    if ca_file:
+        credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+        return aio.secure_channel(address, credentials)
+    return aio.insecure_channel(address)
+
+
+async def watch(
+    address: str,
+    symbols: Sequence[str],
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
+    count: int | None = None,
+    out: TextIO = sys.stdout,
+    retry_s: float = 1.0,
+) -> int:
+    """Print ticks of ``symbols`` until Ctrl-C (or ``count`` ticks); reconnect on loss."""
+    seen = 0
+    while True:
+        async with _channel(address, ca_file) as channel:
+            method = channel.unary_stream(
+                f"/{SERVICE_NAME}/Subscribe",
+                request_serializer=pb.SubscribeRequest.SerializeToString,
+                response_deserializer=pb.ServerFrame.FromString,
+            )
+            call = method(
+                pb.SubscribeRequest(symbols=list(symbols)), metadata=_metadata(token, None)
+            )
+            try:
+                async for frame in call:
+                    for line in format_frame(frame):
+                        out.write(line + "\n")
+                    out.flush()
+                    seen += len(frame.ticks.ticks)
+                    if count is not None and seen >= count:
+                        call.cancel()
+                        return 0
+                return 0
+            except aio.AioRpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    print(f"mdfeed watch: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                    return 1
+                print(
+                    f"mdfeed watch: {exc.code().name}: {exc.details()}; reconnecting in "
+                    f"{retry_s:g} s…",
+                    file=sys.stderr,
+                )
+        await asyncio.sleep(retry_s)
+
+
+async def _lines(stream: TextIO) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, stream.readline)
+        if not line:
+            return
+        yield line.rstrip("\n")
+
+
+async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split pieces
+    address: str,
+    room: str,
+    *,
+    token: str | None = None,
+    user: str | None = None,
+    ca_file: str | None = None,
+    post: str | None = None,
+    after_seq: int | None = None,
+    count: int | None = None,
+    stdin: TextIO | None = sys.stdin,
+    out: TextIO = sys.stdout,
+    retry_s: float = 1.0,
+) -> int:
+    """Join ``room`` and print it; post lines from ``stdin`` (or ``post`` once, then exit).
+
+    ``after_seq`` first replays the messages after that seq. After a reconnect the room is
+    resumed from the last seq printed. ``count``: exit after that many messages.
+    """
+    last_seq = after_seq
+    printed = 0
+    pending_post = post
+    while True:
+        async with _channel(address, ca_file) as channel:
+            method = channel.stream_stream(
+                f"/{SERVICE_NAME}/Connect",
+                request_serializer=pb.ClientFrame.SerializeToString,
+                response_deserializer=pb.ServerFrame.FromString,
+            )
+            call = method(metadata=_metadata(token, user))  # type: ignore[call-arg]  # writes frames itself
+            if last_seq is None:
+                await call.write(pb.ClientFrame(subscribe=pb.SubscribeRequest(rooms=[room])))
+            else:
+                await call.write(
+                    pb.ClientFrame(resume=pb.ResumeRequest(room=room, after_seq=last_seq))
+                )
+            ref = ""
+            if pending_post is not None:
+                ref = uuid.uuid4().hex
+                await call.write(
+                    pb.ClientFrame(
+                        chat_post=pb.ChatPost(room=room, text=pending_post, client_ref=ref)
+                    )
+                )
+            sender: asyncio.Task[None] | None = None
+            if post is None and stdin is not None:
+                sender = asyncio.create_task(_send_lines(call, room, stdin))
+            try:
+                async for frame in call:
+                    if frame.WhichOneof("body") == "chat":
+                        if last_seq is not None and frame.chat.seq <= last_seq:
+                            continue
+                        last_seq = frame.chat.seq
+                        printed += 1
+                    for line in format_frame(frame):
+                        out.write(line + "\n")
+                    out.flush()
+                    if frame.WhichOneof("body") == "error" and frame.error.ref == ref and ref:
+                        return 1
+                    if (
+                        pending_post is not None
+                        and frame.WhichOneof("body") == "chat"
+                        and frame.chat.author
+                        and frame.chat.text == pending_post
+                    ):
+                        return 0
+                    if count is not None and printed >= count:
+                        call.cancel()
+                        return 0
+                return 0
+            except aio.AioRpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    print(f"mdfeed chat: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                    return 1
+                print(
+                    f"mdfeed chat: {exc.code().name}: {exc.details()}; reconnecting in "
+                    f"{retry_s:g} s…",
+                    file=sys.stderr,
+                )
+                if last_seq is None:
+                    last_seq = 0
+            finally:
+                if sender is not None:
+                    sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sender
+        await asyncio.sleep(retry_s)
+
+
+async def _send_lines(
+    call: aio.StreamStreamCall[pb.ClientFrame, pb.ServerFrame], room: str, stdin: TextIO
+) -> None:
+    async for line in _lines(stdin):
+        if line.strip():
+            await call.write(
+                pb.ClientFrame(
+                    chat_post=pb.ChatPost(room=room, text=line, client_ref=uuid.uuid4().hex)
+                )
+            )
+
+
+async def run_fanout(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> int:
+    """The fanout alone, until SIGINT/SIGTERM."""
+    from fanout.runtime import Fanout
+    from mdfeed.bus import open_bus
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_bus(config.bus) as bus, Fanout(config, bus) as fanout:
+        for line in fanout.describe():
+            out.write(line + "\n")
+        out.write("fanout ready\n")
+        out.flush()
+        await stop.wait()
+        out.write("stopping…\n")
+    return 0
+
+
+def _address(args: argparse.Namespace) -> str:
+    if args.address:
+        return str(args.address)
+    config = config_from_args(args)
+    return f"{config.fanout.grpc_host}:{config.fanout.grpc_port}"
+
+
+def _cmd_fanout(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async, _setup_logging
+
+    config = config_from_args(args)
+    _setup_logging(config.log.level)
+    return _run_async(run_fanout(config))
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async
+
+    return _run_async(
+        watch(_address(args), args.symbols, token=args.token, ca_file=args.ca, count=args.count)
+    )
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async
+
+    return _run_async(
+        chat(
+            _address(args),
+            args.room,
+            token=args.token,
+            user=args.user,
+            ca_file=args.ca,
+            post=args.post,
+            after_seq=args.after_seq,
+            count=args.count,
+        )
+    )
+
+
+def _cmd_mqtt_acl(args: argparse.Namespace) -> int:
+    from fanout.mqtt_acl import write_mosquitto_files
+    from mdfeed.config import ConfigError
+    from mdfeed.entitlements import load_entitlements
+
+    config = config_from_args(args)
+    if not config.auth.enabled:
+        raise ConfigError(
+            "auth.enabled: false, so every client is anonymous and there is no ACL to "
+            "generate; set auth.enabled = true and auth.users_file"
+        )
+    entitlements = load_entitlements(config.auth)
+    files = write_mosquitto_files(Path(args.out), entitlements, config.mqtt, port=args.port)
+    for path in (files.password_file, files.acl_file, files.conf_file):
+        print(f"wrote {path}")
+    print(f"{len(entitlements.users)} users; start Mosquitto with: mosquitto -c {files.conf_file}")
+    return 0
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser, section="fanout")
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="the fanout's gRPC address (default: fanout.grpc_host:grpc_port of the config)",
+    )
+    parser.add_argument(
+        "--token", help="auth token, sent as 'authorization: Bearer TOKEN' (when auth is on)"
+    )
+    parser.add_argument("--ca", metavar="PEM", help="CA certificate: connect with TLS")
+    parser.add_argument(
+        "--count", type=int, default=None, metavar="N", help="exit after N ticks/messages"
+    )
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fanout = sub.add_parser(
+        "fanout",
+        help="run the fanout alone (gRPC + MQTT + chat) against the configured bus and store",
+        description=(
+            "Run the client-facing fanout without the FIX ingest: it consumes ticks and chat "
+            "from the configured bus, persists chat in the configured store and serves gRPC "
+            "(with health and reflection) and MQTT. Several can run side by side on one Kafka."
+        ),
+    )
+    add_config_option(fanout)
+    fanout.set_defaults(func=_cmd_fanout)
+
+    acl = sub.add_parser(
+        "mqtt-acl",
+        help="write Mosquitto password, ACL and listener files from the auth users file",
+        description=(
+            "Generate the Mosquitto side of the entitlements in [auth] users_file: a "
+            "password file (each user's token is its MQTT password; the fanout's own login "
+            "from mqtt.username/password), an ACL with per-symbol read topics, room topics "
+            "and the user's own post topic, and a listener config using both. See "
+            "fanout/MQTT.md."
+        ),
+    )
+    add_config_option(acl)
+    acl.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    acl.add_argument(
+        "--port", type=int, default=None, help="listener port (default: mqtt.port of the config)"
+    )
+    acl.set_defaults(func=_cmd_mqtt_acl)
+
+    watch_p = sub.add_parser(
+        "watch",
+        help="print live quotes and trades of SYMBOL... from a running fanout",
+        description=(
+            "Subscribe to symbols over gRPC and print each tick: a snapshot first, then updates "
+            "with their per-symbol sequence numbers, and gap notices when the server conflated "
+            "or resynced. Reconnects when the server goes away."
+        ),
+    )
+    watch_p.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    _client_options(watch_p)
+    watch_p.set_defaults(func=_cmd_watch)
+
+    chat_p = sub.add_parser(
+        "chat",
+        help="join a chat ROOM: print its messages, post lines typed on stdin",
+        description=(
+            "Join a chat room over the gRPC Connect stream. Each line typed is posted; "
+            "messages print as '[room #seq] author: text'. After a reconnect it resumes "
+            "from the last seq printed (nothing missed, nothing twice)."
+        ),
+    )
+    chat_p.add_argument("room")
+    _client_options(chat_p)
+    chat_p.add_argument(
+        "--user", help="your name in the room when auth is off (sent as x-mdfeed-user)"
+    )
+    chat_p.add_argument("--post", metavar="TEXT", help="post TEXT, wait for it to be stored, exit")
+    chat_p.add_argument(
+        "--after-seq",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first replay the room's messages after seq N (0: the whole history)",
+    )
+    chat_p.set_defaults(func=_cmd_chat)

@@ -1,0 +1,71 @@
+"""`mdfeed mqtt-acl`, and how `mdfeed watch`/`chat` print frames."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fanout.cli import format_frame
+from proto import mdfeed_pb2 as pb
+
+MDFEED = str(Path(sys.executable).parent / "mdfeed")
+
+
+def test_mqtt_acl_writes_mosquitto_files_from_the_users_file(tmp_path: Path) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(
+        '[users.alice]\ntoken = "alice-token-1"\nsymbols = ["AAPL"]\nrooms = ["lobby"]\n'
+    )
+    env = {
+        **os.environ,
+        "MDFEED__AUTH__ENABLED": "true",
+        "MDFEED__AUTH__USERS_FILE": str(users),
+        "MDFEED__MQTT__USERNAME": "fanout",
+        "MDFEED__MQTT__PASSWORD": "fanout-secret",
+    }
+    out = tmp_path / "mosquitto"
+    result = subprocess.run(
+        [MDFEED, "mqtt-acl", "--out", str(out), "--port", "18830"],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    acl = (out / "acl").read_text()
+    assert "user alice\ntopic read md/AAPL\n" in acl
+    assert "topic write post/lobby/alice" in acl
+    assert "md/TSLA" not in acl
+    assert (out / "passwd").stat().st_mode & 0o777 == 0o600
+    assert [ln.split(":")[0] for ln in (out / "passwd").read_text().splitlines()] == [
+        "fanout",
+        "alice",
+    ]
+    assert "listener 18830 127.0.0.1" in (out / "mdfeed.conf").read_text()
+
+
+def test_mqtt_acl_without_auth_fails_naming_the_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDFEED")}
+    result = subprocess.run(
+        [MDFEED, "mqtt-acl", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "config error: auth.enabled:" in result.stderr
+
+
+def test_frames_print_exact_prices_seqs_and_notices() -> None:
+    tick = pb.Tick(
+        symbol="AAPL", seq=7, kind=pb.TICK_KIND_QUOTE,
+        bid_px_e8=15_025_000_000, bid_size_e8=100_00000000,
+        ask_px_e8=15_026_125_000, ask_size_e8=200_00000000,
+    )  # fmt: skip
+    lines = format_frame(pb.ServerFrame(ticks=pb.TickBatch(ticks=[tick], snapshot=True)))
+    assert lines == ["AAPL     #7        bid 100 @ 150.25  ask 200 @ 150.26125 [snapshot]"]
+    gap = pb.ServerFrame(
+        gap=pb.GapNotice(symbol="AAPL", from_seq=8, to_seq=9, reason=pb.GAP_REASON_CONFLATED)
+    )
+    assert format_frame(gap) == ["AAPL     gap: seq 8..9 skipped (conflated)"]
+    chat = pb.ServerFrame(chat=pb.ChatMessage(room="lobby", seq=3, author="ann", text="hi"))
+    assert format_frame(chat) == ["[lobby #3] ann: hi"]
+    error = pb.ServerFrame(error=pb.Error(code=7, message="not entitled", ref="TSLA"))
+    assert format_frame(error) == ["error PERMISSION_DENIED (TSLA): not entitled"]
