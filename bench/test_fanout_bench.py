@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fanout.frames import tick_batch_frame
-from fanout.lane import TickLane
+from fanout.lane import SharedFrame, TickLane
 from proto import mdfeed_pb2 as pb
 
 N = 200_000
@@ -69,26 +69,28 @@ def test_fanout_core_rates() -> None:
         for chunk in chunks:
             b"".join(chunk)
 
+    triples = [(t.symbol, t.seq, e) for t, e in zip(TICKS, ENCODED, strict=True)]
+    groups = [triples[i : i + BATCH] for i in range(0, N, BATCH)]
+
     def keeping_up() -> None:
         lane = TickLane(max_pending_ticks=10_000)
-        for i, (tick, encoded) in enumerate(zip(TICKS, ENCODED, strict=True), 1):
-            lane.offer(tick.symbol, tick.seq, encoded)
-            if i % BATCH == 0:
-                lane.take_batch(BATCH)
+        for group in groups:
+            lane.push(SharedFrame.of_ticks(group))
+            lane.take()
         assert lane.stats.conflated == 0
 
     def stalled() -> None:
         lane = TickLane(max_pending_ticks=100, max_pending_symbols=len(SYMBOLS))
-        for tick, encoded in zip(TICKS, ENCODED, strict=True):
-            lane.offer(tick.symbol, tick.seq, encoded)
+        for group in groups:
+            lane.push(SharedFrame.of_ticks(group))
         assert lane.pending == len(SYMBOLS)
 
     results = {
         "frames: tick_batch_frame from bytes": _rate(frames, N),
         "peer: ServerFrame re-encoding Ticks": _rate(peer, N),
         "limit: b''.join of the bytes": _rate(limit, N),
-        "lane keeping up: offer + 20-tick batches": _rate(keeping_up, N),
-        "lane stalled: offer while conflating": _rate(stalled, N),
+        "lane keeping up: frame + push + take": _rate(keeping_up, N),
+        "lane stalled: frame + push, conflating": _rate(stalled, N),
     }
     base = results["frames: tick_batch_frame from bytes"]
     print()

@@ -1,55 +1,54 @@
-"""The tick lane: one bounded, conflating queue of encoded ticks per client.
+"""Tick lanes: shared frames, one bounded conflating queue of them per client.
 
-Policy (Principle 3: a slow reader loses granularity, never the connection, and never
-slows anyone else):
+Serialize once, build once (Principles 3 and 5). Clients that subscribe to the same set of
+symbols form a ``SubscriptionGroup``. The fanout adds each tick once per group (not once
+per client); after every batch of bus records it flushes each group into ``SharedFrame``s
+(at most ``max_batch_ticks`` ticks each, built once) and pushes a reference to every
+member's ``TickLane``. The cost per tick is O(groups holding its symbol); the cost per
+client is one queue append per frame, so a thousand clients of one symbol set cost little
+more than one.
 
-* ``TickLane.offer`` never blocks and never awaits. The fanout calls it for every client
-  subscribed to a tick's symbol, from the event loop's thread.
-* While the client keeps up, ticks queue in arrival order and batches carry them all.
-* When an offer would take the pending count past ``max_pending_ticks``, the lane switches
-  to conflation: pending ticks collapse to the latest one per symbol, and each further
-  tick replaces its symbol's pending one (latest value wins). Every replaced tick is
-  counted and remembered as a per-symbol skipped range ``[from_seq, to_seq]``. The batch
-  that delivers a conflated symbol is flagged ``conflated`` and carries those ranges, so
-  the server can send an explicit ``GapNotice`` (reason ``GAP_REASON_CONFLATED``) for each
-  (Principle 4). Once the conflated ticks are drained the lane queues in order again.
-* While conflating, memory is bounded by ``max_pending_symbols``: a client whose pending
-  ticks span more symbols than that cannot be conflated within bounds, and the lane
-  asks to be disconnected (``disconnect_reason``).
-* A client that takes no batch for ``max_stall_s`` while ticks are pending is stuck, not
-  slow (a slow one still drains conflated batches); ``disconnect_reason`` then says so and
-  the transport closes the stream with that reason (gRPC: RESOURCE_EXHAUSTED).
-* Per-symbol sequence numbers never go back: a tick whose seq is not above the last one
-  offered for its symbol (or the floor set by ``start_after`` after a snapshot) is
-  dropped and counted as stale.
+Policy of a client's ``TickLane`` (a slow reader loses granularity, never the connection,
+and never slows anyone else):
 
-Frames are built once per batch from the encoded bytes (``fanout.frames``).
+* ``push`` never blocks and never awaits. While the client keeps up, frames queue in order
+  and it gets every tick.
+* When a push would take the ticks pending past ``max_pending_ticks``, the lane conflates:
+  the queued frames are replaced by one frame flagged ``conflated`` holding the latest tick
+  of each symbol they carried, preceded by a ``GapNotice`` (reason CONFLATED) for each
+  symbol whose earlier ticks ``[from_seq, to_seq]`` were skipped (Principle 4). Resync
+  notices and subscribe snapshots in the queue are kept whole, in order, and ticks before a
+  resync never merge with ticks after it.
+* A client whose conflated frame would still hold more than ``max_pending_symbols``
+  symbols cannot be conflated within bounds: ``disconnect_reason`` says so.
+* A client that takes nothing for ``max_stall_s`` while frames wait is stuck, not slow (a
+  slow one still drains conflated frames); ``disconnect_reason`` then says so and the
+  transport closes the stream with that reason (gRPC: RESOURCE_EXHAUSTED).
+* Per-symbol sequence numbers never go back: a snapshot is taken from the cache after the
+  last flush and the member's frames start after it, so seqs continue from the snapshot.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fanout.frames import gap_frame, tick_batch_frame
 from proto import mdfeed_pb2 as pb
 
 __all__ = [
-    "Batch",
     "Gap",
-    "LaneClosedError",
+    "LaneMember",
     "LaneStats",
+    "SharedFrame",
     "SnapshotCache",
     "SnapshotEntry",
+    "SubscriptionGroup",
     "TickLane",
 ]
-
-
-class LaneClosedError(Exception):
-    """``next_batch`` on a lane that was closed; the message is the close reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,34 +70,59 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
-    """One ``ServerFrame`` of ticks for one client, plus the gaps it papers over."""
+class SharedFrame:
+    """One encoded ``ServerFrame``, shared by every lane it is pushed to.
+
+    Tick frames carry, per symbol, the first seq and the latest (seq, encoded tick) in
+    them, which is all conflation needs. A notice (``resync`` or a conflation ``gap``) has
+    no ticks; ``resync`` names a symbol whose sequence started again.
+    """
 
     frame: bytes
-    count: int
-    conflated: bool
-    gaps: tuple[Gap, ...] = ()
+    count: int = 0
+    first: dict[str, int] = field(default_factory=dict)
+    latest: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    resync: str | None = None
+    conflated: bool = False
+    #: A plain tick batch (no snapshot or conflated flag, not a notice): consecutive plain
+    #: frames may be joined into one message, since a protobuf parser merges the repeated
+    #: ``ticks`` of concatenated ``ServerFrame``s.
+    plain: bool = False
+    #: The snapshot sent on subscribe: conflation keeps it whole (it confirms the subscribe).
+    snapshot: bool = False
+
+    @classmethod
+    def of_ticks(
+        cls, ticks: Iterable[tuple[str, int, bytes]], *, snapshot: bool = False
+    ) -> SharedFrame:
+        first: dict[str, int] = {}
+        latest: dict[str, tuple[int, bytes]] = {}
+        encoded: list[bytes] = []
+        for symbol, seq, data in ticks:
+            if symbol not in first:
+                first[symbol] = seq
+            latest[symbol] = (seq, data)
+            encoded.append(data)
+        frame = tick_batch_frame(encoded, snapshot=snapshot)
+        return cls(frame, len(encoded), first, latest, plain=not snapshot, snapshot=snapshot)
+
+    @classmethod
+    def notice(cls, frame: bytes, *, resync: str | None = None) -> SharedFrame:
+        return cls(frame, resync=resync)
 
 
 @dataclass(slots=True)
 class LaneStats:
-    offered: int = 0
-    delivered: int = 0
+    offered: int = 0  # ticks pushed
+    delivered: int = 0  # ticks taken
     conflated: int = 0  # ticks replaced by a later tick of the same symbol
-    stale: int = 0  # ticks dropped because their seq did not advance
-    batches: int = 0
-
-
-@dataclass(slots=True)
-class _Pending:
-    seq: int
-    encoded: bytes
-    skip_from: int = 0  # 0: nothing skipped (sequences start at 1)
-    skip_to: int = 0
+    conflations: int = 0
+    frames: int = 0  # frames taken
+    messages: int = 0  # transport messages (consecutive plain frames joined)
 
 
 class TickLane:
-    """A single client's tick queue. See the module docstring for the policy."""
+    """A single client's queue of shared frames. See the module docstring for the policy."""
 
     def __init__(
         self,
@@ -115,137 +139,100 @@ class TickLane:
         self.max_stall_s = max_stall_s
         self._clock = clock
         self.stats = LaneStats()
-        self._queue: deque[tuple[str, int, bytes]] = deque()
-        self._conflating: dict[str, _Pending] = {}
-        self._last_seq: dict[str, int] = {}
-        self._ready = asyncio.Event()
-        self._waiting_since: float | None = None  # pending data, no batch taken since
+        self._queue: deque[SharedFrame] = deque()
+        self._pending = 0
+        self._waiting_since: float | None = None  # frames pending, none taken since
         self._overflow = False
         self._closed: str | None = None
 
-    # -- producer side ------------------------------------------------------------
-
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._conflating)
+        """Ticks waiting (notices not counted)."""
+        return self._pending
 
     @property
-    def conflating(self) -> bool:
-        return bool(self._conflating)
+    def queued_frames(self) -> int:
+        return len(self._queue)
 
-    def start_after(self, symbol: str, seq: int) -> None:
-        """The client holds ``symbol`` up to ``seq`` (a snapshot): drop anything not after it."""
-        self._last_seq[symbol] = seq
-
-    def forget(self, symbol: str) -> None:
-        """Unsubscribe: drop ``symbol``'s pending ticks and its sequence floor."""
-        self._last_seq.pop(symbol, None)
-        self._conflating.pop(symbol, None)
-        if any(item[0] == symbol for item in self._queue):
-            self._queue = deque(item for item in self._queue if item[0] != symbol)
-        if not self.pending:
-            self._ready.clear()
-            self._waiting_since = None
-
-    def offer(self, symbol: str, seq: int, encoded: bytes) -> None:
-        """Queue one encoded tick. Never blocks; O(1) apart from the one-off collapse."""
-        stats = self.stats
-        stats.offered += 1
+    def push(self, frame: SharedFrame) -> None:
+        """Queue one shared frame. Never blocks; conflates past ``max_pending_ticks``."""
         if self._closed is not None:
             return
-        last = self._last_seq.get(symbol)
-        if last is not None and seq <= last:
-            stats.stale += 1
-            return
-        self._last_seq[symbol] = seq
-        if not self.pending:
+        self.stats.offered += frame.count
+        if not self._queue:
             self._waiting_since = self._clock()
-            self._ready.set()
-        if self._conflating:
-            self._conflate(symbol, seq, encoded)
-        elif len(self._queue) < self.max_pending_ticks:
-            self._queue.append((symbol, seq, encoded))
-        else:
-            self._collapse()
-            self._conflate(symbol, seq, encoded)
-
-    def _collapse(self) -> None:
-        """Turn the in-order queue into latest-per-symbol entries."""
-        queue = self._queue
-        self._queue = deque()
-        for symbol, seq, encoded in queue:
-            self._conflate(symbol, seq, encoded)
-
-    def _conflate(self, symbol: str, seq: int, encoded: bytes) -> None:
-        entry = self._conflating.get(symbol)
-        if entry is None:
-            if len(self._conflating) >= self.max_pending_symbols:
-                self._overflow = True
-            self._conflating[symbol] = _Pending(seq, encoded)
+        if frame.count and self._pending + frame.count > self.max_pending_ticks:
+            self._queue.append(frame)
+            self._pending += frame.count
+            self._conflate()
             return
-        self.stats.conflated += 1
-        if not entry.skip_from:
-            entry.skip_from = entry.seq
-        entry.skip_to = entry.seq
-        entry.seq = seq
-        entry.encoded = encoded
+        self._queue.append(frame)
+        self._pending += frame.count
 
-    # -- consumer side ------------------------------------------------------------
-
-    def take_batch(self, max_ticks: int) -> Batch | None:
-        """Up to ``max_ticks`` pending ticks as one frame, or None when nothing is pending."""
-        if max_ticks < 1:
-            raise ValueError("max_ticks must be positive")
-        if not self.pending:
-            return None
-        ticks: list[bytes] = []
-        gaps: list[Gap] = []
-        if self._conflating:
-            pending = self._conflating
-            while pending and len(ticks) < max_ticks:
-                symbol = next(iter(pending))
-                entry = pending.pop(symbol)
-                ticks.append(entry.encoded)
-                if entry.skip_from:
-                    gaps.append(Gap(symbol, entry.skip_from, entry.skip_to))
-        else:
-            queue = self._queue
-            n = min(max_ticks, len(queue))
-            popleft = queue.popleft
-            for _ in range(n):
-                ticks.append(popleft()[2])
-        conflated = bool(gaps)
-        batch = Batch(
-            tick_batch_frame(ticks, conflated=conflated), len(ticks), conflated, tuple(gaps)
-        )
+    def _conflate(self) -> None:
+        """Replace the queue by its notices, gap notices and the latest tick per symbol."""
+        first, latest, kept, total = _scan(self._queue)
+        self._queue.clear()
+        self._queue.extend(kept)
         stats = self.stats
-        stats.delivered += len(ticks)
-        stats.batches += 1
-        if self.pending:
+        stats.conflations += 1
+        stats.conflated += max(0, total - len(latest))
+        gaps: list[Gap] = []
+        for symbol, (seq, _) in latest.items():
+            start = first.get(symbol, seq)
+            if start < seq:
+                gaps.append(Gap(symbol, start, seq - 1))
+        for gap in gaps:
+            self._queue.append(
+                SharedFrame(gap.frame(), first={gap.symbol: gap.from_seq}, conflated=True)
+            )
+        if len(latest) > self.max_pending_symbols:
+            self._overflow = True
+        frame = tick_batch_frame((data for _, data in latest.values()), conflated=True)
+        first_of = {symbol: seq for symbol, (seq, _) in latest.items()}
+        self._queue.append(SharedFrame(frame, len(latest), first_of, dict(latest)))
+        self._pending = len(latest) + sum(entry.count for entry in kept)
+
+    def take(self, max_bytes: int = 0) -> bytes | None:
+        """The next frame's bytes, or None when nothing is queued.
+
+        With ``max_bytes``, consecutive plain tick frames are joined into one message of
+        at most that size (a lone frame may be bigger): a client that fell behind gets fewer,
+        larger messages, which is what a transport with a per-message cost needs.
+        """
+        queue = self._queue
+        if not queue:
+            return None
+        entry = queue.popleft()
+        count = entry.count
+        frames = 1
+        data = entry.frame
+        if entry.plain and max_bytes and queue and queue[0].plain:
+            parts = [data]
+            size = len(data)
+            while queue and queue[0].plain and size + len(queue[0].frame) <= max_bytes:
+                more = queue.popleft()
+                parts.append(more.frame)
+                size += len(more.frame)
+                count += more.count
+                frames += 1
+            data = b"".join(parts)
+        self._pending -= count
+        stats = self.stats
+        stats.delivered += count
+        stats.frames += frames
+        stats.messages += 1
+        if queue:
             self._waiting_since = self._clock()
         else:
-            self._ready.clear()
             self._waiting_since = None
             self._overflow = False
-        return batch
-
-    async def next_batch(self, max_ticks: int) -> Batch:
-        """Wait for ticks, then take up to ``max_ticks`` of them as one frame.
-
-        Raises ``LaneClosedError`` once the lane is closed.
-        """
-        while True:
-            if self._closed is not None:
-                raise LaneClosedError(self._closed)
-            batch = self.take_batch(max_ticks)
-            if batch is not None:
-                return batch
-            await self._ready.wait()
+        return data
 
     # -- health -----------------------------------------------------------------
 
     def stalled_for_s(self) -> float:
-        """Seconds the client has had ticks pending without taking a batch; 0 if none."""
+        """Seconds the client has had frames waiting without taking one; 0 if none."""
         if self._waiting_since is None:
             return 0.0
         return max(0.0, self._clock() - self._waiting_since)
@@ -263,22 +250,91 @@ class TickLane:
         if stalled > self.max_stall_s:
             return (
                 f"client stalled: no tick batch taken for {stalled:.1f}s "
-                f"(limit {self.max_stall_s:g}s) with {self.pending} ticks pending"
+                f"(limit {self.max_stall_s:g}s) with {self._pending} ticks pending"
             )
         return None
 
     def close(self, reason: str) -> None:
-        """Stop the lane: pending ticks are dropped and ``next_batch`` raises."""
+        """Stop the lane: queued frames are dropped and nothing more is queued."""
         if self._closed is None:
             self._closed = reason
         self._queue.clear()
-        self._conflating.clear()
+        self._pending = 0
         self._waiting_since = None
-        self._ready.set()
 
     @property
     def closed(self) -> bool:
         return self._closed is not None
+
+
+def _scan(
+    queue: Iterable[SharedFrame],
+) -> tuple[dict[str, int], dict[str, tuple[int, bytes]], list[SharedFrame], int]:
+    """First skipped seq and latest tick per symbol, the notices to keep, the tick count."""
+    first: dict[str, int] = {}
+    latest: dict[str, tuple[int, bytes]] = {}
+    kept: list[SharedFrame] = []
+    total = 0
+    for entry in queue:
+        if entry.snapshot:
+            kept.append(entry)  # older than what follows; delivered whole, in order
+        elif entry.resync is not None:
+            # Ticks before a resync belong to the old sequence: they are void.
+            symbol = entry.resync
+            if symbol in latest:
+                total -= 1
+            first.pop(symbol, None)
+            latest.pop(symbol, None)
+            kept.append(entry)
+        elif entry.count:
+            total += entry.count
+            for symbol, seq in entry.first.items():
+                if symbol not in first:
+                    first[symbol] = seq
+            latest.update(entry.latest)
+        elif entry.conflated:
+            # A gap notice of an earlier conflation: its range is skipped too.
+            for symbol, seq in entry.first.items():
+                if symbol not in first:
+                    first[symbol] = seq
+    return first, latest, kept, total
+
+
+class SubscriptionGroup:
+    """The clients subscribed to exactly ``symbols``; ticks are framed once for all."""
+
+    __slots__ = ("_ticks", "members", "symbols")
+
+    def __init__(self, symbols: frozenset[str]) -> None:
+        self.symbols = symbols
+        self.members: set[LaneMember] = set()
+        self._ticks: list[tuple[str, int, bytes]] = []
+
+    def add(self, symbol: str, seq: int, encoded: bytes) -> None:
+        self._ticks.append((symbol, seq, encoded))
+
+    def flush(self, max_batch_ticks: int) -> None:
+        """Frame the ticks added since the last flush and push them to every member."""
+        ticks = self._ticks
+        if not ticks:
+            return
+        self._ticks = []
+        members = self.members
+        for start in range(0, len(ticks), max_batch_ticks):
+            shared = SharedFrame.of_ticks(ticks[start : start + max_batch_ticks])
+            for member in members:
+                member.push_frame(shared)
+
+    def broadcast(self, frame: SharedFrame) -> None:
+        for member in self.members:
+            member.push_frame(frame)
+
+
+class LaneMember(Protocol):
+    """What a group pushes to: a client with a ``TickLane`` (``fanout.service``)."""
+
+    def push_frame(self, frame: SharedFrame) -> None:
+        """Queue ``frame`` on the client's lane and wake its writer. Never blocks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +370,21 @@ class SnapshotCache:
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._latest
 
+    def snapshot_frame(self, symbols: Iterable[str]) -> SharedFrame:
+        """A ``TickBatch(snapshot=True)`` of the known ``symbols``, as a lane frame."""
+        ticks: list[tuple[str, int, bytes]] = []
+        seen: set[str] = set()
+        for symbol in symbols:
+            entry = self._latest.get(symbol)
+            if entry is not None and symbol not in seen:
+                seen.add(symbol)
+                ticks.append((symbol, entry.seq, entry.encoded))
+        return SharedFrame.of_ticks(ticks, snapshot=True)
+
     def snapshot(self, symbols: Iterable[str]) -> tuple[bytes, dict[str, int]]:
         """A ``TickBatch(snapshot=True)`` frame of the known ``symbols`` and their seqs.
 
-        The caller passes the seqs to ``TickLane.start_after`` so updates continue from
-        the snapshot without going back.
+        Updates continue from those seqs: the fanout takes snapshots only between flushes.
         """
         ticks: list[bytes] = []
         seqs: dict[str, int] = {}

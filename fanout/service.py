@@ -1,17 +1,20 @@
 """The tick fanout: bus ticks to per-client lanes, with snapshot-on-subscribe.
 
 ``TickFanout`` consumes every partition of the tick topic from the latest offset (every
-fanout instance sees all ticks), keeps the ``SnapshotCache`` current and offers each encoded
-tick to the lanes of the clients subscribed to its symbol. The consume loop does O(1) work
-per record and subscriber and never awaits per client: ``TickLane.offer`` only queues.
+fanout instance sees all ticks) and keeps the ``SnapshotCache`` current. Clients with the
+same symbol set share a ``SubscriptionGroup`` (``fanout.lane``): each tick is added once per
+group holding its symbol, and after each batch of records every touched group is framed
+once and the shared frames pushed to its members' lanes. So the consume loop costs
+O(groups) per tick and O(members) per frame, never O(clients) per tick, and never awaits
+per client.
 
-A ``FanoutClient`` is one connection: its ``TickLane`` plus a small queue of control frames
-(snapshots, gap notices, errors) that the transport sends before the next tick batch.
+A ``FanoutClient`` is one connection: its ``TickLane`` (snapshots, tick frames, gap and
+resync notices, in order), chat frames (never dropped) and control frames (errors).
 
 Upstream restart: a tick with ``from_snapshot`` whose seq is lower than the cached one means
-the ingest started its sequence again. The symbol is reset in the cache, each subscribed
-lane forgets the symbol (its old floor would drop the new ticks as stale) and its client is
-sent ``GapNotice(reason=GAP_REASON_RESYNC, from_seq=<new seq>, to_seq=<last cached seq>)``:
+the ingest started its sequence again. The symbol is reset in the cache and every group
+holding it sends, after the frames of the old sequence,
+``GapNotice(reason=GAP_REASON_RESYNC, from_seq=<new seq>, to_seq=<last cached seq>)``:
 what the client held up to ``to_seq`` is void and the stream continues at ``from_seq``.
 """
 
@@ -26,7 +29,7 @@ from types import TracebackType
 from typing import Self
 
 from fanout.frames import gap_frame
-from fanout.lane import SnapshotCache, TickLane
+from fanout.lane import SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
 from mdfeed.bus import Bus, BusConsumer, BusRecord
 from proto import mdfeed_pb2 as pb
 
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Ticks per ``TickBatch`` frame: per-message overhead dominates a grpc.aio stream, so batch.
 DEFAULT_MAX_BATCH_TICKS = 256
+#: Queued tick frames of a client that fell behind are joined into messages up to this size
+#: (well under gRPC's default 4 MB receive limit).
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 #: Undelivered chat frames a client may hold before it is disconnected.
 DEFAULT_MAX_PENDING_CHAT = 10_000
 
@@ -53,6 +59,7 @@ class FanoutClient:
         self.lane = lane
         self.max_batch_ticks = max_batch_ticks
         self.max_pending_chat = max_pending_chat
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self.symbols: set[str] = set()
         self._control: deque[bytes] = deque()
         self._chat: deque[bytes] = deque()
@@ -74,8 +81,9 @@ class FanoutClient:
         self._chat.append(frame)
         self._wake.set()
 
-    def offer(self, symbol: str, seq: int, encoded: bytes) -> None:
-        self.lane.offer(symbol, seq, encoded)
+    def push_frame(self, frame: SharedFrame) -> None:
+        """Queue a shared tick frame (or an in-order notice) on the lane; never blocks."""
+        self.lane.push(frame)
         self._wake.set()
 
     def push(self, frame: bytes) -> None:
@@ -90,7 +98,8 @@ class FanoutClient:
     async def frames(self, *, check_interval_s: float = 0.5) -> AsyncIterator[bytes]:
         """Encoded server frames until the lane must disconnect; then the iterator ends.
 
-        Control frames go first, then each batch's conflation gap notices, then the batch.
+        Control frames (errors) and chat go first, then the lane's frames in order
+        (snapshots, tick batches, gap and resync notices).
         """
         lane = self.lane
         control = self._control
@@ -102,14 +111,12 @@ class FanoutClient:
                 yield chat.popleft()
             if lane.disconnect_reason() is not None:
                 return
-            batch = lane.take_batch(self.max_batch_ticks)
-            if batch is not None:
-                for gap in batch.gaps:
-                    yield gap.frame()
-                yield batch.frame
+            frame = lane.take(self.max_message_bytes)
+            if frame is not None:
+                yield frame
                 continue
             self._wake.clear()
-            if control or chat or lane.pending:
+            if control or chat or lane.queued_frames:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(check_interval_s):
@@ -117,7 +124,7 @@ class FanoutClient:
 
 
 class TickFanout:
-    """Consumes ticks from the bus and offers them to subscribed clients' lanes."""
+    """Consumes ticks from the bus and frames them, per subscription group, for clients."""
 
     def __init__(
         self,
@@ -139,7 +146,9 @@ class TickFanout:
         self._max_batch_ticks = max_batch_ticks
         self._max_pending_chat = max_pending_chat
         self.cache = SnapshotCache()
-        self._subscribers: dict[str, set[FanoutClient]] = {}
+        self._groups: dict[frozenset[str], SubscriptionGroup] = {}
+        self._groups_by_symbol: dict[str, list[SubscriptionGroup]] = {}
+        self._group_of: dict[FanoutClient, SubscriptionGroup] = {}
         self._clients: set[FanoutClient] = set()
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -149,6 +158,7 @@ class TickFanout:
         self.bad_records = 0
         self.resyncs = 0
         self.cut_off = 0  # clients whose lane went past its limits
+        self.stale = 0  # ticks not newer than the cached one (redelivered), not fanned out
         self._listeners: list[Callable[[str, int, bytes], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------
@@ -202,30 +212,52 @@ class TickFanout:
         self._clients.discard(client)
 
     def subscribe(self, client: FanoutClient, symbols: Iterable[str]) -> None:
-        """Snapshot first (queued as a control frame), then updates after it."""
+        """Snapshot first (in the lane, in order), then updates after it."""
         new = [s for s in dict.fromkeys(symbols) if s not in client.symbols]
         if not new or client.lane.closed:
             return
-        frame, seqs = self.cache.snapshot(new)
-        client.push(frame)
-        for symbol in new:
-            client.symbols.add(symbol)
-            self._subscribers.setdefault(symbol, set()).add(client)
-            seq = seqs.get(symbol)
-            if seq is not None:
-                client.lane.start_after(symbol, seq)
+        client.push_frame(self.cache.snapshot_frame(new))
+        client.symbols.update(new)
+        self._regroup(client)
 
     def unsubscribe(self, client: FanoutClient, symbols: Iterable[str]) -> None:
-        for symbol in symbols:
-            if symbol not in client.symbols:
-                continue
-            client.symbols.discard(symbol)
-            client.lane.forget(symbol)
-            subscribers = self._subscribers.get(symbol)
-            if subscribers is not None:
-                subscribers.discard(client)
-                if not subscribers:
-                    del self._subscribers[symbol]
+        """Stop ``symbols``; frames already queued for the client may still carry them."""
+        gone = [s for s in symbols if s in client.symbols]
+        if not gone:
+            return
+        client.symbols.difference_update(gone)
+        self._regroup(client)
+
+    def _regroup(self, client: FanoutClient) -> None:
+        """Move ``client`` to the group of its current symbol set."""
+        old = self._group_of.pop(client, None)
+        if old is not None:
+            old.members.discard(client)
+            if not old.members:
+                self._drop_group(old)
+        if not client.symbols:
+            return
+        key = frozenset(client.symbols)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = SubscriptionGroup(key)
+            for symbol in key:
+                self._groups_by_symbol.setdefault(symbol, []).append(group)
+        group.members.add(client)
+        self._group_of[client] = group
+
+    def _drop_group(self, group: SubscriptionGroup) -> None:
+        del self._groups[group.symbols]
+        for symbol in group.symbols:
+            groups = self._groups_by_symbol[symbol]
+            groups.remove(group)
+            if not groups:
+                del self._groups_by_symbol[symbol]
+
+    @property
+    def group_count(self) -> int:
+        """Distinct symbol sets among the clients: the fanout's per-tick cost."""
+        return len(self._groups)
 
     def add_listener(self, listener: Callable[[str, int, bytes], None]) -> None:
         """Call ``listener(symbol, seq, encoded_tick)`` for every tick, every symbol.
@@ -243,7 +275,7 @@ class TickFanout:
         """Cut off clients whose lane is past its limits (stuck, or overflowing).
 
         A client that stopped reading leaves its writer blocked by flow control, so the
-        transport cannot notice; this closes its lane (freeing it and ending its offers) and
+        transport cannot notice; this closes its lane (freeing it, taking no more frames) and
         the transport ends the call with the lane's reason once it gets to write again.
         """
         for client in list(self._clients):
@@ -270,11 +302,21 @@ class TickFanout:
             )
             if records:
                 self.ingest(records)
+                # getmany returns without suspending while records are buffered: yield, or
+                # a backlog would starve the writers that take the frames to the clients.
+                await asyncio.sleep(0)
 
     def ingest(self, records: Iterable[BusRecord]) -> None:
-        """Apply tick records: cache, resync detection, offers. Never awaits."""
+        """Apply tick records: cache, resync detection, group frames. Never awaits.
+
+        Each tick is added once to each group holding its symbol; the groups are framed
+        and pushed to their members at the end, so a snapshot taken between two calls
+        lines up with the frames that follow it.
+        """
         cache = self.cache
-        subscribers = self._subscribers
+        groups_by_symbol = self._groups_by_symbol
+        listeners = self._listeners
+        touched: set[SubscriptionGroup] = set()
         from_string = pb.Tick.FromString
         for record in records:
             self.records += 1
@@ -289,29 +331,41 @@ class TickFanout:
             if not symbol:
                 self.bad_records += 1
                 continue
-            clients = subscribers.get(symbol)
+            groups = groups_by_symbol.get(symbol)
             if tick.from_snapshot:
                 cached = cache.get(symbol)
                 if cached is not None and seq < cached.seq:
-                    self._resync(symbol, seq, cached.seq, clients)
-            cache.update(symbol, seq, encoded)
-            if clients:
-                for client in clients:
-                    client.offer(symbol, seq, encoded)
-            for listener in self._listeners:
+                    self._resync(symbol, seq, cached.seq, groups)
+            if not cache.update(symbol, seq, encoded):
+                self.stale += 1  # not newer than what clients already have
+                continue
+            if groups:
+                for group in groups:
+                    group.add(symbol, seq, encoded)
+                    touched.add(group)
+            for listener in listeners:
                 listener(symbol, seq, encoded)
+        max_batch = self._max_batch_ticks
+        for group in touched:
+            group.flush(max_batch)
 
     def _resync(
-        self, symbol: str, new_seq: int, old_seq: int, clients: set[FanoutClient] | None
+        self,
+        symbol: str,
+        new_seq: int,
+        old_seq: int,
+        groups: list[SubscriptionGroup] | None,
     ) -> None:
         self.resyncs += 1
         log.info("upstream resync of %s: seq %d after %d", symbol, new_seq, old_seq)
         self.cache.reset(symbol)
-        if not clients:
+        if not groups:
             return
-        notice = gap_frame(
-            symbol=symbol, from_seq=new_seq, to_seq=old_seq, reason=pb.GAP_REASON_RESYNC
+        notice = SharedFrame.notice(
+            gap_frame(symbol=symbol, from_seq=new_seq, to_seq=old_seq, reason=pb.GAP_REASON_RESYNC),
+            resync=symbol,
         )
-        for client in clients:
-            client.lane.forget(symbol)
-            client.push(notice)
+        max_batch = self._max_batch_ticks
+        for group in groups:
+            group.flush(max_batch)  # the old sequence's ticks go before the notice
+            group.broadcast(notice)

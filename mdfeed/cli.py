@@ -130,10 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the whole pipeline in one process (embedded default: no servers needed)",
         description=(
             "Run the whole pipeline in one process: a simulated FIX venue, the QuickFIX market "
-            "data session and the bus, with a status line every second (messages and ticks "
-            "per second, symbols, a few last prices). With the default 'embedded' config it "
-            "needs no servers; with '--config local-stack' it publishes to the Kafka that "
-            "'mdfeed stack up' starts."
+            "data session, the bus and the fanout (gRPC with chat, health and reflection; "
+            "MQTT), with a status line every second (messages and ticks per second, symbols, "
+            "a few last prices, gRPC clients, MQTT quotes/s, chat posts). With the default "
+            "'embedded' config it needs no servers (in-process bus, SQLite, an embedded MQTT "
+            "broker on 1884); with '--config local-stack' it uses the Kafka, Cassandra and "
+            "Mosquitto that 'mdfeed stack up' starts. Try 'mdfeed watch AAPL' and "
+            "'mdfeed chat lobby' in another terminal."
         ),
     )
     add_config_option(run)

@@ -112,3 +112,16 @@ def test_error_frame_round_trips() -> None:
         "not entitled to TSLA",
         "TSLA",
     )
+
+
+def test_joined_plain_frames_parse_as_one_batch_of_all_their_ticks() -> None:
+    # What TickLane.take relies on to join queued frames into one message.
+    first = [pb.Tick(symbol="AAPL", seq=s).SerializeToString() for s in (1, 2)]
+    second = [pb.Tick(symbol="MSFT", seq=s).SerializeToString() for s in (7, 8, 9)]
+    joined = tick_batch_frame(first) + tick_batch_frame(second)
+    frame = pb.ServerFrame.FromString(joined)
+    assert [(t.symbol, t.seq) for t in frame.ticks.ticks] == [
+        ("AAPL", 1), ("AAPL", 2), ("MSFT", 7), ("MSFT", 8), ("MSFT", 9),
+    ]  # fmt: skip
+    assert not frame.ticks.conflated
+    assert not frame.ticks.snapshot

@@ -71,7 +71,13 @@ async def test_subscribe_queues_the_snapshot_then_only_newer_ticks() -> None:
         snapshot, updates = await drain(client, 2)
         assert snapshot.ticks.snapshot
         assert seqs(snapshot) == [("AAPL", 5)]
+        # One frame per ingested batch and group, joined into one message as they waited;
+        # the redelivered AAPL 5 is not sent again.
         assert seqs(updates) == [("AAPL", 6), ("NEWCO", 1)]
+        assert not updates.ticks.snapshot
+        assert fanout.stale == 1
+        assert client.lane.stats.frames == 3
+        assert client.lane.stats.messages == 2
         fanout.unsubscribe(client, ["AAPL"])
         fanout.ingest([record("AAPL", 7), record("NEWCO", 2)])
         (after,) = await drain(client, 1)
@@ -88,12 +94,14 @@ async def test_an_upstream_restart_resets_the_symbol_and_sends_resync() -> None:
         fanout.subscribe(client, ["AAPL"])
         fanout.ingest([record("AAPL", 11)])
         fanout.ingest([record("AAPL", 1, from_snapshot=True), record("AAPL", 2)])
-        frames = await drain(client, 3)
+        frames = await drain(client, 4)
         assert seqs(frames[0]) == [("AAPL", 10)]
-        assert frames[1].WhichOneof("body") == "gap"
-        assert frames[1].gap.reason == pb.GAP_REASON_RESYNC
-        assert (frames[1].gap.from_seq, frames[1].gap.to_seq) == (1, 11)
-        assert seqs(frames[2]) == [("AAPL", 1), ("AAPL", 2)]  # the pending 11 was voided
+        assert seqs(frames[1]) == [("AAPL", 11)]
+        # The notice comes after the old sequence's frames and voids what they held.
+        assert frames[2].WhichOneof("body") == "gap"
+        assert frames[2].gap.reason == pb.GAP_REASON_RESYNC
+        assert (frames[2].gap.from_seq, frames[2].gap.to_seq) == (1, 11)
+        assert seqs(frames[3]) == [("AAPL", 1), ("AAPL", 2)]
         entry = fanout.cache.get("AAPL")
         assert entry is not None
         assert entry.seq == 2
@@ -110,5 +118,30 @@ async def test_a_closed_lane_ends_the_frames() -> None:
         fanout.subscribe(client, ["AAPL"])
         client.close("gone")
         frames = [f async for f in client.frames()]
-        assert len(frames) == 1  # the snapshot queued before the close
+        assert frames == []  # closing drops what was queued, the snapshot included
         assert client.lane.disconnect_reason() == "gone"
+
+
+async def test_clients_with_one_symbol_set_share_one_group_and_its_frames() -> None:
+    async with MemoryBus() as bus:
+        fanout = TickFanout(bus, max_batch_ticks=3)
+        clients = [fanout.connect() for _ in range(5)]
+        for client in clients:
+            fanout.subscribe(client, ["AAPL", "MSFT"])
+        odd = fanout.connect()
+        fanout.subscribe(odd, ["MSFT"])
+        assert fanout.group_count == 2
+        fanout.ingest([record("AAPL", s) for s in range(1, 5)] + [record("MSFT", 1)])
+        assert all(c.lane.queued_frames == 3 for c in clients)  # snapshot + 2 shared frames
+        got = [await drain(client, 2) for client in clients]
+        assert all(g == got[0] for g in got)
+        assert seqs(got[0][1]) == [("AAPL", 1), ("AAPL", 2), ("AAPL", 3), ("AAPL", 4), ("MSFT", 1)]
+        (_, only_msft) = await drain(odd, 2)
+        assert seqs(only_msft) == [("MSFT", 1)]
+        # Subscribing to more moves a client to another group; the last one out drops it.
+        fanout.subscribe(odd, ["AAPL"])
+        assert fanout.group_count == 1
+        for client in clients:
+            fanout.disconnect(client)
+        fanout.disconnect(odd)
+        assert fanout.group_count == 0
