@@ -43,8 +43,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import grpc
 
@@ -52,6 +51,7 @@ from fanout.frames import encode_varint
 from mdfeed.bus import Bus, BusConsumer, BusProducer
 from mdfeed.config import ChatConfig
 from mdfeed.entitlements import User
+from mdfeed.lifecycle import Service
 from proto import mdfeed_pb2 as pb
 from storage import ChatStore, StoreError
 
@@ -142,7 +142,7 @@ class _Membership:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class ChatService:
+class ChatService(Service):
     """Posts in, exactly-once delivery out; see the module docstring for the policy."""
 
     def __init__(
@@ -204,17 +204,6 @@ class ChatService:
             await producer.flush(5)
             await producer.stop()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- posts and history ----------------------------------------------------------
 

@@ -54,8 +54,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
@@ -63,6 +62,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mdfeed.config import MqttConfig
+from mdfeed.lifecycle import Service
 from proto import mdfeed_pb2 as pb
 
 __all__ = [
@@ -203,7 +203,7 @@ class _Post:
     client_ref: str
 
 
-class MqttBridge:
+class MqttBridge(Service):
     """Publishes ticks, bars and chat to the MQTT broker; hands chat posts to ``on_post``.
 
     ``clock`` is the time seam of the quote rate cap (seconds, monotonic); tests freeze it.
@@ -343,17 +343,6 @@ class MqttBridge:
         self._connected = False
         log.info("MQTT bridge stopped")
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def connected(self) -> bool:

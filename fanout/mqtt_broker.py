@@ -18,12 +18,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 # amqtt ships no type information (no py.typed); its Broker is used as Any here.
 from amqtt.broker import Broker  # type: ignore[import-untyped]
 from amqtt.errors import BrokerError  # type: ignore[import-untyped]
+
+from mdfeed.lifecycle import Service
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 
@@ -43,7 +44,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Service):
     """An in-process MQTT 3.1.1 broker on ``host:port`` (loopback); an async context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
@@ -103,14 +104,3 @@ class EmbeddedBroker:
         await broker.shutdown()
         log.info("embedded MQTT broker on %s stopped", self._bind())
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

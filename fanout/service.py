@@ -25,12 +25,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from types import TracebackType
-from typing import Self
 
 from fanout.frames import gap_frame
 from fanout.lane import SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
 from mdfeed.bus import Bus, BusConsumer, BusRecord
+from mdfeed.lifecycle import Service
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["FanoutClient", "TickFanout"]
@@ -123,7 +122,7 @@ class FanoutClient:
                     await self._wake.wait()
 
 
-class TickFanout:
+class TickFanout(Service):
     """Consumes ticks from the bus and frames them, per subscription group, for clients."""
 
     def __init__(
@@ -184,17 +183,6 @@ class TickFanout:
             client.close("fanout stopped")
             self.disconnect(client)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- clients --------------------------------------------------------------------
 

@@ -50,12 +50,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from cassandra import CoordinationFailure, Timeout
 from cassandra.query import PreparedStatement
 
+from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
 from storage.cassandra import CassandraSession, Row, check_keyspace_name
 from storage.chat import check_append_args, check_history_args, check_room
@@ -104,7 +103,7 @@ class _Statements:
         ) = prepared
 
 
-class CassandraChatStore:
+class CassandraChatStore(Resource):
     """Chat messages in Cassandra; ``start()`` creates the keyspace and tables if missing.
 
     ``keyspace`` is created with SimpleStrategy and ``replication_factor`` when it does not
@@ -218,17 +217,6 @@ class CassandraChatStore:
         self._advance(room, last)
         return last
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         points = ",".join(self._contact_points)

@@ -32,9 +32,9 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
+from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
 from storage.chat import check_append_args, check_history_args, check_room
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
@@ -64,7 +64,7 @@ def _message(row: _Row) -> pb.ChatMessage:
     return pb.ChatMessage(room=room, id=msg_id, seq=seq, author=author, text=text, time_ns=time_ns)
 
 
-class SqliteChatStore:
+class SqliteChatStore(Resource):
     """Chat messages in an SQLite file at ``path`` (its parent directories are created).
 
     ``busy_timeout_s`` bounds how long a call waits for another process's write lock.
@@ -136,17 +136,6 @@ class SqliteChatStore:
         check_room(room)
         return await self._call(lambda c: _last_seq(c, room))
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"SqliteChatStore({str(self._path)!r})"

@@ -19,11 +19,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from types import TracebackType
-from typing import Self
 
 from mdfeed.bus.errors import BusClosedError
 from mdfeed.bus.ports import ProducerStats, ResumedCallback
+from mdfeed.lifecycle import Service
 
 __all__ = ["BufferedProducer", "Record", "SessionError"]
 
@@ -39,7 +38,7 @@ class SessionError(Exception):
     """The adapter could not open a session with the bus (retried with backoff)."""
 
 
-class BufferedProducer(ABC):
+class BufferedProducer(ABC, Service):
     """Buffering, draining, counting and the on_resumed hook; adapters say how to deliver."""
 
     def __init__(
@@ -199,17 +198,6 @@ class BufferedProducer(ABC):
             resumes=self._resumes,
         )
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- the drain --------------------------------------------------------------------
 

@@ -45,8 +45,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -60,6 +59,7 @@ from mdfeed.bus.errors import BusClosedError, BusUnavailableError, CommitFailedE
 from mdfeed.bus.partitioning import KeyPartitioner
 from mdfeed.bus.ports import BusRecord, ResumedCallback
 from mdfeed.config import BusConfig
+from mdfeed.lifecycle import Service
 
 __all__ = ["Compression", "KafkaBus", "KafkaConsumer", "KafkaProducer"]
 
@@ -78,7 +78,7 @@ _BATCH_BYTES = 512 * 1024
 _WINDOW_RECORDS = 20_000
 
 
-class KafkaBus:
+class KafkaBus(Service):
     """Producers and consumers on a Kafka cluster (``config.bootstrap_servers``).
 
     Beyond the config: ``compression`` of record batches ("none" by default: on loopback
@@ -145,17 +145,6 @@ class KafkaBus:
         self._consumers.append(consumer)
         return consumer
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def ensure_topics(self, topics: Sequence[str]) -> dict[str, int]:
         """Create the missing ones of ``topics`` (``tick_partitions`` partitions each).
@@ -416,7 +405,7 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.assigned.set()
 
 
-class KafkaConsumer:
+class KafkaConsumer(Service):
     """A consumer of a :class:`KafkaBus` (see :class:`~mdfeed.bus.ports.BusConsumer`)."""
 
     def __init__(
@@ -506,17 +495,6 @@ class KafkaConsumer:
             return frozenset()
         return frozenset((tp.topic, tp.partition) for tp in self._client.assignment())
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _running(self) -> AIOKafkaConsumer:
         if self._client is None:

@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Self
 
 from mdfeed.bus._buffered import BufferedProducer, Record
 from mdfeed.bus.errors import BusClosedError, CommitFailedError
 from mdfeed.bus.partitioning import KeyPartitioner
 from mdfeed.bus.ports import BusRecord, ResumedCallback
 from mdfeed.config import BusConfig
+from mdfeed.lifecycle import Service
 
 __all__ = ["MemoryBus", "MemoryConsumer", "MemoryProducer"]
 
@@ -85,7 +84,7 @@ class _Group:
         self.committed: dict[TopicPartition, int] = {}
 
 
-class MemoryBus:
+class MemoryBus(Service):
     """An in-process bus with Kafka's partitioning, offsets, groups and bounded retention."""
 
     def __init__(
@@ -144,17 +143,6 @@ class MemoryBus:
         """The partition count of ``topic``, creating it if needed."""
         return len(self._topic(topic).logs)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- used by the producer and consumers ---------------------------------------------
 
@@ -255,7 +243,7 @@ class MemoryProducer(BufferedProducer):
         return None
 
 
-class MemoryConsumer:
+class MemoryConsumer(Service):
     """A consumer of a :class:`MemoryBus` (see :class:`~mdfeed.bus.ports.BusConsumer`)."""
 
     def __init__(
@@ -328,17 +316,6 @@ class MemoryConsumer:
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._order)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- internals ----------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""The one shape of an async component's lifecycle: ``start()``, ``stop()`` (or ``close()``),
+and ``async with`` doing both.
+
+Every adapter and service of mdfeed starts inside the running loop and stops safely twice
+(aiokafka's habit). Inheriting ``Service`` or ``Resource`` gives the ``async with`` half.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+__all__ = ["Resource", "Service"]
+
+
+class Service:
+    """``async with service`` awaits ``start()``, then ``stop()`` on the way out."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class Resource:
+    """``async with resource`` awaits ``start()``, then ``close()`` on the way out."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
