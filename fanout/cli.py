@@ -88,6 +88,16 @@ def _code(number: int) -> Any:
     return None
 
 
+def _will_retry(command: str, exc: aio.AioRpcError, retry_s: float) -> bool:
+    """Report a failed call; True when it is worth reconnecting (server away or busy)."""
+    what = f"mdfeed {command}: {exc.code().name}: {exc.details()}"
+    if exc.code() not in _RETRYABLE:
+        print(what, file=sys.stderr)
+        return False
+    print(f"{what}; reconnecting in {retry_s:g} s…", file=sys.stderr)
+    return True
+
+
 def _metadata(token: str | None, user: str | None) -> list[tuple[str, str]]:
     metadata = []
     if token:
@@ -137,14 +147,8 @@ async def watch(
                         return 0
                 return 0
             except aio.AioRpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    print(f"mdfeed watch: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                if not _will_retry("watch", exc, retry_s):
                     return 1
-                print(
-                    f"mdfeed watch: {exc.code().name}: {exc.details()}; reconnecting in "
-                    f"{retry_s:g} s…",
-                    file=sys.stderr,
-                )
         await asyncio.sleep(retry_s)
 
 
@@ -228,14 +232,8 @@ async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split p
                         return 0
                 return 0
             except aio.AioRpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    print(f"mdfeed chat: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                if not _will_retry("chat", exc, retry_s):
                     return 1
-                print(
-                    f"mdfeed chat: {exc.code().name}: {exc.details()}; reconnecting in "
-                    f"{retry_s:g} s…",
-                    file=sys.stderr,
-                )
                 if last_seq is None:
                     last_seq = 0
             finally:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fanout.cli import format_frame
+from mdfeed.bus import BusRecord
 from proto import mdfeed_pb2 as pb
 
 MDFEED = str(Path(sys.executable).parent / "mdfeed")
@@ -69,3 +72,50 @@ def test_frames_print_exact_prices_seqs_and_notices() -> None:
     assert format_frame(chat) == ["[lobby #3] ann: hi"]
     error = pb.ServerFrame(error=pb.Error(code=7, message="not entitled", ref="TSLA"))
     assert format_frame(error) == ["error PERMISSION_DENIED (TSLA): not entitled"]
+
+
+async def test_watch_reconnects_until_the_server_comes_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+    import io
+
+    from fanout.cli import watch
+    from fanout.grpc_server import MarketDataServicer
+    from fanout.server import GrpcServer
+    from fanout.service import TickFanout
+    from mdfeed.bus import MemoryBus
+    from mdfeed.config import FanoutConfig
+    from mdfeed.stack.scratch import free_port
+
+    port = free_port()
+    out = io.StringIO()
+    task = asyncio.create_task(watch(f"127.0.0.1:{port}", ["AAPL"], count=3, out=out, retry_s=0.2))
+    async with asyncio.timeout(20):
+        while "reconnecting in 0.2 s" not in capsys.readouterr().err:  # noqa: ASYNC110 - stderr text
+            await asyncio.sleep(0.1)
+        async with MemoryBus() as bus, TickFanout(bus, poll_timeout_ms=20) as fanout:
+            server = GrpcServer(MarketDataServicer(fanout), FanoutConfig(grpc_port=port))
+            await server.start()
+            try:
+                while fanout.client_count == 0:  # noqa: ASYNC110 - a plain counter
+                    await asyncio.sleep(0.05)
+                fanout.ingest(
+                    [
+                        BusRecord(
+                            "md.ticks",
+                            0,
+                            s,
+                            b"AAPL",
+                            pb.Tick(symbol="AAPL", seq=s).SerializeToString(),
+                            0,
+                        )
+                        for s in (1, 2, 3)
+                    ]
+                )
+                assert await task == 0
+            finally:
+                await server.stop(None)
+    assert [ln.split()[:2] for ln in out.getvalue().splitlines()] == [
+        ["AAPL", "#1"], ["AAPL", "#2"], ["AAPL", "#3"],
+    ]  # fmt: skip
