@@ -204,7 +204,6 @@ class ChatService(Service):
             await producer.flush(5)
             await producer.stop()
 
-
     # -- posts and history ----------------------------------------------------------
 
     def check_room(self, user: User, room: str) -> None:

@@ -343,7 +343,6 @@ class MqttBridge(Service):
         self._connected = False
         log.info("MQTT bridge stopped")
 
-
     @property
     def connected(self) -> bool:
         """True while the broker has accepted the connection (as the event loop last heard)."""

@@ -103,4 +103,3 @@ class EmbeddedBroker(Service):
             return
         await broker.shutdown()
         log.info("embedded MQTT broker on %s stopped", self._bind())
-

@@ -183,7 +183,6 @@ class TickFanout(Service):
             client.close("fanout stopped")
             self.disconnect(client)
 
-
     # -- clients --------------------------------------------------------------------
 
     def connect(self) -> FanoutClient:

@@ -217,7 +217,6 @@ class CassandraChatStore(Resource):
         self._advance(room, last)
         return last
 
-
     def __repr__(self) -> str:
         points = ",".join(self._contact_points)
         return f"CassandraChatStore({points}:{self._port}, keyspace={self._keyspace!r})"

@@ -136,7 +136,6 @@ class SqliteChatStore(Resource):
         check_room(room)
         return await self._call(lambda c: _last_seq(c, room))
 
-
     def __repr__(self) -> str:
         return f"SqliteChatStore({str(self._path)!r})"
 

@@ -198,7 +198,6 @@ class BufferedProducer(ABC, Service):
             resumes=self._resumes,
         )
 
-
     # --- the drain --------------------------------------------------------------------
 
     def _buffered(self) -> int:

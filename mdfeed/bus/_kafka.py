@@ -145,7 +145,6 @@ class KafkaBus(Service):
         self._consumers.append(consumer)
         return consumer
 
-
     async def ensure_topics(self, topics: Sequence[str]) -> dict[str, int]:
         """Create the missing ones of ``topics`` (``tick_partitions`` partitions each).
 
@@ -494,7 +493,6 @@ class KafkaConsumer(Service):
         if self._client is None:
             return frozenset()
         return frozenset((tp.topic, tp.partition) for tp in self._client.assignment())
-
 
     def _running(self) -> AIOKafkaConsumer:
         if self._client is None:

@@ -143,7 +143,6 @@ class MemoryBus(Service):
         """The partition count of ``topic``, creating it if needed."""
         return len(self._topic(topic).logs)
 
-
     # --- used by the producer and consumers ---------------------------------------------
 
     def _topic(self, name: str) -> _Topic:
@@ -315,7 +314,6 @@ class MemoryConsumer(Service):
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._order)
-
 
     # --- internals ----------------------------------------------------------------------
 

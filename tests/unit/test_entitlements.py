@@ -62,8 +62,8 @@ def test_auth_off_makes_everyone_anonymous_and_entitled() -> None:
         ('[users.bob]\ntoken = "long-enough"\nsymbols = "AAPL"\n', "users.bob.symbols"),
         ('[users.bob]\ntoken = "long-enough"\nrooms = ["a/b"]\n', "users.bob.rooms"),
         ('[users.bob]\ntoken = "long-enough"\ncolour = 1\n', "users.bob.colour"),
-        ('[users."bad name"]\ntoken = "long-enough"\n', 'users.bad name'),
-        ('[groups.x]\n', "groups"),
+        ('[users."bad name"]\ntoken = "long-enough"\n', "users.bad name"),
+        ("[groups.x]\n", "groups"),
         (
             '[users.a]\ntoken = "same-token"\n[users.b]\ntoken = "same-token"\n',
             "users.b.token",

@@ -112,4 +112,3 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
         assert all(after.from_snapshot for _, after in gaps), symbol
         assert ticks[-1].bid_px_e8 == 201_000_000
         assert not ticks[-1].from_snapshot
-
