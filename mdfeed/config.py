@@ -206,6 +206,28 @@ class ChatConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OhlcvConfig:
+    """The bar aggregator: ticks from the bus to OHLCV bars in the bar store."""
+
+    #: Consumer group the aggregator instances share: they split the tick partitions.
+    group_id: str = "mdfeed-ohlcv"
+    #: Resolutions built: any of 1s, 1m, 5m, 15m, 1h, 1D.
+    resolutions: tuple[str, ...] = ("1s", "1m", "5m", "15m", "1h", "1D")
+    #: Bars come from trades; a symbol with no trade yet in a bar takes mid quotes instead.
+    mid_when_no_trades: bool = True
+    #: Daily bars start at midnight in this IANA time zone (DST-aware).
+    session_timezone: str = "America/New_York"
+    #: A tick this far behind the newest venue time of its symbol still revises its bar;
+    #: later ones are counted and dropped. A bar is final once the lateness has passed.
+    allowed_lateness_s: Annotated[float, Between(0.0, 3600.0)] = 2.0
+    #: Bars are written (idempotent upserts) and offsets committed at this interval.
+    flush_interval_ms: Annotated[int, Between(10, 60_000)] = 250
+    #: Days the store keeps 1s and 1m bars (0: forever); coarser bars are kept.
+    ttl_1s_days: Annotated[int, Between(0, 3650)] = 7
+    ttl_1m_days: Annotated[int, Between(0, 3650)] = 90
+
+
+@dataclass(frozen=True, slots=True)
 class DatafeedConfig:
     """The TradingView-compatible datafeed and chart page."""
 
@@ -228,6 +250,7 @@ class MdfeedConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
+    ohlcv: OhlcvConfig = field(default_factory=OhlcvConfig)
     datafeed: DatafeedConfig = field(default_factory=DatafeedConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
@@ -438,6 +461,7 @@ __all__ = [
     "LogConfig",
     "MdfeedConfig",
     "MqttConfig",
+    "OhlcvConfig",
     "StoreConfig",
     "VenueConfig",
     "build_config",
