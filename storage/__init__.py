@@ -11,22 +11,39 @@ the config::
         message = await chat.append(room, msg_id, author, text, time_ns)  # stored: now deliver
         missed = await chat.history(room, after_seq=last_seen, limit=1000)
 
+Bars (:mod:`storage.bars`): the :class:`BarStore` port keeps OHLCV bars per symbol and
+resolution, upserted idempotently by the ohlcv aggregator and read back by the datafeed.
+Two adapters pass one contract suite (:mod:`storage.bar_contract`): :class:`SqliteBarStore`
+and :class:`CassandraBarStore` (time-bucketed partitions, TTLs for 1s and 1m bars).
+:func:`open_bar_store` picks one from the config::
+
+    async with open_bar_store(config.store, config.ohlcv) as bars:
+        await bars.upsert(flushed)  # all stored: now commit the offsets
+        chart = await bars.history(symbol, pb.RESOLUTION_1M, from_ns, to_ns, countback=300)
+
 Errors are drawn in :mod:`storage.errors`; the Cassandra plumbing the stores share is in
 :mod:`storage.cassandra`.
 """
 
+from storage._bars_cassandra import CassandraBarStore
+from storage._bars_sqlite import SqliteBarStore
 from storage._chat_cassandra import CassandraChatStore
 from storage._chat_sqlite import SqliteChatStore
+from storage.bars import BarStore
 from storage.chat import ChatStore
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
-from storage.factory import open_chat_store
+from storage.factory import open_bar_store, open_chat_store
 
 __all__ = [
+    "BarStore",
+    "CassandraBarStore",
     "CassandraChatStore",
     "ChatStore",
+    "SqliteBarStore",
     "SqliteChatStore",
     "StoreClosedError",
     "StoreError",
     "StoreUnavailableError",
+    "open_bar_store",
     "open_chat_store",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from mdfeed.config import StoreConfig
+from mdfeed.config import OhlcvConfig, StoreConfig
+from storage._bars_cassandra import CassandraBarStore
+from storage._bars_sqlite import SqliteBarStore
 from storage._chat_cassandra import CassandraChatStore
 from storage._chat_sqlite import SqliteChatStore
+from storage.bars import BarStore
 from storage.chat import ChatStore
 
-__all__ = ["open_chat_store"]
+__all__ = ["open_bar_store", "open_chat_store"]
 
 
 def open_chat_store(config: StoreConfig) -> ChatStore:
@@ -27,3 +30,26 @@ def open_chat_store(config: StoreConfig) -> ChatStore:
             config.replication_factor,
         )
     raise ValueError(f"unknown store kind {config.kind!r} (store.kind: 'sqlite' or 'cassandra')")
+
+
+def open_bar_store(store: StoreConfig, ohlcv: OhlcvConfig) -> BarStore:
+    """The bar store ``store.kind`` names, not started (nothing is opened until ``start()``).
+
+    "sqlite": :class:`SqliteBarStore` on ``sqlite_path`` (the chat store's file, a table of
+    its own; it keeps every bar); "cassandra": :class:`CassandraBarStore` on
+    ``cassandra_contact_points``/``cassandra_port``, in ``keyspace`` (created with
+    ``replication_factor`` if missing), keeping 1s and 1m bars ``ohlcv.ttl_1s_days`` and
+    ``ohlcv.ttl_1m_days`` (0: for good).
+    """
+    if store.kind == "sqlite":
+        return SqliteBarStore(store.sqlite_path)
+    if store.kind == "cassandra":
+        return CassandraBarStore(
+            store.cassandra_contact_points,
+            store.cassandra_port,
+            store.keyspace,
+            store.replication_factor,
+            ttl_1s_days=ohlcv.ttl_1s_days,
+            ttl_1m_days=ohlcv.ttl_1m_days,
+        )
+    raise ValueError(f"unknown store kind {store.kind!r} (store.kind: 'sqlite' or 'cassandra')")

@@ -1,0 +1,286 @@
+"""The SQLite bar store: the embedded default, one file, stdlib ``sqlite3``.
+
+It may share its file with :class:`~storage.SqliteChatStore` (``StoreConfig.sqlite_path``):
+its table is its own, and SQLite's file lock keeps the two connections apart.
+
+Writes: ``upsert`` is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) of
+``INSERT ... ON CONFLICT DO UPDATE`` rows, so a call is stored entirely or not at all and
+its cost is one commit whatever the number of bars. A writer that cannot get the write lock
+within ``busy_timeout_s`` (another process writing) gets
+:class:`~storage.errors.StoreUnavailableError`.
+
+Durability: WAL journal (readers never block the writer, nor the writer readers) with
+``synchronous=FULL``: an acknowledged upsert survives a power cut, as the caller commits
+its offsets on it. One fsync per call (the aggregator flushes a few times a second) is
+cheap. WAL needs a local file system (not NFS).
+
+Threads: every call runs on the store's own single worker thread (one connection, used by
+that thread only, in turn), so the event loop never waits on the disk or on the lock; calls
+of one store run one at a time, in the order they were made. A call whose caller is
+cancelled still completes on the worker.
+
+Retention: every bar is kept (``OhlcvConfig``'s TTLs are Cassandra's); the embedded
+default serves one machine's first run, not years of 1s bars.
+
+Schema (created if missing)::
+
+    bars(symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8,
+         volume_e8, trade_count, final)  PRIMARY KEY (symbol, resolution, open_time_ns)
+
+The primary key is the index every read uses: a range, a countback (the same index walked
+backwards) and ``last_before`` are each one index seek.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from mdfeed.lifecycle import Resource
+from proto import mdfeed_pb2 as pb
+from storage.bars import check_history_args, check_last_before_args, latest_per_key
+from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
+
+__all__ = ["SqliteBarStore"]
+
+_T = TypeVar("_T")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bars (
+        symbol TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        open_time_ns INTEGER NOT NULL,
+        open_px_e8 INTEGER NOT NULL,
+        high_px_e8 INTEGER NOT NULL,
+        low_px_e8 INTEGER NOT NULL,
+        close_px_e8 INTEGER NOT NULL,
+        volume_e8 INTEGER NOT NULL,
+        trade_count INTEGER NOT NULL,
+        final INTEGER NOT NULL,
+        PRIMARY KEY (symbol, resolution, open_time_ns)
+    ) WITHOUT ROWID""",
+)
+_COLUMNS = (
+    "symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8, "
+    "volume_e8, trade_count, final"
+)
+_UPSERT = (
+    f"INSERT INTO bars ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (symbol, resolution, open_time_ns) DO UPDATE SET "
+    "open_px_e8 = excluded.open_px_e8, high_px_e8 = excluded.high_px_e8, "
+    "low_px_e8 = excluded.low_px_e8, close_px_e8 = excluded.close_px_e8, "
+    "volume_e8 = excluded.volume_e8, trade_count = excluded.trade_count, "
+    "final = excluded.final"
+)
+_Row = tuple[str, int, int, int, int, int, int, int, int, int]
+
+
+def _row(bar: pb.Bar) -> _Row:
+    return (
+        bar.symbol,
+        bar.resolution,
+        bar.open_time_ns,
+        bar.open_px_e8,
+        bar.high_px_e8,
+        bar.low_px_e8,
+        bar.close_px_e8,
+        bar.volume_e8,
+        bar.trade_count,
+        int(bar.final),
+    )
+
+
+def _bar(row: _Row) -> pb.Bar:
+    symbol, resolution, open_time_ns, open_, high, low, close, volume, trades, final = row
+    return pb.Bar(
+        symbol=symbol,
+        resolution=resolution,  # type: ignore[arg-type]  # an int the table was given
+        open_time_ns=open_time_ns,
+        open_px_e8=open_,
+        high_px_e8=high,
+        low_px_e8=low,
+        close_px_e8=close,
+        volume_e8=volume,
+        trade_count=trades,
+        final=bool(final),
+    )
+
+
+class SqliteBarStore(Resource):
+    """Bars in an SQLite file at ``path`` (its parent directories are created).
+
+    ``busy_timeout_s`` bounds how long a call waits for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
+        if busy_timeout_s <= 0:
+            raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}")
+        self._path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    async def start(self) -> None:
+        """Open the file (creating it and its directories) and create the table if missing."""
+        async with self._start_lock:
+            if self._closed:
+                raise StoreClosedError(f"bar store {self._path} was closed; create a new one")
+            if self._conn is not None:
+                return
+            executor = ThreadPoolExecutor(1, thread_name_prefix="mdfeed-bars-sqlite")
+            loop = asyncio.get_running_loop()
+            try:
+                self._conn = await loop.run_in_executor(executor, self._open)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor = executor
+
+    async def close(self) -> None:
+        """Close the connection once the calls already made have run. Safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        conn, executor = self._conn, self._executor
+        self._conn = self._executor = None
+        if conn is not None and executor is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            finally:
+                executor.shutdown(wait=False)
+
+    async def upsert(self, bars: Sequence[pb.Bar]) -> None:
+        """Store every bar in one transaction, overwriting stored bars of the same keys."""
+        rows = [_row(bar) for bar in latest_per_key(bars)]
+        self._connection()  # refuse a closed store even for an empty call
+        if rows:
+            await self._call(lambda c: _upsert(c, rows))
+
+    async def history(
+        self,
+        symbol: str,
+        resolution: pb.Resolution.ValueType,
+        from_ns: int,
+        to_ns: int,
+        countback: int = 0,
+    ) -> list[pb.Bar]:
+        """Bars in ``[from_ns, to_ns)`` ascending, or the last ``countback`` before ``to_ns``."""
+        check_history_args(symbol, resolution, from_ns, to_ns, countback)
+        if countback > 0:
+            query = (
+                f"SELECT {_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
+                "AND open_time_ns < ? ORDER BY open_time_ns DESC LIMIT ?"
+            )
+            params: tuple[object, ...] = (symbol, resolution, to_ns, countback)
+            rows = await self._call(lambda c: c.execute(query, params).fetchall())
+            rows.reverse()
+        else:
+            query = (
+                f"SELECT {_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
+                "AND open_time_ns >= ? AND open_time_ns < ? ORDER BY open_time_ns"
+            )
+            params = (symbol, resolution, from_ns, to_ns)
+            rows = await self._call(lambda c: c.execute(query, params).fetchall())
+        return [_bar(row) for row in rows]
+
+    async def last_before(
+        self, symbol: str, resolution: pb.Resolution.ValueType, before_ns: int
+    ) -> pb.Bar | None:
+        """The newest bar with ``open_time_ns < before_ns``, or ``None``."""
+        check_last_before_args(symbol, resolution, before_ns)
+        query = (
+            f"SELECT {_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
+            "AND open_time_ns < ? ORDER BY open_time_ns DESC LIMIT 1"
+        )
+        params = (symbol, resolution, before_ns)
+        row = await self._call(lambda c: c.execute(query, params).fetchone())
+        return None if row is None else _bar(row)
+
+    async def symbols(self) -> list[str]:
+        """Every symbol with a bar, sorted (by code point, as Python sorts)."""
+        # The primary key's first column: DISTINCT walks the index, skipping each symbol.
+        rows = await self._call(lambda c: c.execute("SELECT DISTINCT symbol FROM bars").fetchall())
+        return sorted(symbol for (symbol,) in rows)
+
+    def __repr__(self) -> str:
+        return f"SqliteBarStore({str(self._path)!r})"
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot create the directory of sqlite database {self._path}: {exc}"
+            ) from exc
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,  # transactions are begun explicitly
+                check_same_thread=False,  # opened here, used only by the worker thread
+            )
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with _immediate_transaction(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        return conn
+
+    def _connection(self) -> tuple[sqlite3.Connection, ThreadPoolExecutor]:
+        conn, executor = self._conn, self._executor
+        if conn is None or executor is None:
+            state = "closed" if self._closed else "not started"
+            raise StoreClosedError(f"bar store {self._path} is {state}")
+        return conn, executor
+
+    async def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn, executor = self._connection()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, work, conn)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.OperationalError):
+            detail = str(exc)
+            if "locked" in detail or "busy" in detail:
+                detail += f" (another process held the write lock for {self._busy_timeout_s} s)"
+            return StoreUnavailableError(f"sqlite database {self._path} unavailable: {detail}")
+        return StoreError(f"sqlite database {self._path}: {exc}")
+
+
+@contextlib.contextmanager
+def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (take the write lock now) ... ``COMMIT``; rolled back on errors."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _upsert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    with _immediate_transaction(conn):
+        conn.executemany(_UPSERT, rows)
