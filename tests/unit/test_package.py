@@ -68,3 +68,12 @@ def test_fix_codec_is_compiled() -> None:
 
     assert codec.__file__ is not None
     assert Path(codec.__file__).suffix == ".so", codec.__file__
+
+
+def test_bar_aggregator_is_compiled() -> None:
+    # setup.py compiles ohlcv/bars.py with mypyc: pure Python aggregates ~0.7M ticks/s,
+    # below the 1M ticks/s per core target.
+    from ohlcv import bars
+
+    assert bars.__file__ is not None
+    assert Path(bars.__file__).suffix == ".so", bars.__file__

@@ -1,0 +1,118 @@
+"""BarService on the in-process bus and the SQLite bar store: bars equal the recomputation
+from the tick log, writes come before commits, listeners get stored bars."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mdfeed.bus import MemoryBus
+from mdfeed.config import BusConfig, OhlcvConfig
+from ohlcv.aggregator import BarService
+from ohlcv.bars import parse_resolutions, parse_session_timezone, recompute_bars
+from proto import mdfeed_pb2 as pb
+from storage import SqliteBarStore, StoreError
+
+CONFIG = OhlcvConfig(resolutions=("1s", "1m"), flush_interval_ms=20, allowed_lateness_s=0.5)
+T0 = 1_700_000_000_000_000_000  # a Tuesday, UTC
+
+
+def trades(symbol: str, count: int, *, start: int = 0) -> list[pb.Tick]:
+    return [
+        pb.Tick(
+            symbol=symbol,
+            seq=i + 1,
+            kind=pb.TICK_KIND_TRADE,
+            last_px_e8=(100 + (i * 7) % 13) * 100_000_000,
+            last_size_e8=(1 + i % 5) * 100_000_000,
+            venue_time_ns=T0 + (start + i) * 150_000_000,  # 150 ms apart
+        )
+        for i in range(count)
+    ]
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - plain counters
+            await asyncio.sleep(0.01)
+
+
+def bus() -> MemoryBus:
+    return MemoryBus(dataclasses.replace(BusConfig(kind="memory"), tick_partitions=2))
+
+
+async def test_stored_bars_equal_the_recomputation_from_the_tick_log(tmp_path: Path) -> None:
+    ticks = trades("AAPL", 400) + trades("MSFT", 250)
+    got: list[pb.Bar] = []
+    async with bus() as b, SqliteBarStore(tmp_path / "bars.sqlite3") as store:
+        async with b.producer() as producer:
+            for tick in ticks:
+                producer.send(b.config.tick_topic, tick.symbol.encode(), tick.SerializeToString())
+            assert await producer.flush(5)
+        service = BarService(b, store, CONFIG, from_beginning=True)
+        service.add_listener(got.extend)
+        async with service:
+            await until(lambda: service.stats.records == len(ticks))
+            await service.flush()
+        expected = recompute_bars(
+            ticks,
+            parse_resolutions(CONFIG.resolutions),
+            parse_session_timezone(CONFIG.session_timezone),
+            mid_when_no_trades=True,
+            allowed_lateness_ns=500_000_000,
+        )
+        stored: dict[tuple[str, int, int], pb.Bar] = {}
+        for symbol in ("AAPL", "MSFT"):
+            for res in (pb.RESOLUTION_1S, pb.RESOLUTION_1M):
+                for bar in await store.history(symbol, res, 0, 2**62):
+                    stored[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
+        assert set(stored) == set(expected)
+        for key, bar in expected.items():
+            mine = stored[key]
+            assert (mine.open_px_e8, mine.high_px_e8, mine.low_px_e8, mine.close_px_e8) == (
+                bar.open_px_e8, bar.high_px_e8, bar.low_px_e8, bar.close_px_e8,
+            ), key  # fmt: skip
+            assert (mine.volume_e8, mine.trade_count) == (bar.volume_e8, bar.trade_count), key
+        assert {(bar.symbol, bar.resolution, bar.open_time_ns) for bar in got} == set(expected)
+
+
+class FailingStore:
+    """A bar store that refuses every write: the service must not commit."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def upsert(self, bars: Sequence[pb.Bar]) -> None:
+        self.attempts += 1
+        raise StoreError("refused")
+
+
+async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: Path) -> None:
+    ticks = trades("AAPL", 50)
+    async with bus() as b:
+        async with b.producer() as producer:
+            for tick in ticks:
+                producer.send(b.config.tick_topic, b"AAPL", tick.SerializeToString())
+            assert await producer.flush(5)
+        failing = FailingStore()
+        service = BarService(b, failing, CONFIG, from_beginning=True)  # type: ignore[arg-type]
+        async with service:
+            await until(lambda: service.stats.records == 50 and failing.attempts >= 2)
+            assert service.stats.store_errors >= 2
+            assert service.stats.bars_written == 0
+        # A new member of the group starts where nothing was committed: every tick again.
+        async with SqliteBarStore(tmp_path / "bars.sqlite3") as store:
+            again = BarService(b, store, CONFIG, from_beginning=True)
+            async with again:
+                await until(lambda: again.stats.records == 50)
+                await again.flush()
+            bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
+            assert sum(bar.trade_count for bar in bars) == 50
