@@ -46,6 +46,7 @@ Empty intervals
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -503,6 +504,67 @@ class BarAggregator:
         for i, held in enumerate(current):
             if held is not None and held.final:
                 current[i] = None
+
+    def symbols(self) -> list[str]:
+        """Symbols with state held (open bars or a watermark)."""
+        return list(self._symbols)
+
+    def forget(self, symbol: str) -> None:
+        """Drop ``symbol``'s state (its partition went to another member)."""
+        self._symbols.pop(symbol, None)
+
+    def export_symbol(self, symbol: str) -> bytes:
+        """``symbol``'s state (watermark and open bars) for a checkpoint; drain first.
+
+        The format is JSON, keyed by resolution value, so a checkpoint survives a change of
+        the configured resolutions (bars of resolutions no longer built are ignored).
+        """
+        if any(bar.symbol == symbol for bar in self._changed):
+            raise ValueError(f"{symbol}: drain the changed bars before exporting")
+        state = self._symbols.get(symbol)
+        if state is None:
+            return b""
+        bars: dict[str, list[list[int]]] = {}
+        for index, value in enumerate(self._values):
+            rows = []
+            for bar in state.bars[index].values():
+                rows.append(
+                    [
+                        bar.start, bar.end, bar.open, bar.high, bar.low, bar.close,
+                        bar.open_t, bar.close_t, bar.volume, bar.count,
+                    ]
+                )  # fmt: skip
+            bars[str(int(value))] = rows
+        doc = {"v": 1, "max_t": state.max_t, "watermark": state.watermark, "bars": bars}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def import_symbol(self, symbol: str, data: bytes) -> None:
+        """Restore ``symbol``'s state from ``export_symbol`` output (replacing any held)."""
+        if not data:
+            self._symbols.pop(symbol, None)
+            return
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise ValueError(f"{symbol}: not a bar checkpoint of format 1")
+        state = _Symbol(len(self._values))
+        state.max_t = int(doc["max_t"])
+        state.watermark = int(doc["watermark"])
+        saved: dict[str, list[list[int]]] = doc["bars"]
+        next_final = _NO_BAR
+        for index, value in enumerate(self._values):
+            for row in saved.get(str(int(value)), []):
+                start, end, open_, high, low, close, open_t, close_t, volume, count = row
+                bar = _Bar(symbol, value, int(start), int(end), int(open_), int(open_t))
+                bar.high = int(high)
+                bar.low = int(low)
+                bar.close = int(close)
+                bar.close_t = int(close_t)
+                bar.volume = int(volume)
+                bar.count = int(count)
+                state.bars[index][bar.start] = bar
+                next_final = min(next_final, bar.end)
+        state.next_final = next_final
+        self._symbols[symbol] = state
 
     def drain_changed(self) -> list[pb.Bar]:
         """Bars changed since the last drain, each once, in their latest state.

@@ -455,3 +455,59 @@ def test_aggregator_equals_recomputation(
     assert seen == expected
     # Nothing final stays in memory once drained.
     assert agg.held_bars == sum(1 for b in expected.values() if not b.final)
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ticks=tick_logs(),
+    cut=st.integers(0, 120),
+    mid=st.booleans(),
+    resolutions=st.sets(st.sampled_from(ALL), min_size=1),
+)
+def test_a_restored_checkpoint_continues_exactly(
+    ticks: list[pb.Tick], cut: int, mid: bool, resolutions: set[int]
+) -> None:
+    # Another process takes over after `cut` ticks from the exported state alone: the bars
+    # it goes on to write, over the first process's, equal the recomputation of the log.
+    chosen = tuple(sorted(resolutions))
+    first = aggregator(chosen, mid=mid, lateness_ns=LATENESS)
+    seen: dict[BarKey, pb.Bar] = {}
+    for tick in ticks[:cut]:
+        first.apply(tick)
+    for bar in first.drain_changed():
+        seen[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
+    saved = {symbol: first.export_symbol(symbol) for symbol in first.symbols()}
+    second = aggregator(chosen, mid=mid, lateness_ns=LATENESS)
+    for symbol, blob in saved.items():
+        second.import_symbol(symbol, blob)
+    for tick in ticks[cut:]:
+        second.apply(tick)
+    for bar in second.drain_changed():
+        seen[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
+    expected = recompute_bars(
+        ticks,
+        chosen,  # type: ignore[arg-type]
+        NY,
+        mid_when_no_trades=mid,
+        allowed_lateness_ns=LATENESS,
+    )
+    assert seen == expected
+
+
+def test_export_refuses_undrained_bars_and_import_checks_the_format() -> None:
+    agg = aggregator()
+    agg.apply(trade(T0, 100 * E8))
+    with pytest.raises(ValueError, match="drain the changed bars"):
+        agg.export_symbol("AAPL")
+    agg.drain_changed()
+    assert agg.export_symbol("NONE") == b""
+    with pytest.raises(ValueError, match="not a bar checkpoint"):
+        agg.import_symbol("AAPL", b'{"v": 9}')
+    blob = agg.export_symbol("AAPL")
+    agg.forget("AAPL")
+    assert agg.symbols() == []
+    agg.import_symbol("AAPL", blob)
+    assert agg.symbols() == ["AAPL"]
