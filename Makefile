@@ -17,7 +17,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps lint typecheck unit integration bench stack-up stack-down proto clean
+.PHONY: run test install system-deps web lint typecheck unit integration bench stack-up stack-down proto clean
 
 $(VENV)/.deps-installed: pyproject.toml
 	@echo "== python packages (the first install builds quickfix from source: ~5 minutes)"
@@ -31,11 +31,22 @@ system-deps:
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"
 	command -v mvn >/dev/null || missing="$$missing maven"
 	test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"
+	test -x /usr/bin/chromium || missing="$$missing chromium"
+	command -v npm >/dev/null || missing="$$missing nodejs npm"
 	if [ -n "$$missing" ]; then
 	  echo "== debian packages:$$missing"
 	  apt-get update -q
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing
 	fi
+
+# The chart page's JavaScript (lightweight-charts; playwright-core drives Chromium in the
+# end-to-end test), pinned by web/package-lock.json.
+web/node_modules/.installed: web/package-lock.json
+	@echo "== npm packages for the chart page"
+	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+web: web/node_modules/.installed
 
 # The project itself is installed (not editable) every time, so tests import the
 # installed package: a module left out of the package fails the tests.
@@ -44,7 +55,7 @@ install: $(VENV)/.deps-installed
 	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
-run: install
+run: install web
 	$(BIN)/mdfeed run $(ARGS)
 
 lint: install
@@ -75,7 +86,7 @@ stack-down: install
 proto: install
 	$(BIN)/mdfeed codegen proto --out proto
 
-test: install system-deps
+test: install system-deps web
 	@start=$$(date +%s)
 	trap '$(BIN)/mdfeed stack down' EXIT
 	$(BIN)/mdfeed stack up

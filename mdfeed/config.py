@@ -233,6 +233,9 @@ class DatafeedConfig:
 
     http_host: str = "127.0.0.1"
     http_port: Port = 8080
+    #: The chart page's folder (index.html, app.js and web/node_modules from
+    #: ``npm ci --prefix web``), relative to the working directory.
+    web_root: str = "web"
 
 
 @dataclass(frozen=True, slots=True)
