@@ -12,13 +12,19 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from fanout.runtime import Fanout
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
-from mdfeed.bus import open_bus
+from mdfeed.bus import Bus, open_bus
 from mdfeed.config import MdfeedConfig
+from ohlcv.aggregator import BarService
+from ohlcv.datafeed import Datafeed
+from proto import mdfeed_pb2 as pb
+from storage import open_bar_store
 
 
 def _price(e8: int | None) -> str:
@@ -85,6 +91,40 @@ class StatusLine:
         self.out.flush()
 
 
+async def _start_bars(
+    stack: contextlib.AsyncExitStack,
+    config: MdfeedConfig,
+    bus: Bus,
+    fanout: Fanout,
+    symbols: Sequence[str],
+) -> Datafeed:
+    """The bar store, the bar service and the datafeed, live bars to the chart and MQTT."""
+    store = await stack.enter_async_context(open_bar_store(config.store, config.ohlcv))
+    datafeed = await stack.enter_async_context(
+        Datafeed(
+            config.datafeed,
+            store,
+            chat=fanout.chat,
+            symbols=symbols,
+            session_timezone=config.ohlcv.session_timezone,
+            web_root=Path(config.datafeed.web_root),
+        )
+    )
+    bars = BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic)
+    hub = datafeed.hub
+    bridge = fanout.bridge
+
+    def publish(changed: Sequence[pb.Bar]) -> None:
+        for bar in changed:
+            hub.publish(bar)
+            if bridge is not None:
+                bridge.publish_bar(bar)
+
+    bars.add_listener(publish)
+    await stack.enter_async_context(bars)
+    return datafeed
+
+
 async def run_pipeline(
     config: MdfeedConfig, *, duration_s: float | None = None, out: TextIO = sys.stderr
 ) -> int:
@@ -116,6 +156,11 @@ async def run_pipeline(
         fanout = await stack.enter_async_context(Fanout(config, bus))
         for line in fanout.describe():
             out.write(line + "\n")
+        datafeed = await _start_bars(stack, config, bus, fanout, symbols)
+        out.write(
+            f"chart and TradingView datafeed on http://{config.datafeed.http_host}:"
+            f"{datafeed.port}/ (bars: {', '.join(config.ohlcv.resolutions)})\n"
+        )
         deadline = None if duration_s is None else loop.time() + duration_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from mdfeed.stack.scratch import free_port
@@ -51,6 +53,7 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
     from proto import mdfeed_pb2 as pb
 
     venue, grpc_port, mqtt_port = str(free_port()), str(free_port()), free_port()
+    http_port = free_port()
     env = {
         **os.environ,
         "MDFEED__VENUE__PORT": venue,
@@ -59,6 +62,8 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
         "MDFEED__FANOUT__GRPC_PORT": grpc_port,
         "MDFEED__MQTT__PORT": str(mqtt_port),
         "MDFEED__STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
+        "MDFEED__DATAFEED__HTTP_PORT": str(http_port),
+        "MDFEED__DATAFEED__WEB_ROOT": str(Path(__file__).resolve().parents[2] / "web"),
     }
     mdfeed = str(Path(sys.executable).parent / "mdfeed")
     log = tmp_path / "run.log"
@@ -102,6 +107,17 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
         )  # fmt: skip
         assert history.stdout.splitlines() == ["[lobby #1] ann: hello"], history
 
+        # Bars from the aggregator, through the datafeed's UDF /history, and the page.
+        base = f"http://127.0.0.1:{http_port}"
+        history = _get_json(
+            f"{base}/history?symbol=AAPL&resolution=1S&from=0&to={int(time.time()) + 60}"
+        )
+        assert history["s"] == "ok", history
+        assert len(history["t"]) >= 1
+        assert history["t"] == sorted(history["t"])
+        with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+            assert b"<html" in page.read().lower()
+
         payload = _first_message(mqtt_port, "md/AAPL")
         assert payload is not None, "no quote on md/AAPL"
         assert pb.Tick.FromString(payload).symbol == "AAPL"
@@ -133,3 +149,9 @@ def _first_message(port: int, topic: str, timeout_s: float = 10.0) -> bytes | No
         sub.loop_stop()
         sub.disconnect()
     return got[0] if got else None
+
+
+def _get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        data: dict[str, object] = json.loads(reply.read())
+    return data
