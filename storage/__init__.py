@@ -21,6 +21,12 @@ and :class:`CassandraBarStore` (time-bucketed partitions, TTLs for 1s and 1m bar
         await bars.upsert(flushed)  # all stored: now commit the offsets
         chart = await bars.history(symbol, pb.RESOLUTION_1M, from_ns, to_ns, countback=300)
 
+The bar store also keeps the aggregator's :class:`Checkpoint` per symbol (bus partition and
+offset, open-bar state), in the aggregator group ``ohlcv.group_id``, for exact recovery::
+
+    await bars.save_checkpoints({symbol: Checkpoint(partition, offset, state)})
+    checkpoint = await bars.load_checkpoint(symbol)  # None: start the symbol afresh
+
 Errors are drawn in :mod:`storage.errors`; the Cassandra plumbing the stores share is in
 :mod:`storage.cassandra`.
 """
@@ -29,7 +35,7 @@ from storage._bars_cassandra import CassandraBarStore
 from storage._bars_sqlite import SqliteBarStore
 from storage._chat_cassandra import CassandraChatStore
 from storage._chat_sqlite import SqliteChatStore
-from storage.bars import BarStore
+from storage.bars import BarStore, Checkpoint
 from storage.chat import ChatStore
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
 from storage.factory import open_bar_store, open_chat_store
@@ -39,6 +45,7 @@ __all__ = [
     "CassandraBarStore",
     "CassandraChatStore",
     "ChatStore",
+    "Checkpoint",
     "SqliteBarStore",
     "SqliteChatStore",
     "StoreClosedError",

@@ -13,6 +13,8 @@ Tables (created if missing, in the configured keyspace), one per resolution clas
 
     bar_buckets  (symbol, resolution, bucket)  PRIMARY KEY ((symbol, resolution), bucket)
     bar_symbols  (shard, symbol)               PRIMARY KEY ((shard), symbol)
+    bar_checkpoints (group_id, symbol, partition, offset, state)
+                                               PRIMARY KEY ((group_id, symbol))
 
 Buckets: ``bucket = open_time_ns // width`` (widths from the Unix epoch, so 1s buckets are
 UTC days). The widths keep every partition bounded whatever the history's length, at most
@@ -59,6 +61,13 @@ failed write no further write starts; the call waits for those in flight and rai
 :meth:`CassandraBarStore.upsert`). Writes of one key in one call are reduced to the last
 before sending; across calls the driver's client-side timestamps make the later call win.
 
+Checkpoints: one row per (group, symbol), its own partition, overwritten by each save (one
+prepared ``INSERT`` per symbol, sent like bars: concurrently, at most ``max_in_flight`` at
+once, taking turns with upserts). No TTL: a checkpoint lives until overwritten. Written and
+read at QUORUM, so the member that takes a symbol over reads the last acknowledged save;
+between two saves of one symbol the later call wins (client-side timestamps). The default
+compaction (size-tiered) suits it: a row is read once, on takeover.
+
 Reads at QUORUM (see :mod:`storage.cassandra`): a range queries the buckets of the range
 the index lists, 16 at a time, concatenated in order; a countback or ``last_before`` walks
 the listed buckets newest first, with ``ORDER BY open_time_ns DESC LIMIT n``, until it has
@@ -70,7 +79,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +90,15 @@ from cassandra.query import PreparedStatement
 
 from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
-from storage.bars import check_history_args, check_last_before_args, latest_per_key
+from storage.bars import (
+    Checkpoint,
+    check_checkpoints,
+    check_history_args,
+    check_last_before_args,
+    check_symbol,
+    latest_per_key,
+    name_symbols,
+)
 from storage.cassandra import CassandraSession, Row, check_keyspace_name
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
 
@@ -194,6 +211,8 @@ class _Statements:
             self.select_buckets_down,
             self.insert_symbol,
             self.select_symbols,
+            self.insert_checkpoint,
+            self.select_checkpoint,
         ) = prepared
 
     def table(self, resolution: int) -> _Table:
@@ -205,8 +224,9 @@ class CassandraBarStore(Resource):
 
     ``keyspace`` is created with SimpleStrategy and ``replication_factor`` when it does not
     exist. ``ttl_1s_days`` / ``ttl_1m_days``: days 1s / 1m bars are kept (0: for good).
-    ``max_in_flight`` bounds the writes a store has outstanding at once. Nothing connects
-    before ``start()``.
+    ``max_in_flight`` bounds the writes a store has outstanding at once.
+    ``checkpoint_group``: the aggregator group whose checkpoints the store saves and loads.
+    Nothing connects before ``start()``.
     """
 
     def __init__(
@@ -221,6 +241,7 @@ class CassandraBarStore(Resource):
         max_in_flight: int = 128,
         connect_timeout_s: float = 5.0,
         request_timeout_s: float = 10.0,
+        checkpoint_group: str = "mdfeed-ohlcv",
     ) -> None:
         if isinstance(contact_points, str) or not contact_points:
             raise ValueError(
@@ -236,6 +257,8 @@ class CassandraBarStore(Resource):
                 raise ValueError(f"{name} must be an int from 0 to 3650, got {days!r}")
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        check_symbol(checkpoint_group, "checkpoint_group")
+        self._checkpoint_group = checkpoint_group
         self._contact_points = tuple(contact_points)
         self._port = port
         self._keyspace = check_keyspace_name(keyspace)
@@ -256,6 +279,11 @@ class CassandraBarStore(Resource):
     @property
     def keyspace(self) -> str:
         return self._keyspace
+
+    @property
+    def checkpoint_group(self) -> str:
+        """The aggregator group whose checkpoints this store saves and loads."""
+        return self._checkpoint_group
 
     async def start(self) -> None:
         """Connect, create the keyspace and tables, migrate TTLs, prepare the statements."""
@@ -382,6 +410,35 @@ class CassandraBarStore(Resource):
         rows = await db.execute(s.select_symbols)
         return sorted(row["symbol"] for row in rows)
 
+    async def save_checkpoints(self, checkpoints: Mapping[str, Checkpoint]) -> None:
+        """Write every checkpoint concurrently (at most ``max_in_flight`` at once); all or error.
+
+        Errors as :meth:`upsert`'s, naming the symbols and the group: some checkpoints may
+        then be stored; repeat the call.
+        """
+        pairs = check_checkpoints(checkpoints)
+        db, s = self._session()
+        if not pairs:
+            return
+        group = self._checkpoint_group
+        jobs: list[tuple[PreparedStatement, tuple[Any, ...]]] = [
+            (s.insert_checkpoint, (group, symbol, cp.partition, cp.offset, cp.state))
+            for symbol, cp in pairs
+        ]
+        what = f"the checkpoints of {name_symbols([p[0] for p in pairs])} (group {group!r})"
+        async with self._write_lock:
+            await self._write(db, jobs, what)
+
+    async def load_checkpoint(self, symbol: str) -> Checkpoint | None:
+        """The checkpoint saved for ``symbol`` in this store's group, or ``None``."""
+        check_symbol(symbol)
+        db, s = self._session()
+        rows = await db.execute(s.select_checkpoint, (self._checkpoint_group, symbol))
+        if not rows:
+            return None
+        row = rows[0]
+        return Checkpoint(row["partition"], row["offset"], bytes(row["state"]))
+
     def __repr__(self) -> str:
         points = ",".join(self._contact_points)
         return f"CassandraBarStore({points}:{self._port}, keyspace={self._keyspace!r})"
@@ -406,6 +463,10 @@ class CassandraBarStore(Resource):
                 ) WITH CLUSTERING ORDER BY (bucket ASC)""",
                 f"""CREATE TABLE IF NOT EXISTS {ks}.bar_symbols (
                     shard int, symbol text, PRIMARY KEY ((shard), symbol)
+                )""",
+                f"""CREATE TABLE IF NOT EXISTS {ks}.bar_checkpoints (
+                    group_id text, symbol text, partition int, offset bigint, state blob,
+                    PRIMARY KEY ((group_id, symbol))
                 )""",
             ]
         )
@@ -452,6 +513,14 @@ class CassandraBarStore(Resource):
             ),
             await db.prepare(f"INSERT INTO {ks}.bar_symbols (shard, symbol) VALUES (0, ?)"),
             await db.prepare(f"SELECT symbol FROM {ks}.bar_symbols WHERE shard = 0"),
+            await db.prepare(
+                f"INSERT INTO {ks}.bar_checkpoints (group_id, symbol, partition, offset, state) "
+                "VALUES (?, ?, ?, ?, ?)"
+            ),
+            await db.prepare(
+                f"SELECT partition, offset, state FROM {ks}.bar_checkpoints "
+                "WHERE group_id = ? AND symbol = ?"
+            ),
         ]
         return _Statements(tables, prepared)
 

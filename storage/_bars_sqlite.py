@@ -22,13 +22,20 @@ cancelled still completes on the worker.
 Retention: every bar is kept (``OhlcvConfig``'s TTLs are Cassandra's); the embedded
 default serves one machine's first run, not years of 1s bars.
 
+Checkpoints: ``save_checkpoints`` is one transaction of ``INSERT ... ON CONFLICT DO
+UPDATE`` rows, like ``upsert``, so a call is saved entirely or not at all, with the same
+durability. The table is an ordinary rowid table, not ``WITHOUT ROWID`` as ``bars`` is:
+states can be hundreds of KB, and SQLite keeps large rows better out of the key's B-tree.
+
 Schema (created if missing)::
 
     bars(symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8,
          volume_e8, trade_count, final)  PRIMARY KEY (symbol, resolution, open_time_ns)
+    bar_checkpoints(group_id, symbol, partition, offset, state)
+         PRIMARY KEY (group_id, symbol)
 
 The primary key is the index every read uses: a range, a countback (the same index walked
-backwards) and ``last_before`` are each one index seek.
+backwards) and ``last_before`` are each one index seek; a checkpoint is one lookup.
 """
 
 from __future__ import annotations
@@ -37,14 +44,22 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
-from storage.bars import check_history_args, check_last_before_args, latest_per_key
+from storage.bars import (
+    Checkpoint,
+    check_checkpoints,
+    check_history_args,
+    check_last_before_args,
+    check_symbol,
+    latest_per_key,
+    name_symbols,
+)
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
 
 __all__ = ["SqliteBarStore"]
@@ -65,6 +80,14 @@ _SCHEMA = (
         final INTEGER NOT NULL,
         PRIMARY KEY (symbol, resolution, open_time_ns)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bar_checkpoints (
+        group_id TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        "partition" INTEGER NOT NULL,
+        "offset" INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (group_id, symbol)
+    )""",
 )
 _COLUMNS = (
     "symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8, "
@@ -79,6 +102,14 @@ _UPSERT = (
     "final = excluded.final"
 )
 _Row = tuple[str, int, int, int, int, int, int, int, int, int]
+_SAVE_CHECKPOINT = (
+    'INSERT INTO bar_checkpoints (group_id, symbol, "partition", "offset", state) '
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, symbol) DO UPDATE SET "
+    '"partition" = excluded."partition", "offset" = excluded."offset", state = excluded.state'
+)
+_LOAD_CHECKPOINT = (
+    'SELECT "partition", "offset", state FROM bar_checkpoints WHERE group_id = ? AND symbol = ?'
+)
 
 
 def _row(bar: pb.Bar) -> _Row:
@@ -116,11 +147,20 @@ class SqliteBarStore(Resource):
     """Bars in an SQLite file at ``path`` (its parent directories are created).
 
     ``busy_timeout_s`` bounds how long a call waits for another process's write lock.
+    ``checkpoint_group``: the aggregator group whose checkpoints the store saves and loads.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_s: float = 30.0,
+        checkpoint_group: str = "mdfeed-ohlcv",
+    ) -> None:
         if busy_timeout_s <= 0:
             raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}")
+        check_symbol(checkpoint_group, "checkpoint_group")
+        self._checkpoint_group = checkpoint_group
         self._path = Path(path)
         self._busy_timeout_s = busy_timeout_s
         self._executor: ThreadPoolExecutor | None = None
@@ -132,6 +172,11 @@ class SqliteBarStore(Resource):
     def path(self) -> Path:
         """The database file."""
         return self._path
+
+    @property
+    def checkpoint_group(self) -> str:
+        """The aggregator group whose checkpoints this store saves and loads."""
+        return self._checkpoint_group
 
     async def start(self) -> None:
         """Open the file (creating it and its directories) and create the table if missing."""
@@ -215,6 +260,34 @@ class SqliteBarStore(Resource):
         rows = await self._call(lambda c: c.execute("SELECT DISTINCT symbol FROM bars").fetchall())
         return sorted(symbol for (symbol,) in rows)
 
+    async def save_checkpoints(self, checkpoints: Mapping[str, Checkpoint]) -> None:
+        """Save every checkpoint in one transaction, overwriting the symbols' stored ones."""
+        group = self._checkpoint_group
+        rows = [
+            (group, symbol, cp.partition, cp.offset, cp.state)
+            for symbol, cp in check_checkpoints(checkpoints)
+        ]
+        self._connection()  # refuse a closed store even for an empty call
+        if not rows:
+            return
+        try:
+            await self._call(lambda c: _save_checkpoints(c, rows))
+        except StoreError as exc:
+            raise type(exc)(
+                f"saving the checkpoints of {name_symbols([r[1] for r in rows])} (group {group!r}) "
+                f"failed: {exc}"
+            ) from exc
+
+    async def load_checkpoint(self, symbol: str) -> Checkpoint | None:
+        """The checkpoint saved for ``symbol`` in this store's group, or ``None``."""
+        check_symbol(symbol)
+        params = (self._checkpoint_group, symbol)
+        row = await self._call(lambda c: c.execute(_LOAD_CHECKPOINT, params).fetchone())
+        if row is None:
+            return None
+        partition, offset, state = row
+        return Checkpoint(partition, offset, bytes(state))
+
     def __repr__(self) -> str:
         return f"SqliteBarStore({str(self._path)!r})"
 
@@ -284,3 +357,10 @@ def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def _upsert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
     with _immediate_transaction(conn):
         conn.executemany(_UPSERT, rows)
+
+
+def _save_checkpoints(
+    conn: sqlite3.Connection, rows: list[tuple[str, str, int, int, bytes]]
+) -> None:
+    with _immediate_transaction(conn):
+        conn.executemany(_SAVE_CHECKPOINT, rows)

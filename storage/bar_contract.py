@@ -14,6 +14,15 @@ A factory returns a new store, not started, on the same database each time it is
 Each check needs a database of its own, which no other check has written to. The stores
 must keep bars for good (no TTL), as the checks write bars dated years apart.
 
+Checkpoint checks (:data:`CHECKPOINT_CONTRACT_CHECKS`) take a
+:class:`CheckpointStoreFactory` instead: given a checkpoint group, it returns a new, not
+started store of that group on the check's database, so a check can open stores of two
+groups on one database::
+
+    async def test_checkpoints(check: CheckpointContractCheck, tmp_path: Path) -> None:
+        path = tmp_path / "bars.sqlite3"
+        await check(lambda group: SqliteBarStore(path, checkpoint_group=group))
+
 Several checks write series that cross partition boundaries of any sensible time
 bucketing (1s bars across midnight UTC and several days apart, 1m bars over four months,
 1h bars over three years, 1D bars over 25 years), so adapters that split a series by time
@@ -26,24 +35,35 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from proto import mdfeed_pb2 as pb
-from storage.bars import RESOLUTIONS, BarStore
+from storage.bars import MAX_CHECKPOINT_STATE_BYTES, RESOLUTIONS, BarStore, Checkpoint
 from storage.errors import StoreClosedError
 
 __all__ = [
     "BAR_CONTRACT_CHECKS",
+    "CHECKPOINT_CONTRACT_CHECKS",
     "BarContractCheck",
     "BarStoreFactory",
+    "CheckpointContractCheck",
+    "CheckpointStoreFactory",
     "check_bad_arguments_are_refused",
+    "check_bad_checkpoints_are_refused",
+    "check_checkpoint_groups_are_independent",
+    "check_checkpoint_round_trips",
+    "check_checkpoint_state_is_binary_and_may_be_large",
+    "check_checkpoint_symbols_are_independent",
+    "check_checkpoints_survive_a_restart",
     "check_close_is_safe_twice",
     "check_countback_takes_the_last_bars_before_to",
     "check_every_field_round_trips",
     "check_history_range_is_half_open_and_ascending",
     "check_last_before",
     "check_many_bars_in_one_call",
+    "check_no_checkpoint_is_none",
     "check_ranges_span_partition_buckets",
     "check_resolutions_are_independent",
     "check_restart_keeps_bars",
     "check_revised_bar_overwrites",
+    "check_save_checkpoints_overwrites",
     "check_symbols_are_independent",
     "check_upsert_is_idempotent",
     "make_bar",
@@ -52,6 +72,9 @@ __all__ = [
 #: Makes a new, not started store on the check's database (see the module docstring).
 BarStoreFactory = Callable[[], BarStore]
 BarContractCheck = Callable[[BarStoreFactory], Awaitable[None]]
+#: Makes a new, not started store of the given checkpoint group on the check's database.
+CheckpointStoreFactory = Callable[[str], BarStore]
+CheckpointContractCheck = Callable[[CheckpointStoreFactory], Awaitable[None]]
 
 S = 1_000_000_000
 M = 60 * S
@@ -352,6 +375,9 @@ async def _refused_when_closed(store: BarStore, when: str) -> None:
         "history": lambda: store.history("X", pb.RESOLUTION_1M, 0, T0),
         "last_before": lambda: store.last_before("X", pb.RESOLUTION_1M, T0),
         "symbols": store.symbols,
+        "save_checkpoints": lambda: store.save_checkpoints({"X": Checkpoint(0, 1, b"s")}),
+        "save_checkpoints({})": lambda: store.save_checkpoints({}),
+        "load_checkpoint": lambda: store.load_checkpoint("X"),
     }
     for name, call in calls.items():
         try:
@@ -434,4 +460,180 @@ BAR_CONTRACT_CHECKS: dict[str, BarContractCheck] = {
     "many_bars_in_one_call": check_many_bars_in_one_call,
     "close_is_safe_twice": check_close_is_safe_twice,
     "bad_arguments_are_refused": check_bad_arguments_are_refused,
+}
+
+
+# Aggregator checkpoints ---------------------------------------------------------------------
+
+_GROUP = "mdfeed-ohlcv"
+
+
+async def check_checkpoint_round_trips(make_store: CheckpointStoreFactory) -> None:
+    """A saved checkpoint loads back equal, every field, at the extremes too."""
+    saved = {
+        "AAPL": Checkpoint(partition=3, offset=1_234_567, state=b"open bars"),
+        "ZERO": Checkpoint(partition=0, offset=0, state=b""),
+        "MAX": Checkpoint(partition=2**31 - 1, offset=_INT64_MAX, state=b"\xff"),
+        "Ünï/код 📈": Checkpoint(partition=1, offset=2, state=b"x"),
+    }
+    async with make_store(_GROUP) as store:
+        await store.save_checkpoints({})  # nothing to do, and no error
+        await store.save_checkpoints(saved)
+        for symbol, checkpoint in saved.items():
+            got = await store.load_checkpoint(symbol)
+            assert got == checkpoint, f"{symbol}: saved {checkpoint!r}, loaded {got!r}"
+            assert got is not None
+            assert type(got.state) is bytes, f"{symbol}: state must load as bytes"
+
+
+async def check_save_checkpoints_overwrites(make_store: CheckpointStoreFactory) -> None:
+    """Each save replaces the symbol's checkpoint, whatever it held (also a larger offset)."""
+    async with make_store(_GROUP) as store:
+        first = Checkpoint(2, 100, b"first state, longer than the next")
+        await store.save_checkpoints({"OVR": first})
+        await store.save_checkpoints({"OVR": first})  # idempotent
+        assert await store.load_checkpoint("OVR") == first
+        later = Checkpoint(2, 250, b"later")
+        await store.save_checkpoints({"OVR": later})
+        assert await store.load_checkpoint("OVR") == later, "a save did not overwrite"
+        moved = Checkpoint(5, 7, b"")  # another partition (a repartitioned topic): no merge
+        await store.save_checkpoints({"OVR": moved})
+        assert await store.load_checkpoint("OVR") == moved
+        for offset in range(1, 21):  # a run of flushes: the last save is what loads
+            await store.save_checkpoints({"OVR": Checkpoint(5, offset, offset.to_bytes(2))})
+        assert await store.load_checkpoint("OVR") == Checkpoint(5, 20, (20).to_bytes(2))
+
+
+async def check_checkpoint_symbols_are_independent(make_store: CheckpointStoreFactory) -> None:
+    """A symbol's checkpoint is its own: saving others (in one call or not) leaves it be."""
+    many = {f"S{i:03}": Checkpoint(i % 12, 1_000 + i, f"state {i}".encode()) for i in range(300)}
+    async with make_store(_GROUP) as store:
+        await store.save_checkpoints(many)  # one flush of many symbols
+        await store.save_checkpoints({"S007": Checkpoint(7, 5_000, b"seven again")})
+        assert await store.load_checkpoint("S007") == Checkpoint(7, 5_000, b"seven again")
+        for symbol in ("S000", "S006", "S008", "S299"):
+            assert await store.load_checkpoint(symbol) == many[symbol], symbol
+        assert await store.load_checkpoint("S300") is None
+        assert await store.load_checkpoint("s000") is None, "symbols are case-sensitive"
+        assert await store.load_checkpoint("S00") is None, "no prefix match"
+        assert await store.symbols() == [], "checkpoints are not bars"
+
+
+async def check_checkpoint_groups_are_independent(make_store: CheckpointStoreFactory) -> None:
+    """Two groups on one database each see only their own checkpoints."""
+    async with make_store("group-a") as a, make_store("group-b") as b:
+        await a.save_checkpoints({"AAPL": Checkpoint(1, 10, b"a"), "ONLY_A": Checkpoint(0, 1, b"")})
+        assert await b.load_checkpoint("AAPL") is None, "group b sees group a's checkpoint"
+        await b.save_checkpoints({"AAPL": Checkpoint(2, 20, b"b")})
+        assert await a.load_checkpoint("AAPL") == Checkpoint(1, 10, b"a"), "b overwrote a"
+        assert await b.load_checkpoint("AAPL") == Checkpoint(2, 20, b"b")
+        assert await b.load_checkpoint("ONLY_A") is None
+    async with make_store("group-a") as a:
+        assert await a.load_checkpoint("AAPL") == Checkpoint(1, 10, b"a")
+
+
+async def check_checkpoint_state_is_binary_and_may_be_large(
+    make_store: CheckpointStoreFactory,
+) -> None:
+    """State comes back byte for byte: every byte value, zero bytes, and 200 KB of it."""
+    every_byte = bytes(range(256)) * 4
+    zeros = b"\x00" * 1_000
+    large = random.Random(7).randbytes(200 * 1024)
+    saved = {
+        "BYTES": Checkpoint(0, 1, every_byte),
+        "ZEROS": Checkpoint(0, 2, zeros),
+        "NUL_EDGES": Checkpoint(0, 3, b"\x00state\x00"),
+        "LARGE": Checkpoint(0, 4, large),
+    }
+    async with make_store(_GROUP) as store:
+        await store.save_checkpoints(saved)
+    async with make_store(_GROUP) as store:
+        for symbol, checkpoint in saved.items():
+            got = await store.load_checkpoint(symbol)
+            assert got is not None, f"{symbol}: nothing loaded"
+            assert len(got.state) == len(checkpoint.state), f"{symbol}: state length changed"
+            assert got == checkpoint, f"{symbol}: state changed on the way"
+
+
+async def check_checkpoints_survive_a_restart(make_store: CheckpointStoreFactory) -> None:
+    """A new store of the group on the database (a takeover, a restart) loads the last save."""
+    async with make_store(_GROUP) as store:
+        await store.save_checkpoints(
+            {"DUR": Checkpoint(4, 41, b"before"), "KEEP": Checkpoint(1, 1, b"k")}
+        )
+        await store.save_checkpoints({"DUR": Checkpoint(4, 42, b"crash point")})
+    async with make_store(_GROUP) as store:
+        assert await store.load_checkpoint("DUR") == Checkpoint(4, 42, b"crash point")
+        await store.save_checkpoints({"DUR": Checkpoint(4, 43, b"after")})
+    async with make_store(_GROUP) as store:
+        assert await store.load_checkpoint("DUR") == Checkpoint(4, 43, b"after")
+        assert await store.load_checkpoint("KEEP") == Checkpoint(1, 1, b"k")
+
+
+async def check_no_checkpoint_is_none(make_store: CheckpointStoreFactory) -> None:
+    """A symbol never saved, on an empty store, in a group never used, loads ``None``."""
+    async with make_store(_GROUP) as store:
+        assert await store.load_checkpoint("NONE") is None
+        await store.upsert([make_bar("BARS_ONLY", pb.RESOLUTION_1M, T0)])
+        assert await store.load_checkpoint("BARS_ONLY") is None, "a bar is not a checkpoint"
+    async with make_store("never-used") as store:
+        assert await store.load_checkpoint("NONE") is None
+
+
+async def check_bad_checkpoints_are_refused(make_store: CheckpointStoreFactory) -> None:
+    """Bad arguments raise ValueError naming what is wrong, and a bad call saves nothing."""
+    good = Checkpoint(0, 1, b"ok")
+    too_large = b"x" * (MAX_CHECKPOINT_STATE_BYTES + 1)
+    bad_saves: list[tuple[str, object]] = [
+        ("checkpoints", [("OK", good)]),  # pairs, not a mapping
+        ("checkpoints key", {"OK": good, "": good}),
+        ("checkpoints key", {"OK": good, 7: good}),
+        ("checkpoints key", {"OK": good, "\ud800": good}),
+        ("checkpoints['BAD']", {"OK": good, "BAD": (0, 1, b"")}),
+        ("checkpoints['BAD'].partition", {"OK": good, "BAD": Checkpoint(-1, 1, b"")}),
+        ("checkpoints['BAD'].partition", {"OK": good, "BAD": Checkpoint(2**31, 1, b"")}),
+        ("checkpoints['BAD'].partition", {"OK": good, "BAD": Checkpoint(True, 1, b"")}),
+        ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, -1, b"")}),
+        ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, 2**63, b"")}),
+        ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, 1.0, b"")}),  # type: ignore[arg-type]
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, "text")}),  # type: ignore[arg-type]
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, bytearray(b"x"))}),  # type: ignore[arg-type]
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, None)}),  # type: ignore[arg-type]
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, too_large)}),
+    ]
+    bad_loads: list[tuple[str, object]] = [("symbol", ""), ("symbol", None), ("symbol", "\ud800")]
+    async with make_store(_GROUP) as store:
+        for argument, given in bad_saves:
+            await _expect_value_error(
+                argument,
+                store.save_checkpoints(given),  # type: ignore[arg-type]
+            )
+        for argument, symbol in bad_loads:
+            await _expect_value_error(
+                argument,
+                store.load_checkpoint(symbol),  # type: ignore[arg-type]
+            )
+        assert await store.load_checkpoint("OK") is None, "a refused call saved a checkpoint"
+
+
+async def _expect_value_error(argument: str, call: Awaitable[object]) -> None:
+    message = ""
+    try:
+        await call
+    except ValueError as exc:
+        message = str(exc)
+    if not message:
+        raise AssertionError(f"a bad {argument} was accepted")
+    assert argument in message, f"the error does not name {argument!r}: {message}"
+
+
+CHECKPOINT_CONTRACT_CHECKS: dict[str, CheckpointContractCheck] = {
+    "checkpoint_round_trips": check_checkpoint_round_trips,
+    "save_checkpoints_overwrites": check_save_checkpoints_overwrites,
+    "checkpoint_symbols_are_independent": check_checkpoint_symbols_are_independent,
+    "checkpoint_groups_are_independent": check_checkpoint_groups_are_independent,
+    "checkpoint_state_is_binary_and_large": check_checkpoint_state_is_binary_and_may_be_large,
+    "checkpoints_survive_a_restart": check_checkpoints_survive_a_restart,
+    "no_checkpoint_is_none": check_no_checkpoint_is_none,
+    "bad_checkpoints_are_refused": check_bad_checkpoints_are_refused,
 }

@@ -26,6 +26,29 @@ Policy every adapter keeps:
   and ``ttl_1m_days`` after they were written; SQLite, the embedded single-machine default,
   keeps every bar.
 
+Aggregator checkpoints (:meth:`BarStore.save_checkpoints`, :meth:`BarStore.load_checkpoint`)
+let a bar aggregator recover exactly after a crash or a rebalance. Per symbol, a
+:class:`Checkpoint` holds the bus partition and offset of the last tick applied and the
+aggregator's open-bar state (bytes the store never looks into). The aggregator saves them
+after a flush's bars were upserted and before it commits its offsets; the member that takes
+a symbol over loads its checkpoint, restores the state and skips the symbol's records up to
+the offset. Policy:
+
+* Checkpoints belong to the store's checkpoint group (``checkpoint_group``, the
+  aggregator's ``OhlcvConfig.group_id``): stores of different groups on one database never
+  see each other's checkpoints.
+* ``save_checkpoints`` overwrites each symbol's stored checkpoint, whatever it held
+  (idempotent: saving the same checkpoints again changes nothing); it is all or error, as
+  ``upsert`` is, and the caller must not commit its offsets when it raised. Checkpoints
+  are kept until overwritten (no TTL, also on Cassandra).
+* ``load_checkpoint`` gives the last checkpoint saved for the symbol in the group, exactly
+  (``state`` byte for byte, zero bytes included), or ``None`` when none was saved.
+* ``partition`` must fit in int32 and ``offset`` in int64, both ``>= 0``; ``state`` must be
+  ``bytes`` of at most :data:`MAX_CHECKPOINT_STATE_BYTES` (a row far larger than that is
+  what Cassandra refuses or handles badly).
+* Last writer wins: the store does not compare offsets, so a member that lost its symbols
+  in a rebalance must stop saving their checkpoints (as it stops committing offsets).
+
 Adapters: :class:`~storage.SqliteBarStore` (the embedded default) and
 :class:`~storage.CassandraBarStore`. Both pass the contract suite in
 :mod:`storage.bar_contract`; :func:`~storage.open_bar_store` picks one from the config.
@@ -34,21 +57,26 @@ Errors are drawn in :mod:`storage.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
 from proto import mdfeed_pb2 as pb
 
 __all__ = [
+    "MAX_CHECKPOINT_STATE_BYTES",
     "RESOLUTIONS",
     "BarKey",
     "BarStore",
+    "Checkpoint",
+    "check_checkpoints",
     "check_history_args",
     "check_last_before_args",
     "check_resolution",
     "check_symbol",
     "latest_per_key",
+    "name_symbols",
 ]
 
 _INT64_MIN = -(2**63)
@@ -67,6 +95,25 @@ RESOLUTIONS: tuple[pb.Resolution.ValueType, ...] = (
 
 #: A bar's identity in the store: (symbol, resolution, open_time_ns).
 BarKey = tuple[str, int, int]
+
+#: The largest checkpoint ``state``: 8 MiB, half the largest write Cassandra takes by default
+#: (``max_mutation_size``: half a 32 MiB commit log segment).
+MAX_CHECKPOINT_STATE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a bar aggregator stood on one symbol (see the module docstring).
+
+    ``partition`` and ``offset``: the bus partition and offset of the last tick of the
+    symbol the aggregator applied (int32 and int64, ``>= 0``); ``state``: its open-bar
+    state, opaque to the store. The store checks the fields when it is given the checkpoint
+    (:func:`check_checkpoints`), as it checks a bar.
+    """
+
+    partition: int
+    offset: int
+    state: bytes
 
 
 class BarStore(Protocol):
@@ -115,6 +162,16 @@ class BarStore(Protocol):
 
         Cassandra keeps listing a symbol after its bars expired (see the adapter).
         """
+
+    async def save_checkpoints(self, checkpoints: Mapping[str, Checkpoint]) -> None:
+        """Store each symbol's checkpoint in the store's group, overwriting the stored one.
+
+        All or error, as :meth:`upsert`: raises :class:`~storage.errors.StoreError` naming
+        what failed; some checkpoints may then be stored, some not; repeating is safe.
+        """
+
+    async def load_checkpoint(self, symbol: str) -> Checkpoint | None:
+        """The last checkpoint saved for ``symbol`` in the store's group; ``None`` if none."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -166,6 +223,48 @@ def latest_per_key(bars: Sequence[pb.Bar]) -> list[pb.Bar]:
             raise ValueError(f"bars[{i}].trade_count {bar.trade_count} does not fit in int64")
         latest[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
     return list(latest.values())
+
+
+def check_checkpoints(checkpoints: Mapping[str, Checkpoint]) -> list[tuple[str, Checkpoint]]:
+    """Check every checkpoint; return the (symbol, checkpoint) pairs, sorted by symbol.
+
+    Raises ``ValueError`` naming the first bad one and field, as ``checkpoints['AAPL'].offset``.
+    The pairs are a copy: the caller may change its mapping while the store writes.
+    """
+    given: object = checkpoints  # typed as a mapping, checked as what it is
+    if not isinstance(given, Mapping):
+        raise ValueError(
+            f"checkpoints must be a mapping of symbol to Checkpoint, got {type(given).__name__}"
+        )
+    pairs = list(checkpoints.items())
+    for symbol, checkpoint in pairs:
+        check_symbol(symbol, "checkpoints key")
+        name = f"checkpoints[{symbol!r}]"
+        if not isinstance(checkpoint, Checkpoint):
+            raise ValueError(f"{name} must be a Checkpoint, got {type(checkpoint).__name__}")
+        partition, offset, state = checkpoint.partition, checkpoint.offset, checkpoint.state
+        if not _is_int(partition) or not 0 <= partition <= _INT32_MAX:
+            raise ValueError(
+                f"{name}.partition must be an int from 0 to 2**31-1, got {partition!r}"
+            )
+        if not _is_int(offset) or not 0 <= offset <= _INT64_MAX:
+            raise ValueError(f"{name}.offset must be an int from 0 to 2**63-1, got {offset!r}")
+        if not isinstance(state, bytes):
+            raise ValueError(f"{name}.state must be bytes, got {type(state).__name__}")
+        if len(state) > MAX_CHECKPOINT_STATE_BYTES:
+            raise ValueError(
+                f"{name}.state is {len(state)} bytes, more than the "
+                f"{MAX_CHECKPOINT_STATE_BYTES} a checkpoint may hold"
+            )
+    pairs.sort(key=lambda pair: pair[0])
+    return pairs
+
+
+def name_symbols(symbols: Sequence[str], shown: int = 3) -> str:
+    """The symbols for a message: ``'A', 'B', 'C' and 7 more``."""
+    names = ", ".join(repr(symbol) for symbol in symbols[:shown])
+    more = len(symbols) - shown
+    return f"{names} and {more} more" if more > 0 else names
 
 
 def check_history_args(

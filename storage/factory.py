@@ -39,10 +39,11 @@ def open_bar_store(store: StoreConfig, ohlcv: OhlcvConfig) -> BarStore:
     its own; it keeps every bar); "cassandra": :class:`CassandraBarStore` on
     ``cassandra_contact_points``/``cassandra_port``, in ``keyspace`` (created with
     ``replication_factor`` if missing), keeping 1s and 1m bars ``ohlcv.ttl_1s_days`` and
-    ``ohlcv.ttl_1m_days`` (0: for good).
+    ``ohlcv.ttl_1m_days`` (0: for good). Either saves and loads the checkpoints of the
+    aggregator group ``ohlcv.group_id``.
     """
     if store.kind == "sqlite":
-        return SqliteBarStore(store.sqlite_path)
+        return SqliteBarStore(store.sqlite_path, checkpoint_group=ohlcv.group_id)
     if store.kind == "cassandra":
         return CassandraBarStore(
             store.cassandra_contact_points,
@@ -51,5 +52,6 @@ def open_bar_store(store: StoreConfig, ohlcv: OhlcvConfig) -> BarStore:
             store.replication_factor,
             ttl_1s_days=ohlcv.ttl_1s_days,
             ttl_1m_days=ohlcv.ttl_1m_days,
+            checkpoint_group=ohlcv.group_id,
         )
     raise ValueError(f"unknown store kind {store.kind!r} (store.kind: 'sqlite' or 'cassandra')")

@@ -1,6 +1,7 @@
-"""The Cassandra bar store on the local stack's Cassandra: the shared bar store contract,
-the schema it creates (partition buckets, TWCS, TTLs, their migration), a failed write
-surfacing as an error, and Cassandra unreachable.
+"""The Cassandra bar store on the local stack's Cassandra: the shared bar store and
+checkpoint contracts, the schema it creates (partition buckets, TWCS, TTLs, their
+migration, checkpoints without TTL), a failed write surfacing as an error, and Cassandra
+unreachable.
 
 Each test gets a keyspace of its own (named after the test), dropped afterwards.
 """
@@ -16,14 +17,16 @@ import pytest
 from mdfeed.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
-from storage import CassandraBarStore, StoreError, StoreUnavailableError
+from storage import CassandraBarStore, Checkpoint, StoreError, StoreUnavailableError
 from storage._bars_cassandra import bucket_of
 from storage.bar_contract import (
     BAR_CONTRACT_CHECKS,
+    CHECKPOINT_CONTRACT_CHECKS,
     DAY,
     T0,
     BarContractCheck,
     BarStoreFactory,
+    CheckpointContractCheck,
     S,
     make_bar,
 )
@@ -38,12 +41,13 @@ async def make_cassandra_store(
 ) -> AsyncIterator[MakeStore]:
     config = stack_config.store
 
-    def make(**options: int) -> CassandraBarStore:
+    def make(*, checkpoint_group: str = "mdfeed-ohlcv", **options: int) -> CassandraBarStore:
         return CassandraBarStore(
             config.cassandra_contact_points,
             config.cassandra_port,
             unique_name,
             config.replication_factor,
+            checkpoint_group=checkpoint_group,
             **options,
         )
 
@@ -70,6 +74,53 @@ async def test_cassandra_bar_store_passes_the_bar_store_contract(
     factory: BarStoreFactory = make_cassandra_store  # kept for good: no TTL
     async with asyncio.timeout(120):
         await check(factory)
+
+
+@pytest.mark.parametrize(
+    "check", CHECKPOINT_CONTRACT_CHECKS.values(), ids=CHECKPOINT_CONTRACT_CHECKS.keys()
+)
+async def test_cassandra_bar_store_passes_the_checkpoint_contract(
+    check: CheckpointContractCheck, make_cassandra_store: MakeStore
+) -> None:
+    async with asyncio.timeout(120):
+        await check(lambda group: make_cassandra_store(checkpoint_group=group, max_in_flight=16))
+
+
+async def test_checkpoints_are_one_row_per_group_and_symbol_without_ttl(
+    make_cassandra_store: MakeStore, db: CassandraSession, unique_name: str
+) -> None:
+    async with make_cassandra_store(ttl_1s_days=7, checkpoint_group="g1") as store:
+        await store.save_checkpoints({"AAPL": Checkpoint(3, 99, b"\x00s")})
+        await store.save_checkpoints({"AAPL": Checkpoint(3, 100, b"\x00t")})
+    rows = await db.execute(
+        "SELECT group_id, symbol, partition, offset, state, TTL(state) AS ttl "
+        f"FROM {unique_name}.bar_checkpoints"
+    )
+    assert rows == [
+        {
+            "group_id": "g1",
+            "symbol": "AAPL",
+            "partition": 3,
+            "offset": 100,
+            "state": b"\x00t",
+            "ttl": None,
+        }
+    ]
+
+
+async def test_a_failed_checkpoint_save_raises_naming_server_group_and_symbols(
+    make_cassandra_store: MakeStore, db: CassandraSession, unique_name: str
+) -> None:
+    checkpoints = {f"S{i}": Checkpoint(0, i, b"s") for i in range(10)}
+    async with make_cassandra_store(checkpoint_group="g1") as store:
+        await store.save_checkpoints(checkpoints)
+        await db.ensure_schema([f"DROP TABLE {unique_name}.bar_checkpoints"])
+        with pytest.raises(StoreError, match=re.escape(db.endpoints)) as raised:
+            await store.save_checkpoints(checkpoints)
+        message = str(raised.value)
+        assert "checkpoints of 'S0', 'S1', 'S2' and 7 more (group 'g1')" in message, message
+        # Bars are another table: still written.
+        await store.upsert([make_bar("S0", pb.RESOLUTION_1D, T0)])
 
 
 async def test_a_series_is_split_into_bounded_buckets_and_read_across_them(
@@ -126,6 +177,7 @@ async def test_schema_has_twcs_per_bucket_and_ttls_that_follow_the_config(
         "bars_daily": (0, twcs, "3650"),
         "bar_buckets": (0, "SizeTieredCompactionStrategy", ""),
         "bar_symbols": (0, "SizeTieredCompactionStrategy", ""),
+        "bar_checkpoints": (0, "SizeTieredCompactionStrategy", ""),
     }
     # A restart with other TTLs migrates the tables; the bars stay.
     bar = make_bar("TTL", pb.RESOLUTION_1M, T0)

@@ -12,12 +12,20 @@ from mdfeed.config import OhlcvConfig, StoreConfig
 from proto import mdfeed_pb2 as pb
 from storage import (
     CassandraBarStore,
+    Checkpoint,
     SqliteBarStore,
     SqliteChatStore,
     StoreUnavailableError,
     open_bar_store,
 )
-from storage.bar_contract import BAR_CONTRACT_CHECKS, T0, BarContractCheck, make_bar
+from storage.bar_contract import (
+    BAR_CONTRACT_CHECKS,
+    CHECKPOINT_CONTRACT_CHECKS,
+    T0,
+    BarContractCheck,
+    CheckpointContractCheck,
+    make_bar,
+)
 
 
 @pytest.mark.parametrize("check", BAR_CONTRACT_CHECKS.values(), ids=BAR_CONTRACT_CHECKS.keys())
@@ -27,6 +35,43 @@ async def test_sqlite_bar_store_passes_the_bar_store_contract(
     path = tmp_path / "bars.sqlite3"
     async with asyncio.timeout(120):
         await check(lambda: SqliteBarStore(path))
+
+
+@pytest.mark.parametrize(
+    "check", CHECKPOINT_CONTRACT_CHECKS.values(), ids=CHECKPOINT_CONTRACT_CHECKS.keys()
+)
+async def test_sqlite_bar_store_passes_the_checkpoint_contract(
+    check: CheckpointContractCheck, tmp_path: Path
+) -> None:
+    path = tmp_path / "bars.sqlite3"
+    async with asyncio.timeout(120):
+        await check(lambda group: SqliteBarStore(path, checkpoint_group=group))
+
+
+async def test_a_checkpoint_save_is_one_transaction_refused_whole_when_locked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.sqlite3"
+    before = {"A": Checkpoint(0, 1, b"a1"), "B": Checkpoint(1, 1, b"b1")}
+    async with SqliteBarStore(path, busy_timeout_s=0.2) as store:
+        await store.save_checkpoints(before)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        try:
+            with pytest.raises(StoreUnavailableError, match=r"checkpoints of 'A', 'B'.*write lock"):
+                await store.save_checkpoints(
+                    {"A": Checkpoint(0, 2, b"a2"), "B": Checkpoint(1, 2, b"")}
+                )
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert await store.load_checkpoint("A") == before["A"]
+        assert await store.load_checkpoint("B") == before["B"]
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            'SELECT group_id, symbol, "partition", "offset", state FROM bar_checkpoints ORDER BY symbol'
+        ).fetchall()
+    assert rows == [("mdfeed-ohlcv", "A", 0, 1, b"a1"), ("mdfeed-ohlcv", "B", 1, 1, b"b1")]
 
 
 async def test_bars_share_the_chat_stores_file_in_a_table_of_their_own(tmp_path: Path) -> None:
@@ -73,14 +118,25 @@ async def test_a_write_lock_held_too_long_is_unavailable_and_stores_nothing(
 
 
 def test_open_bar_store_picks_the_adapter_the_config_names(tmp_path: Path) -> None:
-    ohlcv = OhlcvConfig(ttl_1s_days=3, ttl_1m_days=0)
+    ohlcv = OhlcvConfig(group_id="ohlcv-blue", ttl_1s_days=3, ttl_1m_days=0)
     sqlite = open_bar_store(StoreConfig(kind="sqlite", sqlite_path=str(tmp_path / "x.db")), ohlcv)
     assert isinstance(sqlite, SqliteBarStore)
     assert sqlite.path == tmp_path / "x.db"
+    assert sqlite.checkpoint_group == "ohlcv-blue"
     assert not sqlite.path.exists(), "nothing is opened before start()"
     cassandra = open_bar_store(StoreConfig(kind="cassandra", keyspace="mdfeed_bars"), ohlcv)
     assert isinstance(cassandra, CassandraBarStore)  # no connection until start()
     assert cassandra.keyspace == "mdfeed_bars"
+    assert cassandra.checkpoint_group == "ohlcv-blue"
+    assert SqliteBarStore(tmp_path / "y.db").checkpoint_group == OhlcvConfig().group_id
+
+
+@pytest.mark.parametrize("group", ["", None, "\ud800"])
+def test_a_bad_checkpoint_group_is_refused_up_front(group: object, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint_group"):
+        SqliteBarStore(tmp_path / "x.db", checkpoint_group=group)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="checkpoint_group"):
+        CassandraBarStore(["127.0.0.1"], 9042, "mdfeed", 1, checkpoint_group=group)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
