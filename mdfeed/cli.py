@@ -215,8 +215,10 @@ def _register_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from fanout.cli import register_cli as register_fanout
     from fix_session.venue import register_cli as register_venue
     from mdfeed.stack import register_cli as register_stack
+    from ohlcv.cli import register_cli as register_ohlcv
 
     register_fanout(sub)
+    register_ohlcv(sub)
     register_stack(sub)
     register_venue(sub)
 

@@ -1,24 +1,29 @@
 """The bar service: ticks from the bus to OHLCV bars in the bar store, live bars out.
 
-``BarService`` consumes the tick topic as a member of ``ohlcv.group_id`` (instances split
-the partitions; ticks are keyed by symbol, so one member sees all of a symbol's ticks in
-log order), feeds a ``BarAggregator`` (``ohlcv.bars``) and every
-``ohlcv.flush_interval_ms``:
+``BarService`` consumes the tick topic as a member of ``ohlcv.group_id``, from the group's
+committed offsets or, for a new group, from the start of the log (bars are a function of
+the whole log). Instances split the partitions; ticks are keyed by symbol, so one member
+sees all of a symbol's ticks in log order. It feeds a ``BarAggregator`` (``ohlcv.bars``)
+and every ``ohlcv.flush_interval_ms``:
 
 1. drains the changed bars and upserts them into the ``BarStore`` (idempotent: a replayed
    bar overwrites itself);
-2. only then commits the consumer's offsets, so a crash redelivers ticks rather than
+2. saves a checkpoint per symbol touched since the last flush: the partition and offset of
+   its last tick applied and its open-bar state (``BarAggregator.export_symbol``);
+3. only then commits the consumer's offsets, so a crash redelivers ticks rather than
    losing them;
-3. hands the bars to the live listeners (the datafeed's stream, the MQTT bridge).
+4. hands the bars to the live listeners (the datafeed's stream, the MQTT bridge).
 
-A store error stops the flush before the commit; the service retries the same bars at the
-next interval and keeps consuming meanwhile (the aggregator holds them).
+Recovery is exact. A member that sees a symbol for the first time (start, restart, a
+partition taken over in a rebalance) loads its checkpoint, restores the open bars, and
+skips that symbol's records up to the checkpoint's offset: ticks already in the stored
+state are not applied twice, ticks after it are applied once. A crash between the bar
+writes and the checkpoint only means the same bars are computed and written again. When a
+partition leaves this member, the state of its symbols is dropped (the next owner
+restores it from the checkpoint). ``mdfeed reconcile`` checks the result against the log.
 
-Known limit, not yet solved: a member that takes over a partition (restart, rebalance)
-starts from the committed offset with no state for the bars still open at that point, so
-its first writes of those bars hold only the ticks after the offset. Exact recovery needs
-a per-symbol checkpoint of the open bars written with the bars (planned); until then
-``mdfeed reconcile`` finds such bars.
+A store error stops the flush before the checkpoint and the commit; the service retries at
+the next interval and keeps consuming meanwhile (the aggregator holds the bars).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from mdfeed.config import OhlcvConfig
 from mdfeed.lifecycle import Service
 from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
 from proto import mdfeed_pb2 as pb
-from storage import BarStore, StoreError
+from storage import BarStore, Checkpoint, StoreError
 
 __all__ = ["BarService", "BarServiceStats"]
 
@@ -49,6 +54,9 @@ class BarServiceStats:
     bars_written: int = 0
     flushes: int = 0
     store_errors: int = 0
+    restored: int = 0  # symbols taken over from a checkpoint
+    replayed_skipped: int = 0  # redelivered records already in a checkpoint's state
+    handed_over: int = 0  # symbols dropped when their partition went elsewhere
 
 
 class BarService(Service):
@@ -61,7 +69,7 @@ class BarService(Service):
         config: OhlcvConfig,
         *,
         topic: str | None = None,
-        from_beginning: bool = False,
+        from_beginning: bool = True,
     ) -> None:
         self.config = config
         self._bus = bus
@@ -78,6 +86,11 @@ class BarService(Service):
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._unwritten: list[pb.Bar] = []
+        self._loaded: set[str] = set()  # symbols whose checkpoint was consulted
+        self._skip_to: dict[str, int] = {}  # records at or below this offset are applied
+        self._position: dict[str, tuple[int, int]] = {}  # last (partition, offset) applied
+        self._touched: set[str] = set()  # symbols applied since the last checkpoint
+        self._assignment: frozenset[tuple[str, int]] = frozenset()
         self.stats = BarServiceStats()
 
     def add_listener(self, listener: Callable[[Sequence[pb.Bar]], None]) -> None:
@@ -112,6 +125,7 @@ class BarService(Service):
         while True:
             timeout_ms = max(0, int((next_flush - time.monotonic()) * 1000))
             records = await consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+            self._follow_assignment(consumer)
             for record in records:
                 self.stats.records += 1
                 try:
@@ -119,7 +133,15 @@ class BarService(Service):
                 except Exception:  # a junk record must not stop the bars
                     self.stats.bad_records += 1
                     continue
+                symbol = tick.symbol
+                if symbol not in self._loaded:
+                    await self._restore(symbol)
+                if record.offset <= self._skip_to.get(symbol, -1):
+                    self.stats.replayed_skipped += 1
+                    continue
                 apply(tick)
+                self._position[symbol] = (record.partition, record.offset)
+                self._touched.add(symbol)
             if time.monotonic() >= next_flush:
                 try:
                     await self.flush(consumer)
@@ -130,13 +152,47 @@ class BarService(Service):
             else:
                 await asyncio.sleep(0)  # a backlog must not starve the rest of the process
 
+    async def _restore(self, symbol: str) -> None:
+        """Take ``symbol`` over from its checkpoint, if it has one."""
+        checkpoint = await self._store.load_checkpoint(symbol)
+        self._loaded.add(symbol)
+        if checkpoint is None:
+            return
+        self.aggregator.import_symbol(symbol, checkpoint.state)
+        self._skip_to[symbol] = checkpoint.offset
+        self.stats.restored += 1
+
+    def _follow_assignment(self, consumer: BusConsumer) -> None:
+        """Drop the state of symbols whose partition went to another member."""
+        assignment = consumer.assignment()
+        if assignment == self._assignment:
+            return
+        self._assignment = assignment
+        partitions = {p for topic, p in assignment if topic == self._topic}
+        for symbol, (partition, _) in list(self._position.items()):
+            if partition not in partitions:
+                self.aggregator.forget(symbol)
+                self._loaded.discard(symbol)
+                self._skip_to.pop(symbol, None)
+                self._position.pop(symbol, None)
+                self._touched.discard(symbol)
+                self.stats.handed_over += 1
+
     async def flush(self, consumer: BusConsumer | None = None) -> int:
-        """Write the changed bars, then commit; returns how many bars were written."""
+        """Write the changed bars, then the checkpoints, then commit; returns the bar count."""
         bars = self._unwritten + self.aggregator.drain_changed()
         self._unwritten = bars
         if bars:
             await self._store.upsert(bars)
         self._unwritten = []
+        touched = self._touched
+        if touched:
+            export = self.aggregator.export_symbol
+            checkpoints = {
+                symbol: Checkpoint(*self._position[symbol], export(symbol)) for symbol in touched
+            }
+            await self._store.save_checkpoints(checkpoints)
+            self._touched = set()
         consumer = consumer if consumer is not None else self._consumer
         if consumer is not None:
             await consumer.commit()

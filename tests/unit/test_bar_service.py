@@ -94,6 +94,12 @@ class FailingStore:
         self.attempts += 1
         raise StoreError("refused")
 
+    async def load_checkpoint(self, symbol: str) -> None:
+        return None
+
+    async def save_checkpoints(self, checkpoints: object) -> None:
+        raise StoreError("refused")
+
 
 async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: Path) -> None:
     ticks = trades("AAPL", 50)
@@ -116,3 +122,66 @@ async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: P
                 await again.flush()
             bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
             assert sum(bar.trade_count for bar in bars) == 50
+
+
+async def test_a_crash_between_checkpoint_and_commit_applies_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    # The first member writes bars and checkpoints for the whole log but dies before its
+    # last commit: the next member gets half the log again, restores each symbol from its
+    # checkpoint, skips what the checkpoint holds, and the stored bars equal the log's.
+    aapl, msft = trades("AAPL", 600), trades("MSFT", 600)
+    ticks = [t for pair in zip(aapl, msft, strict=True) for t in pair]  # one log, interleaved
+    half = len(ticks) // 2
+    path = tmp_path / "bars.sqlite3"
+    one_partition = dataclasses.replace(BusConfig(kind="memory"), tick_partitions=1)
+    slow = dataclasses.replace(CONFIG, flush_interval_ms=60_000)
+
+    async def publish(b: MemoryBus, part: list[pb.Tick]) -> None:
+        async with b.producer() as producer:
+            for tick in part:
+                producer.send(b.config.tick_topic, tick.symbol.encode(), tick.SerializeToString())
+            assert await producer.flush(5)
+
+    async with MemoryBus(one_partition) as b:
+        await publish(b, ticks[:half])
+        async with SqliteBarStore(path) as store:
+            first = BarService(b, store, slow, from_beginning=True)
+            await first.start()
+            await until(lambda: first.stats.records == half)
+            await first.flush()  # committed at half
+            await publish(b, ticks[half:])
+            await until(lambda: first.stats.records == len(ticks))
+            consumer = first._consumer
+            assert consumer is not None
+
+            async def lost_commit() -> None:
+                return None
+
+            consumer.commit = lost_commit  # type: ignore[method-assign]
+            await first.flush()  # bars and checkpoints of the whole log; the commit is lost
+            task = first._task
+            assert task is not None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await consumer.stop()
+        async with SqliteBarStore(path) as store:
+            second = BarService(b, store, CONFIG, from_beginning=True)
+            async with second:
+                await until(lambda: second.stats.records == len(ticks) - half)
+                await second.flush()
+            assert second.stats.restored == 2
+            assert second.stats.replayed_skipped == len(ticks) - half
+            expected = recompute_bars(
+                ticks,
+                parse_resolutions(CONFIG.resolutions),
+                parse_session_timezone(CONFIG.session_timezone),
+                mid_when_no_trades=True,
+                allowed_lateness_ns=500_000_000,
+            )
+            stored = {}
+            for symbol in ("AAPL", "MSFT"):
+                for res in (pb.RESOLUTION_1S, pb.RESOLUTION_1M):
+                    for bar in await store.history(symbol, res, 0, 2**62):
+                        stored[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
+            assert stored == expected
