@@ -44,7 +44,8 @@ async def run_aggregator(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> i
             out.write(
                 f"ticks {stats.records:,} | bars written {stats.bars_written:,} | "
                 f"flushes {stats.flushes:,} | store errors {stats.store_errors} | "
-                f"late dropped {service.aggregator.stats.late_dropped}\n"
+                f"late dropped {service.aggregator.stats.late_dropped} | "
+                f"restored {stats.restored} | replayed skipped {stats.replayed_skipped}\n"
             )
             out.flush()
         out.write("stopping…\n")

@@ -80,9 +80,7 @@ def _wait(predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: 
         time.sleep(0.2)
 
 
-def test_bars_survive_a_kill_9_with_zero_differences(
-    tmp_path: Path, stack_config: MdfeedConfig, unique_name: str
-) -> None:
+def _config_file(tmp_path: Path, stack_config: MdfeedConfig, unique_name: str) -> Path:
     config_file = tmp_path / "bars.toml"
     config_file.write_text(
         f"""
@@ -104,12 +102,43 @@ allowed_lateness_s = 1.0
 """,
         encoding="utf-8",
     )
-    config = dataclasses.replace(
+    return config_file
+
+
+def _bus_config(stack_config: MdfeedConfig, unique_name: str) -> MdfeedConfig:
+    return dataclasses.replace(
         stack_config,
         bus=dataclasses.replace(
             stack_config.bus, tick_topic=f"{unique_name}_ticks", tick_partitions=3
         ),
     )
+
+
+def _reconcile(config_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mdfeed.cli", "reconcile", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _assert_exact(result: subprocess.CompletedProcess[str], total: int) -> None:
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"ticks read {total:,} (0 undecodable)" in result.stdout, result.stdout
+    assert "missing 0, extra 0, different 0: 0 differences" in result.stdout, result.stdout
+    found = re.search(r"bars recomputed ([\d,]+)", result.stdout)
+    assert found is not None, result.stdout
+    assert int(found.group(1).replace(",", "")) > 1_000, result.stdout
+
+
+def test_bars_survive_a_kill_9_with_zero_differences(
+    tmp_path: Path, stack_config: MdfeedConfig, unique_name: str
+) -> None:
+    config_file = _config_file(tmp_path, stack_config, unique_name)
+    config = _bus_config(stack_config, unique_name)
     first_part, second_part, third_part = (
         _ticks(0, 12_000),
         _ticks(12_000, 12_000),
@@ -132,24 +161,55 @@ allowed_lateness_s = 1.0
         # has stopped moving (two progress lines alike), then for a last flush.
         _wait("the rest of the log", log2, proc, lambda: _settled(log2, len(third_part)))
         time.sleep(1.0)
-        result = subprocess.run(
-            [sys.executable, "-m", "mdfeed.cli", "reconcile", "--config", str(config_file)],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        result = _reconcile(config_file)
     finally:
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    print(result.stdout)
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert f"ticks read {total:,} (0 undecodable)" in result.stdout, result.stdout
-    assert "missing 0, extra 0, different 0: 0 differences" in result.stdout, result.stdout
-    recomputed = int(
-        re.search(r"bars recomputed ([\d,]+)", result.stdout).group(1).replace(",", "")
-    )  # type: ignore[union-attr]
-    assert recomputed > 1_000, result.stdout
+    _assert_exact(result, total)
+    restored = re.findall(r"restored (\d+)", log2.read_text())
+    assert int((restored or ["0"])[-1]) >= 1, "the restart did not use the checkpoints"
+
+
+def test_a_second_member_takes_over_a_killed_one_with_zero_differences(
+    tmp_path: Path, stack_config: MdfeedConfig, unique_name: str
+) -> None:
+    # Two members split the 3 partitions; one is killed; after the group's session
+    # timeout the other takes its partitions over from their checkpoints.
+    config_file = _config_file(tmp_path, stack_config, unique_name)
+    config = _bus_config(stack_config, unique_name)
+    parts = _ticks(0, 9_000), _ticks(9_000, 9_000), _ticks(18_000, 6_000)
+    logs = tmp_path / "a.log", tmp_path / "b.log"
+    procs = [_start(config_file, log) for log in logs]
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            _wait("ready", log, proc, lambda log=log: "aggregator ready" in log.read_text())
+        asyncio.run(_publish(config, parts[0]))
+        for proc, log in zip(procs, logs, strict=True):  # both hold partitions
+            _wait("ticks", log, proc, lambda log=log: _ticks_seen(log) > 0)
+        asyncio.run(_publish(config, parts[1]))
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        asyncio.run(_publish(config, parts[2]))
+        total = sum(len(part) for part in parts)
+        # The takeover waits for the group's session timeout (10 s): reconcile until the
+        # survivor has caught up, or the deadline shows the differences that stayed.
+        deadline = time.monotonic() + 90
+        result = _reconcile(config_file)
+        while result.returncode != 0 and time.monotonic() < deadline:
+            assert procs[1].poll() is None, logs[1].read_text()[-3000:]
+            time.sleep(2.0)
+            result = _reconcile(config_file)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    _assert_exact(result, total)
+    restored = re.findall(r"restored (\d+)", logs[1].read_text())
+    assert int((restored or ["0"])[-1]) >= 1, "the survivor took nothing over"
