@@ -12,7 +12,8 @@ open). With auth off everyone is entitled to everything; a client may then name 
 with metadata ``x-mdfeed-user`` (the chat author), or is ``anonymous``.
 
 * ``Subscribe``: validated (INVALID_ARGUMENT with the reason), then a snapshot frame and
-  tick updates, plus the chat of any ``rooms`` from now on, until the client cancels.
+  tick updates, bar updates of any ``bar_resolutions`` and the chat of any ``rooms`` from
+  now on, until the client cancels.
   Unknown symbols are allowed; they get ticks once the bus carries them.
 * ``Connect``: ``subscribe``/``unsubscribe`` manage symbols and rooms; ``chat_post`` is
   validated, sequenced, persisted and published (``fanout.chat``), and the poster sees its
@@ -24,7 +25,10 @@ with metadata ``x-mdfeed-user`` (the chat author), or is ``anonymous``.
 * A lane past its limits (stuck, or too far behind on chat) ends the call with
   RESOURCE_EXHAUSTED and the reason; the client can reconnect and resume chat losslessly.
 * ``GetChatHistory``: the room's messages after ``after_seq``, at most ``chat.history_max``.
-* ``GetBars``: UNIMPLEMENTED until the bar store lands.
+* Bars: ``bar_resolutions`` in a subscribe adds ``BarUpdate`` frames for those symbols and
+  resolutions (from the aggregator through the bus's bar topic, ``fanout.bars``);
+  ``GetBars`` reads the bar store (range, or ``countback`` bars before ``to_time_ns``; at
+  most ``MAX_BARS``).
 * An undecodable request on a unary or server-streaming call: INVALID_ARGUMENT.
 """
 
@@ -41,13 +45,16 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
+from fanout.bars import BarFanout
 from fanout.chat import ChatRejected, ChatService, chat_frame, validate_room
 from fanout.frames import error_frame, gap_frame
 from fanout.service import FanoutClient, TickFanout
 from mdfeed.entitlements import ANONYMOUS, Entitlements, User
 from proto import mdfeed_pb2 as pb
+from storage import BarStore, StoreError
 
 __all__ = [
+    "MAX_BARS",
     "MAX_ROOMS",
     "MAX_SYMBOLS",
     "MAX_SYMBOL_LEN",
@@ -60,6 +67,9 @@ SERVICE_NAME = "mdfeed.v1.MarketData"
 MAX_SYMBOL_LEN = 32
 MAX_SYMBOLS = 10_000
 MAX_ROOMS = 100
+#: Bars per GetBars reply: the newest ones when a range holds more.
+MAX_BARS = 10_000
+_RESOLUTIONS = frozenset(v for v in pb.Resolution.values() if v != pb.RESOLUTION_UNSPECIFIED)
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +166,13 @@ class MarketDataServicer:
         *,
         chat: ChatService | None = None,
         entitlements: Entitlements | None = None,
+        bars: BarFanout | None = None,
+        bar_store: BarStore | None = None,
     ) -> None:
         self._fanout = fanout
         self._chat = chat
+        self._bars = bars
+        self._bar_store = bar_store
         self._entitlements = entitlements or Entitlements.open()
         self.malformed = 0
 
@@ -256,7 +270,10 @@ class MarketDataServicer:
         if denied is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
         if request.bar_resolutions:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bar updates are not served yet")
+            problem = self._bar_problem(request.bar_resolutions)
+            if problem is not None:
+                code, message = problem
+                await context.abort(code, message)
         if request.rooms and self._chat is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "chat is not enabled")
         fanout = self._fanout
@@ -264,6 +281,8 @@ class MarketDataServicer:
         connection = _Connection(user, client)
         try:
             fanout.subscribe(client, request.symbols)
+            if request.bar_resolutions and self._bars is not None:
+                self._bars.subscribe(client, request.symbols, request.bar_resolutions)
             for room in dict.fromkeys(request.rooms):
                 await self._join(connection, room, None)
             async for frame in self._stream(client, context):
@@ -293,6 +312,8 @@ class MarketDataServicer:
     def _close(self, connection: _Connection) -> None:
         if self._chat is not None:
             self._chat.leave_all(connection)
+        if self._bars is not None:
+            self._bars.unsubscribe(connection.client)
         self._fanout.disconnect(connection.client)
 
     async def _read(
@@ -346,8 +367,14 @@ class MarketDataServicer:
             client.push(error_frame(_PERMISSION_DENIED, f"subscribe: {denied}"))
             return
         if request.bar_resolutions:
-            client.push(error_frame(_UNIMPLEMENTED, "subscribe: bar updates are not served yet"))
+            problem = self._bar_problem(request.bar_resolutions)
+            if problem is not None:
+                code, message = problem
+                client.push(error_frame(code.value[0], f"subscribe: {message}"))
+                return
         self._fanout.subscribe(client, request.symbols)
+        if request.bar_resolutions and self._bars is not None:
+            self._bars.subscribe(client, request.symbols, request.bar_resolutions)
         for room in dict.fromkeys(request.rooms):
             if room not in connection.rooms:
                 await self._join(connection, room, None)
@@ -358,6 +385,8 @@ class MarketDataServicer:
             connection.client.push(error_frame(_INVALID_ARGUMENT, f"unsubscribe: {error}"))
             return
         self._fanout.unsubscribe(connection.client, request.symbols)
+        if self._bars is not None:
+            self._bars.unsubscribe(connection.client, request.symbols)
         for room in request.rooms:
             if room in connection.rooms and self._chat is not None:
                 self._chat.leave(connection, room)
@@ -368,6 +397,19 @@ class MarketDataServicer:
         chat.check_room(connection.user, room)
         await chat.join(connection, room, after_seq)
         connection.rooms.add(room)
+
+    def _bar_problem(
+        self, resolutions: Iterable[pb.Resolution.ValueType]
+    ) -> tuple[grpc.StatusCode, str] | None:
+        if self._bars is None:
+            return grpc.StatusCode.UNIMPLEMENTED, "bar updates are not enabled on this server"
+        for index, value in enumerate(resolutions):
+            if value not in _RESOLUTIONS:
+                return (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"bar_resolutions[{index}]: {value} is not a resolution (1s to 1D)",
+                )
+        return None
 
     def _require_chat(self) -> ChatService:
         if self._chat is None:
@@ -423,13 +465,36 @@ class MarketDataServicer:
         user = await self._user(context)
         request = await self._parsed(raw, context)
         error = validate_symbols([request.symbol])
+        if error is None and request.resolution not in _RESOLUTIONS:
+            error = f"resolution: {request.resolution} is not a resolution (1s to 1D)"
+        if error is None and not request.countback and request.from_time_ns > request.to_time_ns:
+            error = "from_time_ns: after to_time_ns"
+        if error is None and request.countback > MAX_BARS:
+            error = f"countback: {request.countback}, at most {MAX_BARS}"
         if error is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
         denied = _denied(user, [request.symbol], [])
         if denied is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetBars is not served yet")
-        raise AssertionError("unreachable")  # abort raises
+        store = self._bar_store
+        if store is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bars are not served here")
+        assert store is not None
+        to_ns = request.to_time_ns or 2**62
+        try:
+            bars = await store.history(
+                request.symbol,
+                request.resolution,
+                request.from_time_ns,
+                to_ns,
+                request.countback,
+            )
+        except StoreError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"bar store unavailable: {exc}")
+            raise AssertionError("unreachable") from exc  # abort raises
+        if len(bars) > MAX_BARS:
+            bars = bars[-MAX_BARS:]
+        return pb.BarsResponse(bars=bars)
 
     async def get_chat_history(
         self,

@@ -2,7 +2,8 @@
 
 ``Fanout(config, bus)`` is an async context manager that starts, in order: the chat store
 (SQLite or Cassandra, ``[store]``), the chat service on the bus's chat topic, the tick
-fanout on the tick topic, the MQTT side (the embedded broker when ``mqtt.kind`` is
+fanout on the tick topic, the bar fanout on the bar topic and the bar store (GetBars), the
+MQTT side (the embedded broker when ``mqtt.kind`` is
 ``embedded``, then the bridge to the broker) and the gRPC server with health, reflection
 and optional TLS. It stops them in reverse. Entitlements come from ``[auth]``.
 
@@ -18,6 +19,7 @@ import socket
 from types import TracebackType
 from typing import Self
 
+from fanout.bars import BarFanout
 from fanout.chat import ChatRejected, ChatService
 from fanout.grpc_server import MarketDataServicer
 from fanout.lane import TickLane
@@ -29,7 +31,7 @@ from mdfeed.bus import Bus
 from mdfeed.config import MdfeedConfig
 from mdfeed.entitlements import ANONYMOUS, Entitlements, User, load_entitlements
 from proto import mdfeed_pb2 as pb
-from storage import ChatStore, open_chat_store
+from storage import BarStore, ChatStore, open_bar_store, open_chat_store
 
 __all__ = ["Fanout"]
 
@@ -63,6 +65,8 @@ class Fanout:
         self.broker: EmbeddedBroker | None = None
         self.bridge: MqttBridge | None = None
         self.grpc: GrpcServer | None = None
+        self.bars: BarFanout | None = None
+        self.bar_store: BarStore | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -105,9 +109,21 @@ class Fanout:
                 max_pending_chat=config.chat.client_queue_max,
             )
         )
+        self.bars = await stack.enter_async_context(
+            BarFanout(self._bus, topic=config.bus.bar_topic)
+        )
+        self.bar_store = await stack.enter_async_context(open_bar_store(config.store, config.ohlcv))
         if config.mqtt.enabled:
             await self._start_mqtt(self.ticks, self.chat)
-        servicer = MarketDataServicer(self.ticks, chat=self.chat, entitlements=self.entitlements)
+            assert self.bridge is not None
+            self.bars.add_listener(self.bridge.publish_bar)
+        servicer = MarketDataServicer(
+            self.ticks,
+            chat=self.chat,
+            entitlements=self.entitlements,
+            bars=self.bars,
+            bar_store=self.bar_store,
+        )
         server = GrpcServer(servicer, fanout_config)
         await server.start()
         stack.push_async_callback(server.stop)

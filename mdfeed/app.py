@@ -112,13 +112,15 @@ async def _start_bars(
     )
     bars = BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic)
     hub = datafeed.hub
-    bridge = fanout.bridge
+    producer = await stack.enter_async_context(bus.producer())
+    topic = config.bus.bar_topic
 
     def publish(changed: Sequence[pb.Bar]) -> None:
+        # The chart directly; gRPC and MQTT clients through the bar topic, as when the
+        # aggregator runs in a process of its own (fanout.bars).
         for bar in changed:
             hub.publish(bar)
-            if bridge is not None:
-                bridge.publish_bar(bar)
+            producer.send(topic, bar.symbol.encode(), bar.SerializeToString())
 
     bars.add_listener(publish)
     await stack.enter_async_context(bars)

@@ -112,6 +112,8 @@ class BusConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     tick_topic: str = "md.ticks"
     chat_topic: str = "chat.messages"
+    #: Bar updates from the aggregator to the fanouts (gRPC BarUpdate, MQTT bars/...).
+    bar_topic: str = "md.bars"
     tick_partitions: PositiveInt = 6
     client_id: str = "mdfeed"
     #: How long the producer waits to fill a batch.

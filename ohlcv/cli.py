@@ -7,11 +7,16 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import MdfeedConfig
+from proto import mdfeed_pb2 as pb
+
+if TYPE_CHECKING:
+    from ohlcv.aggregator import BarService
 
 __all__ = ["register_cli", "run_aggregator"]
 
@@ -30,26 +35,44 @@ async def run_aggregator(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> i
     async with (
         open_bus(config.bus) as bus,
         open_bar_store(config.store, config.ohlcv) as store,
-        BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic) as service,
+        bus.producer() as producer,
     ):
+        service = BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic)
+        topic = config.bus.bar_topic
+
+        def publish(changed: Sequence[pb.Bar]) -> None:
+            for bar in changed:  # to the fanouts: gRPC BarUpdate and MQTT bars/...
+                producer.send(topic, bar.symbol.encode(), bar.SerializeToString())
+
+        service.add_listener(publish)
+        await service.start()
+        try:
+            await _report_until(stop, service, config, out)
+        finally:
+            await service.stop()
+    return 0
+
+
+async def _report_until(
+    stop: asyncio.Event, service: BarService, config: MdfeedConfig, out: TextIO
+) -> None:
+    out.write(
+        f"aggregator ready: group {config.ohlcv.group_id}, topic {config.bus.tick_topic}, "
+        f"store {config.store.kind}, bars {', '.join(config.ohlcv.resolutions)}\n"
+    )
+    out.flush()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=2.0)
+        stats = service.stats
         out.write(
-            f"aggregator ready: group {config.ohlcv.group_id}, topic {config.bus.tick_topic}, "
-            f"store {config.store.kind}, bars {', '.join(config.ohlcv.resolutions)}\n"
+            f"ticks {stats.records:,} | bars written {stats.bars_written:,} | "
+            f"flushes {stats.flushes:,} | store errors {stats.store_errors} | "
+            f"late dropped {service.aggregator.stats.late_dropped} | "
+            f"restored {stats.restored} | replayed skipped {stats.replayed_skipped}\n"
         )
         out.flush()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=2.0)
-            stats = service.stats
-            out.write(
-                f"ticks {stats.records:,} | bars written {stats.bars_written:,} | "
-                f"flushes {stats.flushes:,} | store errors {stats.store_errors} | "
-                f"late dropped {service.aggregator.stats.late_dropped} | "
-                f"restored {stats.restored} | replayed skipped {stats.replayed_skipped}\n"
-            )
-            out.flush()
-        out.write("stopping…\n")
-    return 0
+    out.write("stopping…\n")
 
 
 def _time_ns(text: str | None, default: int) -> int:

@@ -149,7 +149,7 @@ async def test_bad_subscribe_requests_get_invalid_argument(
         assert info.value.details() == message
 
 
-async def test_unary_history_methods_are_unimplemented() -> None:
+async def test_history_methods_without_stores_are_unimplemented() -> None:
     async with asyncio.timeout(10), stack() as s:
         get_bars = s.channel.unary_unary(
             f"/{SERVICE_NAME}/GetBars",
@@ -157,8 +157,9 @@ async def test_unary_history_methods_are_unimplemented() -> None:
             response_deserializer=pb.BarsResponse.FromString,
         )
         with pytest.raises(aio.AioRpcError) as info:
-            await get_bars(pb.BarsRequest(symbol="AAPL"))
+            await get_bars(pb.BarsRequest(symbol="AAPL", resolution=pb.RESOLUTION_1M))
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert info.value.details() == "bars are not served here"
 
 
 async def test_a_stalled_client_gets_conflated_batches_while_another_keeps_full_rate() -> None:

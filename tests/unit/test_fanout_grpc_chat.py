@@ -327,3 +327,101 @@ def test_tls_config_errors_name_the_key(tmp_path: Path) -> None:
     junk.write_text("not a certificate")
     with pytest.raises(ConfigError, match=r"^fanout\.tls_cert_file: .* not a PEM file"):
         server_credentials(FanoutConfig(tls_cert_file=str(junk), tls_key_file=str(junk)))
+
+
+async def test_bar_updates_and_get_bars(tmp_path: Path) -> None:
+    from fanout.bars import BarFanout
+    from storage import SqliteBarStore
+
+    def bar(minute: int, close: int) -> pb.Bar:
+        return pb.Bar(
+            symbol="AAPL", resolution=pb.RESOLUTION_1M, open_time_ns=minute * 60 * 10**9,
+            open_px_e8=100, high_px_e8=close + 5, low_px_e8=90, close_px_e8=close,
+            volume_e8=10, trade_count=1,
+        )  # fmt: skip
+
+    bus = MemoryBus(BusConfig(kind="memory"))
+    async with (
+        asyncio.timeout(15),
+        bus,
+        SqliteBarStore(tmp_path / "bars.sqlite3") as store,
+        TickFanout(bus, poll_timeout_ms=20) as fanout,
+        BarFanout(bus) as bars,
+        bus.producer() as producer,
+    ):
+        await store.upsert([bar(m, 100 + m) for m in range(1, 11)])
+        entitlements = Entitlements([ALICE, BOB], enabled=True)
+        servicer = MarketDataServicer(fanout, entitlements=entitlements, bars=bars, bar_store=store)
+        server = GrpcServer(servicer, FanoutConfig(grpc_port=0))
+        await server.start()
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                auth = [("authorization", f"Bearer {ALICE.token}")]
+                get_bars = channel.unary_unary(
+                    f"/{SERVICE_NAME}/GetBars",
+                    request_serializer=pb.BarsRequest.SerializeToString,
+                    response_deserializer=pb.BarsResponse.FromString,
+                )
+                reply = await get_bars(
+                    pb.BarsRequest(symbol="AAPL", resolution=pb.RESOLUTION_1M, countback=3),
+                    metadata=auth,
+                )
+                assert [b.close_px_e8 for b in reply.bars] == [108, 109, 110]
+                reply = await get_bars(
+                    pb.BarsRequest(
+                        symbol="AAPL", resolution=pb.RESOLUTION_1M,
+                        from_time_ns=2 * 60 * 10**9, to_time_ns=4 * 60 * 10**9,
+                    ),
+                    metadata=auth,
+                )  # fmt: skip
+                assert [b.close_px_e8 for b in reply.bars] == [102, 103]
+                for request, code in (
+                    (
+                        pb.BarsRequest(symbol="TSLA", resolution=pb.RESOLUTION_1M),
+                        "PERMISSION_DENIED",
+                    ),
+                    (pb.BarsRequest(symbol="AAPL"), "INVALID_ARGUMENT"),
+                    (
+                        pb.BarsRequest(
+                            symbol="AAPL", resolution=pb.RESOLUTION_1M, from_time_ns=9, to_time_ns=1
+                        ),
+                        "INVALID_ARGUMENT",
+                    ),
+                ):
+                    with pytest.raises(aio.AioRpcError) as info:
+                        await get_bars(request, metadata=auth)
+                    assert info.value.code().name == code, request
+
+                subscribe = channel.unary_stream(
+                    f"/{SERVICE_NAME}/Subscribe",
+                    request_serializer=pb.SubscribeRequest.SerializeToString,
+                    response_deserializer=pb.ServerFrame.FromString,
+                )
+                bad = subscribe(
+                    pb.SubscribeRequest(
+                        symbols=["AAPL"],
+                        bar_resolutions=[pb.Resolution.Value("RESOLUTION_UNSPECIFIED")],
+                    ),
+                    metadata=auth,
+                )
+                with pytest.raises(aio.AioRpcError) as info:
+                    await bad.read()
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                call = subscribe(
+                    pb.SubscribeRequest(symbols=["AAPL"], bar_resolutions=[pb.RESOLUTION_1M]),
+                    metadata=auth,
+                )
+                first = await call.read()
+                assert first.ticks.snapshot  # type: ignore[union-attr]
+                while not bars._subscribers:  # noqa: ASYNC110 - plain state
+                    await asyncio.sleep(0.01)
+                producer.send(bus.config.bar_topic, b"AAPL", bar(11, 111).SerializeToString())
+                producer.send(bus.config.bar_topic, b"MSFT", pb.Bar(
+                    symbol="MSFT", resolution=pb.RESOLUTION_1M, open_time_ns=1
+                ).SerializeToString())  # fmt: skip
+                frame = await call.read()
+                assert frame.WhichOneof("body") == "bar"  # type: ignore[union-attr]
+                assert frame.bar.bar.close_px_e8 == 111  # type: ignore[union-attr]
+                call.cancel()
+        finally:
+            await server.stop(None)

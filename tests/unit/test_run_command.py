@@ -48,7 +48,7 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopping" in result.stderr
 
 
-def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
+def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:  # noqa: PLR0915 - one end-to-end story
     """`mdfeed run` end to end: `mdfeed watch`, `mdfeed chat` and an MQTT subscriber."""
     from proto import mdfeed_pb2 as pb
 
@@ -121,6 +121,11 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:
         payload = _first_message(mqtt_port, "md/AAPL")
         assert payload is not None, "no quote on md/AAPL"
         assert pb.Tick.FromString(payload).symbol == "AAPL"
+        # Bars go from the aggregator through the bus's bar topic to the MQTT bridge.
+        payload = _first_message(mqtt_port, "bars/AAPL/1s")
+        assert payload is not None, "no bar on bars/AAPL/1s"
+        bar = pb.Bar.FromString(payload)
+        assert (bar.symbol, bar.resolution) == ("AAPL", pb.RESOLUTION_1S)
     finally:
         run.terminate()
         run.wait(30)
