@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import uuid
@@ -271,6 +272,7 @@ async def run_fanout(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> int:
             out.write(line + "\n")
         out.write("fanout ready\n")
         out.flush()
+        gc.freeze()  # long-lived state out of the collector's scans (latency tails)
         await stop.wait()
         out.write("stopping…\n")
     return 0

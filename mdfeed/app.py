@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -163,6 +164,9 @@ async def run_pipeline(
             f"chart and TradingView datafeed on http://{config.datafeed.http_host}:"
             f"{datafeed.port}/ (bars: {', '.join(config.ohlcv.resolutions)})\n"
         )
+        # Everything long-lived exists now: keep it out of the collector's scans, which
+        # otherwise put 25 ms pauses into the p99 of a 5,000-bar /history (bench/).
+        gc.freeze()
         deadline = None if duration_s is None else loop.time() + duration_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

@@ -52,6 +52,8 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import attrgetter, floordiv
 from pathlib import Path
 from typing import Protocol
 
@@ -104,6 +106,38 @@ _SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # a proxy in front must not buffer the stream
 }
+
+
+_SECOND_NS = 1_000_000_000
+_PRICE_FIELDS = tuple(
+    (key, attrgetter(field))
+    for key, field in (
+        ("o", "open_px_e8"),
+        ("h", "high_px_e8"),
+        ("l", "low_px_e8"),
+        ("c", "close_px_e8"),
+        ("v", "volume_e8"),
+    )
+)
+_OPEN_TIME = attrgetter("open_time_ns")
+
+
+def _history_body(bars: Sequence[pb.Bar]) -> bytes:
+    """The ``/history`` answer ``{"s":"ok","t":[...],"o":[...],...}`` for ``bars``, as JSON.
+
+    Each ``_e8`` integer is written as the JSON number ``<integer>e-8``: every JSON parser
+    reads it as the same double as ``value / 1e8`` (the nearest to the exact decimal, and
+    exact where the division would round twice), while formatting an integer costs a
+    third of formatting that float (the bulk of a 5000-bar answer's time).
+    """
+    parts = [
+        '{"s":"ok","t":[',
+        ",".join(map(str, map(floordiv, map(_OPEN_TIME, bars), repeat(_SECOND_NS)))),
+    ]
+    for key, field in _PRICE_FIELDS:
+        parts += ['],"', key, '":[', "e-8,".join(map(str, map(field, bars))), "e-8"]
+    parts.append("]}")
+    return "".join(parts).encode()
 
 
 def _resolution_param(text: str) -> pb.Resolution.ValueType:
@@ -654,17 +688,7 @@ class Datafeed(Service):
             return web.json_response(
                 {"s": "no_data", "nextTime": before.open_time_ns // 1_000_000_000}
             )
-        return web.json_response(
-            {
-                "s": "ok",
-                "t": [b.open_time_ns // 1_000_000_000 for b in bars],
-                "o": [b.open_px_e8 / 1e8 for b in bars],
-                "h": [b.high_px_e8 / 1e8 for b in bars],
-                "l": [b.low_px_e8 / 1e8 for b in bars],
-                "c": [b.close_px_e8 / 1e8 for b in bars],
-                "v": [b.volume_e8 / 1e8 for b in bars],
-            }
-        )
+        return web.Response(body=_history_body(bars), content_type="application/json")
 
     # -- live bars ------------------------------------------------------------------
 

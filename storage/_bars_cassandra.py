@@ -84,9 +84,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cassandra import CoordinationFailure, OperationTimedOut, Timeout, Unavailable
-from cassandra.cluster import NoHostAvailable, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, NoHostAvailable, Session
 from cassandra.connection import ConnectionException
-from cassandra.query import PreparedStatement
+from cassandra.query import PreparedStatement, tuple_factory
 
 from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
@@ -99,7 +99,7 @@ from storage.bars import (
     latest_per_key,
     name_symbols,
 )
-from storage.cassandra import CassandraSession, Row, check_keyspace_name
+from storage.cassandra import CassandraSession, Row, check_keyspace_name, response_rows
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
 
 __all__ = ["BUCKET_DAYS", "CassandraBarStore", "bucket_of"]
@@ -138,7 +138,11 @@ _TABLES: dict[int, str] = {
     pb.RESOLUTION_1D: "bars_daily",
 }
 _VALUES = "open_px_e8, high_px_e8, low_px_e8, close_px_e8, volume_e8, trade_count, final"
-_COLUMNS = f"symbol, resolution, open_time_ns, {_VALUES}"
+# Reads of one series leave its symbol and resolution out: the caller gave them.
+_SERIES_COLUMNS = f"open_time_ns, {_VALUES}"
+#: Rows per page of a bar read: a chart's request (up to a few thousand bars from one
+#: partition) comes back in one page, one round trip.
+_READ_PAGE_ROWS = 10_000
 
 
 def bucket_of(resolution: int, open_time_ns: int) -> int:
@@ -187,19 +191,25 @@ class _Table:
         )
 
 
-def _bar(row: Row) -> pb.Bar:
-    return pb.Bar(
-        symbol=row["symbol"],
-        resolution=row["resolution"],
-        open_time_ns=row["open_time_ns"],
-        open_px_e8=row["open_px_e8"],
-        high_px_e8=row["high_px_e8"],
-        low_px_e8=row["low_px_e8"],
-        close_px_e8=row["close_px_e8"],
-        volume_e8=row["volume_e8"],
-        trade_count=row["trade_count"],
-        final=row["final"],
-    )
+def _bars(
+    symbol: str, resolution: pb.Resolution.ValueType, rows: Sequence[tuple[Any, ...]]
+) -> list[pb.Bar]:
+    make = pb.Bar
+    return [
+        make(
+            symbol=symbol,
+            resolution=resolution,
+            open_time_ns=open_time_ns,
+            open_px_e8=open_,
+            high_px_e8=high,
+            low_px_e8=low,
+            close_px_e8=close,
+            volume_e8=volume,
+            trade_count=trades,
+            final=final,
+        )
+        for open_time_ns, open_, high, low, close, volume, trades, final in rows
+    ]
 
 
 class _Statements:
@@ -268,6 +278,7 @@ class CassandraBarStore(Resource):
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._db: CassandraSession | None = None
+        self._tuple_rows: ExecutionProfile | None = None
         self._statements: _Statements | None = None
         self._closed = False
         self._start_lock = asyncio.Lock()
@@ -304,6 +315,10 @@ class CassandraBarStore(Resource):
             except BaseException:
                 await db.close()
                 raise
+            # Bar reads skip the default profile's dict per row: plain tuples, same policy.
+            self._tuple_rows = db.session.execution_profile_clone_update(
+                EXEC_PROFILE_DEFAULT, row_factory=tuple_factory
+            )
             self._db, self._statements = db, statements
 
     async def close(self) -> None:
@@ -388,11 +403,12 @@ class CassandraBarStore(Resource):
         for start in range(0, len(buckets), _READ_FANOUT):
             parts = await asyncio.gather(
                 *(
-                    db.execute(table.select_range, (symbol, resolution, b, from_ns, to_ns))
+                    self._read(db, table.select_range, (symbol, resolution, b, from_ns, to_ns))
                     for b in buckets[start : start + _READ_FANOUT]
                 )
             )
-            bars += [_bar(row) for rows in parts for row in rows]
+            for rows in parts:
+                bars += _bars(symbol, resolution, rows)
         return bars
 
     async def last_before(
@@ -483,6 +499,14 @@ class CassandraBarStore(Resource):
         )
         for name, table in tables.items():
             where = f"FROM {ks}.{name} WHERE symbol = ? AND resolution = ? AND bucket = ?"
+            select_range = await db.prepare(
+                f"SELECT {_SERIES_COLUMNS} {where} AND open_time_ns >= ? AND open_time_ns < ?"
+            )
+            select_back = await db.prepare(
+                f"SELECT {_SERIES_COLUMNS} {where} AND open_time_ns < ? "
+                "ORDER BY open_time_ns DESC LIMIT ?"
+            )
+            select_range.fetch_size = select_back.fetch_size = _READ_PAGE_ROWS
             tables[name] = _Table(
                 name,
                 table.bucket_days,
@@ -491,13 +515,8 @@ class CassandraBarStore(Resource):
                     f"INSERT INTO {ks}.{name} (symbol, resolution, bucket, open_time_ns, "
                     f"{_VALUES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
-                select_range=await db.prepare(
-                    f"SELECT {_COLUMNS} {where} AND open_time_ns >= ? AND open_time_ns < ?"
-                ),
-                select_back=await db.prepare(
-                    f"SELECT {_COLUMNS} {where} AND open_time_ns < ? "
-                    "ORDER BY open_time_ns DESC LIMIT ?"
-                ),
+                select_range=select_range,
+                select_back=select_back,
             )
         index = f"{ks}.bar_buckets"
         series = "WHERE symbol = ? AND resolution = ?"
@@ -535,7 +554,7 @@ class CassandraBarStore(Resource):
         db: CassandraSession,
         s: _Statements,
         symbol: str,
-        resolution: int,
+        resolution: pb.Resolution.ValueType,
         *,
         before_ns: int,
         count: int,
@@ -550,10 +569,28 @@ class CassandraBarStore(Resource):
         for row in listed:
             wanted = count - len(bars)
             params = (symbol, resolution, row["bucket"], before_ns, wanted)
-            bars += [_bar(r) for r in await db.execute(table.select_back, params)]
+            bars += _bars(symbol, resolution, await self._read(db, table.select_back, params))
             if len(bars) >= count:
                 break
         return bars
+
+    async def _read(
+        self, db: CassandraSession, statement: PreparedStatement, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        """Every row of a bar read, as tuples (see ``_tuple_rows``); errors translated."""
+        try:
+            response = db.session.execute_async(
+                statement, params, execution_profile=self._tuple_rows
+            )
+            rows: list[tuple[Any, ...]] = await response_rows(response)  # type: ignore[assignment]
+        except Exception as exc:
+            detail = f"reading bars failed: {exc}"
+            if isinstance(exc, _UNAVAILABLE):
+                raise StoreUnavailableError(
+                    f"cassandra unavailable at {db.endpoints}: {detail}"
+                ) from exc
+            raise StoreError(f"cassandra at {db.endpoints}: {detail}") from exc
+        return rows
 
     async def _write(
         self,

@@ -102,6 +102,18 @@ _UPSERT = (
     "final = excluded.final"
 )
 _Row = tuple[str, int, int, int, int, int, int, int, int, int]
+# Reads of one series leave its symbol and resolution out: the caller gave them.
+_SERIES_COLUMNS = (
+    "open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8, volume_e8, trade_count, final"
+)
+_SELECT_RANGE = (
+    f"SELECT {_SERIES_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
+    "AND open_time_ns >= ? AND open_time_ns < ? ORDER BY open_time_ns"
+)
+_SELECT_BACK = (
+    f"SELECT {_SERIES_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
+    "AND open_time_ns < ? ORDER BY open_time_ns DESC LIMIT ?"
+)
 _SAVE_CHECKPOINT = (
     'INSERT INTO bar_checkpoints (group_id, symbol, "partition", "offset", state) '
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, symbol) DO UPDATE SET "
@@ -141,6 +153,27 @@ def _bar(row: _Row) -> pb.Bar:
         trade_count=trades,
         final=bool(final),
     )
+
+
+def _bars(
+    symbol: str, resolution: pb.Resolution.ValueType, rows: list[tuple[int, ...]]
+) -> list[pb.Bar]:
+    make = pb.Bar
+    return [
+        make(
+            symbol=symbol,
+            resolution=resolution,
+            open_time_ns=open_time_ns,
+            open_px_e8=open_,
+            high_px_e8=high,
+            low_px_e8=low,
+            close_px_e8=close,
+            volume_e8=volume,
+            trade_count=trades,
+            final=bool(final),
+        )
+        for open_time_ns, open_, high, low, close, volume, trades, final in rows
+    ]
 
 
 class SqliteBarStore(Resource):
@@ -225,21 +258,13 @@ class SqliteBarStore(Resource):
         """Bars in ``[from_ns, to_ns)`` ascending, or the last ``countback`` before ``to_ns``."""
         check_history_args(symbol, resolution, from_ns, to_ns, countback)
         if countback > 0:
-            query = (
-                f"SELECT {_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
-                "AND open_time_ns < ? ORDER BY open_time_ns DESC LIMIT ?"
-            )
             params: tuple[object, ...] = (symbol, resolution, to_ns, countback)
-            rows = await self._call(lambda c: c.execute(query, params).fetchall())
+            rows = await self._call(lambda c: c.execute(_SELECT_BACK, params).fetchall())
             rows.reverse()
         else:
-            query = (
-                f"SELECT {_COLUMNS} FROM bars WHERE symbol = ? AND resolution = ? "
-                "AND open_time_ns >= ? AND open_time_ns < ? ORDER BY open_time_ns"
-            )
             params = (symbol, resolution, from_ns, to_ns)
-            rows = await self._call(lambda c: c.execute(query, params).fetchall())
-        return [_bar(row) for row in rows]
+            rows = await self._call(lambda c: c.execute(_SELECT_RANGE, params).fetchall())
+        return _bars(symbol, resolution, rows)
 
     async def last_before(
         self, symbol: str, resolution: pb.Resolution.ValueType, before_ns: int
