@@ -70,11 +70,11 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-# Benchmarks print their figures; the ingest benchmark needs the real Kafka, so the stack
+# Benchmarks print their figures; several need the real Kafka, Cassandra and Mosquitto, so the stack
 # runs for the duration.
 bench: install system-deps
 	@trap '$(BIN)/mdfeed stack down' EXIT
-	$(BIN)/mdfeed stack up kafka mosquitto
+	$(BIN)/mdfeed stack up
 	$(BIN)/pytest bench -s --benchmark-columns=mean,median,ops,rounds --benchmark-sort=mean $(PYTEST_ARGS)
 
 stack-up: install system-deps
