@@ -40,17 +40,13 @@ backwards) and ``last_before`` are each one index seek; a checkpoint is one look
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-from mdfeed.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
+from storage._sqlite import SqliteDatabase, immediate_transaction
 from storage.bars import (
     Checkpoint,
     check_checkpoints,
@@ -60,7 +56,7 @@ from storage.bars import (
     latest_per_key,
     name_symbols,
 )
-from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
+from storage.errors import StoreError
 
 __all__ = ["SqliteBarStore"]
 
@@ -176,12 +172,15 @@ def _bars(
     ]
 
 
-class SqliteBarStore(Resource):
+class SqliteBarStore(SqliteDatabase):
     """Bars in an SQLite file at ``path`` (its parent directories are created).
 
     ``busy_timeout_s`` bounds how long a call waits for another process's write lock.
     ``checkpoint_group``: the aggregator group whose checkpoints the store saves and loads.
     """
+
+    kind = "bar store"
+    schema = _SCHEMA
 
     def __init__(
         self,
@@ -190,55 +189,14 @@ class SqliteBarStore(Resource):
         busy_timeout_s: float = 30.0,
         checkpoint_group: str = "mdfeed-ohlcv",
     ) -> None:
-        if busy_timeout_s <= 0:
-            raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}")
+        super().__init__(path, busy_timeout_s=busy_timeout_s)
         check_symbol(checkpoint_group, "checkpoint_group")
         self._checkpoint_group = checkpoint_group
-        self._path = Path(path)
-        self._busy_timeout_s = busy_timeout_s
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._start_lock = asyncio.Lock()
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
 
     @property
     def checkpoint_group(self) -> str:
         """The aggregator group whose checkpoints this store saves and loads."""
         return self._checkpoint_group
-
-    async def start(self) -> None:
-        """Open the file (creating it and its directories) and create the table if missing."""
-        async with self._start_lock:
-            if self._closed:
-                raise StoreClosedError(f"bar store {self._path} was closed; create a new one")
-            if self._conn is not None:
-                return
-            executor = ThreadPoolExecutor(1, thread_name_prefix="mdfeed-bars-sqlite")
-            loop = asyncio.get_running_loop()
-            try:
-                self._conn = await loop.run_in_executor(executor, self._open)
-            except BaseException:
-                executor.shutdown(wait=False)
-                raise
-            self._executor = executor
-
-    async def close(self) -> None:
-        """Close the connection once the calls already made have run. Safe twice."""
-        if self._closed:
-            return
-        self._closed = True
-        conn, executor = self._conn, self._executor
-        self._conn = self._executor = None
-        if conn is not None and executor is not None:
-            try:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-            finally:
-                executor.shutdown(wait=False)
 
     async def upsert(self, bars: Sequence[pb.Bar]) -> None:
         """Store every bar in one transaction, overwriting stored bars of the same keys."""
@@ -316,76 +274,14 @@ class SqliteBarStore(Resource):
     def __repr__(self) -> str:
         return f"SqliteBarStore({str(self._path)!r})"
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailableError(
-                f"cannot create the directory of sqlite database {self._path}: {exc}"
-            ) from exc
-        try:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,  # transactions are begun explicitly
-                check_same_thread=False,  # opened here, used only by the worker thread
-            )
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            with _immediate_transaction(conn):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._translate(exc) from exc
-        return conn
-
-    def _connection(self) -> tuple[sqlite3.Connection, ThreadPoolExecutor]:
-        conn, executor = self._conn, self._executor
-        if conn is None or executor is None:
-            state = "closed" if self._closed else "not started"
-            raise StoreClosedError(f"bar store {self._path} is {state}")
-        return conn, executor
-
-    async def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        conn, executor = self._connection()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, work, conn)
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
-
-    def _translate(self, exc: sqlite3.Error) -> StoreError:
-        if isinstance(exc, sqlite3.OperationalError):
-            detail = str(exc)
-            if "locked" in detail or "busy" in detail:
-                detail += f" (another process held the write lock for {self._busy_timeout_s} s)"
-            return StoreUnavailableError(f"sqlite database {self._path} unavailable: {detail}")
-        return StoreError(f"sqlite database {self._path}: {exc}")
-
-
-@contextlib.contextmanager
-def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` (take the write lock now) ... ``COMMIT``; rolled back on errors."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
 
 def _upsert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
-    with _immediate_transaction(conn):
+    with immediate_transaction(conn):
         conn.executemany(_UPSERT, rows)
 
 
 def _save_checkpoints(
     conn: sqlite3.Connection, rows: list[tuple[str, str, int, int, bytes]]
 ) -> None:
-    with _immediate_transaction(conn):
+    with immediate_transaction(conn):
         conn.executemany(_SAVE_CHECKPOINT, rows)
