@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 import uuid
@@ -28,6 +29,7 @@ from grpc import aio
 from fanout.grpc_server import SERVICE_NAME
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import MdfeedConfig
+from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["chat", "register_cli", "watch"]
@@ -257,8 +259,10 @@ async def _send_lines(
             )
 
 
-async def run_fanout(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> int:
-    """The fanout alone, until SIGINT/SIGTERM."""
+async def run_fanout(
+    config: MdfeedConfig, *, out: TextIO = sys.stderr, notifier: Notifier | None = None
+) -> int:
+    """The fanout alone, until SIGINT/SIGTERM; READY to systemd once it serves."""
     from fanout.runtime import Fanout
     from mdfeed.bus import open_bus
 
@@ -273,8 +277,11 @@ async def run_fanout(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> int:
         out.write("fanout ready\n")
         out.flush()
         gc.freeze()  # long-lived state out of the collector's scans (latency tails)
+        notifier = notifier or Notifier(None)
+        notifier.ready(f"gRPC on port {fanout.grpc.port if fanout.grpc else '-'}")
         await stop.wait()
         out.write("stopping…\n")
+        await notifier.stopping()
     return 0
 
 
@@ -290,7 +297,7 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     _setup_logging(config.log.level)
-    return _run_async(run_fanout(config))
+    return _run_async(run_fanout(config, notifier=Notifier.from_environ(os.environ)))
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.bus import Bus, open_bus
 from mdfeed.config import MdfeedConfig
+from mdfeed.systemd import Notifier
 from ohlcv.aggregator import BarService
 from ohlcv.datafeed import Datafeed
 from proto import mdfeed_pb2 as pb
@@ -129,7 +130,11 @@ async def _start_bars(
 
 
 async def run_pipeline(
-    config: MdfeedConfig, *, duration_s: float | None = None, out: TextIO = sys.stderr
+    config: MdfeedConfig,
+    *,
+    duration_s: float | None = None,
+    out: TextIO = sys.stderr,
+    notifier: Notifier | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM (or `duration_s`); return the process exit code."""
     stop = asyncio.Event()
@@ -167,6 +172,8 @@ async def run_pipeline(
         # Everything long-lived exists now: keep it out of the collector's scans, which
         # otherwise put 25 ms pauses into the p99 of a 5,000-bar /history (bench/).
         gc.freeze()
+        notifier = notifier or Notifier(None)
+        notifier.ready("pipeline running")
         deadline = None if duration_s is None else loop.time() + duration_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -176,4 +183,5 @@ async def run_pipeline(
                 break
         status.finish()
         out.write("stopping…\n")
+        await notifier.stopping()
     return 0

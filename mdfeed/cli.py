@@ -27,8 +27,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _setup_logging(config.log.level)
     from mdfeed.app import run_pipeline
+    from mdfeed.systemd import Notifier
 
-    return _run_async(run_pipeline(config, duration_s=args.duration))
+    notifier = Notifier.from_environ(os.environ)
+    return _run_async(run_pipeline(config, duration_s=args.duration, notifier=notifier))
 
 
 def _setup_logging(level: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import MdfeedConfig
+from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
 if TYPE_CHECKING:
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["register_cli", "run_aggregator"]
 
 
-async def run_aggregator(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> int:
+async def run_aggregator(
+    config: MdfeedConfig, *, out: TextIO = sys.stderr, notifier: Notifier | None = None
+) -> int:
     """The bar service until SIGINT/SIGTERM, with a progress line every few seconds."""
     from mdfeed.bus import open_bus
     from ohlcv.aggregator import BarService
@@ -46,9 +50,12 @@ async def run_aggregator(config: MdfeedConfig, *, out: TextIO = sys.stderr) -> i
 
         service.add_listener(publish)
         await service.start()
+        notifier = notifier or Notifier(None)
+        notifier.ready(f"group {config.ohlcv.group_id}")
         try:
             await _report_until(stop, service, config, out)
         finally:
+            await notifier.stopping()
             await service.stop()
     return 0
 
@@ -116,7 +123,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     _setup_logging(config.log.level)
-    return _run_async(run_aggregator(config))
+    return _run_async(run_aggregator(config, notifier=Notifier.from_environ(os.environ)))
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
