@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +28,7 @@ from grpc import aio
 from fanout.grpc_server import SERVICE_NAME
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import MdfeedConfig
+from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
@@ -266,11 +266,7 @@ async def run_fanout(
     from fanout.runtime import Fanout
     from mdfeed.bus import open_bus
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with open_bus(config.bus) as bus, Fanout(config, bus) as fanout:
         for line in fanout.describe():
             out.write(line + "\n")

@@ -108,7 +108,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import TextIO
 
 from fix_session.venue_market import BookSnapshot, Market
@@ -122,6 +121,7 @@ from fix_session.venue_session import (
 from fix_session.venue_wire import utc_time_only, utc_timestamp
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import VenueConfig
+from mdfeed.lifecycle import Service
 
 __all__ = [
     "BookSnapshot",
@@ -143,7 +143,7 @@ _MAX_BATCH_S = 0.02
 _WAKEABLE_SLEEP_S = 0.05
 
 
-class SimulatedVenue:
+class SimulatedVenue(Service):
     """The simulated FIX 4.4 market data venue; see the module docstring.
 
     ``max_entries_per_message`` caps the entries of one X; ``write_high_water`` is the
@@ -221,18 +221,6 @@ class SimulatedVenue:
             await asyncio.wait(list(self._tasks), timeout=3.0)
         await server.wait_closed()
         log.info("venue: stopped")
-
-    async def __aenter__(self) -> SimulatedVenue:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def port(self) -> int:

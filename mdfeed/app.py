@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.bus import Bus, open_bus
 from mdfeed.config import MdfeedConfig
+from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
 from ohlcv.aggregator import BarService
 from ohlcv.datafeed import Datafeed
@@ -137,11 +137,8 @@ async def run_pipeline(
     notifier: Notifier | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM (or `duration_s`); return the process exit code."""
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     status = StatusLine(out)
     async with contextlib.AsyncExitStack() as stack:
         venue: SimulatedVenue | None = None

@@ -7,10 +7,23 @@ Every adapter and service of mdfeed starts inside the running loop and stops saf
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from types import TracebackType
 from typing import Self
 
-__all__ = ["Resource", "Service"]
+__all__ = ["Resource", "Service", "stop_on_signals"]
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event the running loop sets on SIGINT or SIGTERM (for the long-running commands)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 class Service:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from mdfeed.cli_support import add_config_option, config_from_args
 from mdfeed.config import MdfeedConfig
+from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
@@ -31,11 +31,7 @@ async def run_aggregator(
     from ohlcv.aggregator import BarService
     from storage import open_bar_store
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with (
         open_bus(config.bus) as bus,
         open_bar_store(config.store, config.ohlcv) as store,
