@@ -107,6 +107,7 @@ class Fanout:
                 lane_factory=lane,
                 max_batch_ticks=fanout_config.max_batch_ticks,
                 max_pending_chat=config.chat.client_queue_max,
+                hop_timestamps=fanout_config.hop_timestamps,
             )
         )
         self.bars = await stack.enter_async_context(

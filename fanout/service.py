@@ -11,6 +11,11 @@ per client.
 A ``FanoutClient`` is one connection: its ``TickLane`` (snapshots, tick frames, gap and
 resync notices, in order), chat frames (never dropped) and control frames (errors).
 
+Hop timestamps (``hop_timestamps=True``, on in ``mdfeed fanout`` and ``mdfeed run``): each
+tick gets ``bus_time_ns`` (the record's bus timestamp) and ``fanout_time_ns`` (when this
+batch was consumed) appended to its encoded bytes as it is consumed, so a client, the MQTT
+bridge and the snapshot cache all see when the tick passed each hop.
+
 Upstream restart: a tick with ``from_snapshot`` whose seq is lower than the cached one means
 the ingest started its sequence again. The symbol is reset in the cache and every group
 holding it sends, after the frames of the old sequence,
@@ -23,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from fanout.frames import gap_frame
+from fanout.frames import encode_varint, gap_frame
 from fanout.lane import SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
 from mdfeed.bus import Bus, BusConsumer, BusRecord
 from mdfeed.lifecycle import Service
@@ -43,6 +49,9 @@ DEFAULT_MAX_BATCH_TICKS = 256
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 #: Undelivered chat frames a client may hold before it is disconnected.
 DEFAULT_MAX_PENDING_CHAT = 10_000
+# Tick.bus_time_ns (field 14) and Tick.fanout_time_ns (field 15), varint wire type.
+_TAG_BUS_TIME = b"\x70"
+_TAG_FANOUT_TIME = b"\x78"
 
 
 class FanoutClient:
@@ -136,8 +145,10 @@ class TickFanout(Service):
         max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS,
         max_pending_chat: int = DEFAULT_MAX_PENDING_CHAT,
         watchdog_interval_s: float = 1.0,
+        hop_timestamps: bool = False,
     ) -> None:
         self._bus = bus
+        self._hop_timestamps = hop_timestamps
         self._topic = topic if topic is not None else bus.config.tick_topic
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
@@ -293,7 +304,7 @@ class TickFanout(Service):
                 # a backlog would starve the writers that take the frames to the clients.
                 await asyncio.sleep(0)
 
-    def ingest(self, records: Iterable[BusRecord]) -> None:
+    def ingest(self, records: Iterable[BusRecord]) -> None:  # noqa: PLR0912  # one inlined tick loop
         """Apply tick records: cache, resync detection, group frames. Never awaits.
 
         Each tick is added once to each group holding its symbol; the groups are framed
@@ -305,9 +316,26 @@ class TickFanout(Service):
         listeners = self._listeners
         touched: set[SubscriptionGroup] = set()
         from_string = pb.Tick.FromString
+        stamp = self._hop_timestamps
+        if stamp:
+            fanout_field = _TAG_FANOUT_TIME + encode_varint(time.time_ns())
+            stamp_ms = -1
+            suffix = fanout_field
         for record in records:
             self.records += 1
             encoded = record.value
+            if stamp:
+                # Appended fields override earlier ones of the same number when parsed, so
+                # the stamps need no re-encoding; one suffix serves a run of records with
+                # the same bus timestamp (nearly a whole batch).
+                if record.timestamp_ms != stamp_ms:
+                    stamp_ms = record.timestamp_ms
+                    suffix = (
+                        _TAG_BUS_TIME + encode_varint(stamp_ms * 1_000_000) + fanout_field
+                        if stamp_ms > 0
+                        else fanout_field
+                    )
+                encoded += suffix
             try:
                 tick = from_string(encoded)
             except Exception:  # a junk record must not stop the fanout

@@ -130,6 +130,8 @@ class Tick(_message.Message):
     INGEST_TIME_NS_FIELD_NUMBER: _builtins.int
     FIX_MSG_SEQ_NUM_FIELD_NUMBER: _builtins.int
     FROM_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    BUS_TIME_NS_FIELD_NUMBER: _builtins.int
+    FANOUT_TIME_NS_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     seq: _builtins.int
     """Per-symbol sequence number, contiguous (1, 2, 3, ...) from ingest to the client frame.
@@ -153,6 +155,14 @@ class Tick(_message.Message):
     """MsgSeqNum(34) of the FIX message this tick came from."""
     from_snapshot: _builtins.bool
     """True when the tick came from a full refresh (snapshot), not an increment."""
+    bus_time_ns: _builtins.int
+    """Hop timestamps, set by the fanout as it takes the tick off the bus (unset when
+    fanout.hop_timestamps is off). With venue_time_ns and ingest_time_ns they time every hop:
+    venue -> ingest -> bus -> fanout -> client.
+    When the bus stored the record: Kafka's record timestamp, in whole milliseconds.
+    """
+    fanout_time_ns: _builtins.int
+    """When the fanout consumed the record."""
     def __init__(
         self,
         *,
@@ -169,10 +179,12 @@ class Tick(_message.Message):
         ingest_time_ns: _builtins.int = ...,
         fix_msg_seq_num: _builtins.int = ...,
         from_snapshot: _builtins.bool = ...,
+        bus_time_ns: _builtins.int = ...,
+        fanout_time_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "bus_time_ns", b"bus_time_ns", "fanout_time_ns", b"fanout_time_ns", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ask_px_e8: _TypeAlias = _typing.Literal["ask_px_e8"]  # noqa: Y015
     _WhichOneofArgType__ask_px_e8: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8"]  # noqa: Y015

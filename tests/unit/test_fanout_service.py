@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from fanout.lane import TickLane
@@ -145,3 +146,46 @@ async def test_clients_with_one_symbol_set_share_one_group_and_its_frames() -> N
             fanout.disconnect(client)
         fanout.disconnect(odd)
         assert fanout.group_count == 0
+
+
+async def test_hop_timestamps_stamp_the_bus_and_fanout_times_on_each_tick() -> None:
+    async with MemoryBus() as bus:
+        fanout = TickFanout(bus, hop_timestamps=True)
+        client = fanout.connect()
+        fanout.subscribe(client, ["AAPL"])
+        stored = [
+            BusRecord("md.ticks", 0, 0, b"AAPL", tick("AAPL", 1), 1_700_000_000_001),
+            BusRecord("md.ticks", 0, 1, b"AAPL", tick("AAPL", 2), 1_700_000_000_001),
+            BusRecord("md.ticks", 0, 2, b"AAPL", tick("AAPL", 3), 1_700_000_000_007),
+            BusRecord("md.ticks", 0, 3, b"AAPL", tick("AAPL", 4), 0),  # no bus timestamp
+        ]
+        before = time.time_ns()
+        fanout.ingest(stored)
+        after = time.time_ns()
+        _snapshot, frame = await drain(client, 2)
+        ticks = list(frame.ticks.ticks)
+        assert [t.bus_time_ns for t in ticks] == [
+            1_700_000_000_001_000_000,
+            1_700_000_000_001_000_000,
+            1_700_000_000_007_000_000,
+            0,
+        ]
+        # One consume time per batch, within the call.
+        assert len({t.fanout_time_ns for t in ticks}) == 1
+        assert before <= ticks[0].fanout_time_ns <= after
+        # Everything else is as sent, and the cache keeps the stamped tick.
+        assert [(t.symbol, t.seq, t.kind) for t in ticks] == [
+            ("AAPL", s, pb.TICK_KIND_QUOTE) for s in (1, 2, 3, 4)
+        ]
+        cached = fanout.cache.get("AAPL")
+        assert cached is not None
+        assert pb.Tick.FromString(cached.encoded).fanout_time_ns == ticks[0].fanout_time_ns
+
+
+async def test_without_hop_timestamps_ticks_pass_through_byte_for_byte() -> None:
+    async with MemoryBus() as bus:
+        fanout = TickFanout(bus)
+        fanout.ingest([BusRecord("md.ticks", 0, 0, b"AAPL", tick("AAPL", 1), 1_700_000_000_001)])
+        cached = fanout.cache.get("AAPL")
+        assert cached is not None
+        assert cached.encoded == tick("AAPL", 1)
