@@ -1,0 +1,1 @@
+"""`mdfeed bench`: the end-to-end benchmark harness."""

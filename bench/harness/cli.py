@@ -1,0 +1,233 @@
+"""`mdfeed bench`: the end-to-end benchmark harness (see bench/harness/ and the README)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register_cli", "run_bench"]
+
+SCENARIOS = ("fixed", "max", "burst")
+
+_DESCRIPTION = """\
+Measure mdfeed end to end on this machine. Starts the local stack's Kafka and Mosquitto
+(when they are not running; stopped again afterwards), the simulated venue in this
+process, `mdfeed ingest` and `mdfeed fanout` as processes of their own, and N gRPC
+streams and M MQTT clients in subscriber processes. Then runs the scenarios:
+
+  fixed   the venue at --rate for --duration seconds: throughput per stage and latency
+          percentiles per hop (venue -> ingest -> Kafka -> fanout -> client)
+  max     steps from --rate, doubling then bisecting: the highest rate every stage
+          sustains (no backlog, no conflation, worst latency under 1 s)
+  burst   a market open: --rate, then --burst-factor x --rate for --burst-seconds,
+          then --rate again; reports the time until latency is back to normal
+
+Writes results.json, latency-histogram.png and throughput.png to --out and prints the
+headline figures, each beside the limit it is a ratio of.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}"
+        )
+    # max before burst: the burst's ideal drain time uses the measured maximum.
+    return tuple(n for n in SCENARIOS if n in names)
+
+
+async def run_bench(args: argparse.Namespace) -> int:
+    from bench.harness.pipeline import Pipeline, PipelineError, PipelineOptions
+    from bench.harness.report import summary_lines, write_results
+    from bench.harness.scenarios import (
+        Progress,
+        ScenarioOptions,
+        ScenarioResult,
+        run_burst,
+        run_fixed,
+        run_max,
+    )
+
+    run_dir = Path(args.out) if args.out else Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
+    options = ScenarioOptions(
+        rate_per_s=args.rate,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        step_s=args.step_seconds,
+        max_rate_per_s=args.max_rate,
+        burst_factor=args.burst_factor,
+        burst_s=args.burst_seconds,
+    )
+    pipeline_options = PipelineOptions(
+        symbols=args.symbols,
+        rate_per_s=args.rate,
+        grpc_streams=args.grpc,
+        mqtt_clients=args.mqtt,
+        stack_dir=args.stack_dir,
+        run_dir=run_dir,
+    )
+    out = sys.stderr
+    progress = Progress(out)
+    results: list[ScenarioResult] = []
+    started = time.time()
+    try:
+        async with Pipeline(pipeline_options, out=out) as pipe:
+            out.write(
+                f"pipeline up: venue :{pipe.ports['venue']}, {args.symbols} symbols, topic "
+                f"{pipe.tick_topic}, gRPC :{pipe.ports['grpc']} x {args.grpc} streams, MQTT x "
+                f"{args.mqtt}; metrics ingest :{pipe.ports['ingest_metrics']} fanout "
+                f":{pipe.ports['fanout_metrics']}; logs in {pipe.logs}\n"
+            )
+            for name in args.scenarios:
+                if name == "fixed":
+                    results.append(await run_fixed(pipe, options, progress))
+                elif name == "max":
+                    results.append(await run_max(pipe, options, progress))
+                else:
+                    best = next(
+                        (r.figures.get("max_sustained_per_s") for r in results if r.name == "max"),
+                        None,
+                    )
+                    results.append(
+                        await run_burst(pipe, options, progress, max_sustained_per_s=best)
+                    )
+    except PipelineError as exc:
+        out.write(f"\nmdfeed bench: {exc}\n")
+        return 1
+    for result in results:
+        result.figures["grpc_streams"] = args.grpc
+        result.figures["mqtt_clients"] = args.mqtt
+    meta: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "options": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in vars(args).items()
+            if k not in {"func", "command"}
+        },
+    }
+    written = write_results(run_dir, meta, results)
+    print("\n".join(summary_lines(results)))
+    out.write("wrote " + ", ".join(str(p) for p in written) + "\n")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async
+
+    try:
+        import matplotlib  # noqa: F401  # checked up front, not after a 3-minute run
+    except ImportError:
+        print(
+            "mdfeed bench: the plots need matplotlib: pip install 'mdfeed[bench]'",
+            file=sys.stderr,
+        )
+        return 2
+    return _run_async(run_bench(args))
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="measure the pipeline end to end: throughput per stage, latency per hop, bursts",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "--scenarios",
+        type=_scenarios,
+        default=SCENARIOS,
+        metavar="LIST",
+        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
+    )
+    bench.add_argument(
+        "--rate",
+        type=_positive_int,
+        default=5000,
+        help="venue ticks/s of the fixed scenario, "
+        "the burst's base and the max search's first step (default: 5000)",
+    )
+    bench.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=20.0,
+        help="measured seconds of the fixed scenario (default: 20)",
+    )
+    bench.add_argument(
+        "--warmup",
+        type=_positive_float,
+        default=5.0,
+        help="unmeasured seconds before the fixed scenario (default: 5)",
+    )
+    bench.add_argument(
+        "--grpc", type=_non_negative_int, default=8, help="gRPC streams (default: 8)"
+    )
+    bench.add_argument(
+        "--mqtt", type=_non_negative_int, default=4, help="MQTT clients (default: 4)"
+    )
+    bench.add_argument(
+        "--symbols", type=_positive_int, default=50, help="symbols quoted (default: 50)"
+    )
+    bench.add_argument(
+        "--step-seconds",
+        type=_positive_float,
+        default=8.0,
+        help="seconds per step of the max search (default: 8)",
+    )
+    bench.add_argument(
+        "--max-rate",
+        type=_positive_int,
+        default=1_000_000,
+        help="highest rate the max search tries (default: 1,000,000)",
+    )
+    bench.add_argument(
+        "--burst-factor",
+        type=_positive_float,
+        default=10.0,
+        help="the burst's rate as a multiple of --rate (default: 10)",
+    )
+    bench.add_argument(
+        "--burst-seconds",
+        type=_positive_float,
+        default=10.0,
+        help="how long the burst lasts (default: 10)",
+    )
+    bench.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where results go (default: bench-results/<date-time>)",
+    )
+    bench.add_argument(
+        "--stack-dir",
+        metavar="DIR",
+        default=None,
+        help="the local stack's directory (default: as `mdfeed stack`)",
+    )
+    bench.set_defaults(func=_cmd_bench)

@@ -1,0 +1,496 @@
+"""The measured system of `mdfeed bench`: the real stack, the venue, mdfeed's services as
+they are deployed (one process each), and the subscriber processes.
+
+* The local stack's Kafka and Mosquitto (``mdfeed stack up kafka mosquitto``), started when
+  they are not running and stopped again at the end if the harness started them. Cassandra
+  is not on the tick path and is left alone.
+* A fresh tick topic per run, created with ``message.timestamp.type=LogAppendTime`` so a
+  record's timestamp is when the broker stored it: the bus hop.
+* The simulated venue in the harness's own process, paced by ``set_rate``.
+* ``mdfeed ingest`` and ``mdfeed fanout`` as child processes with a config written for the
+  run (SQLite chat store in the run directory, MQTT on the stack's Mosquitto under a topic
+  prefix of the run's own), each with its Prometheus endpoint, which the harness scrapes
+  for per-stage counts.
+* The subscriber processes (``bench.harness.subscribers``): N gRPC streams and M MQTT
+  clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from bench.harness.stats import HOPS, LatencyHistogram
+from fix_session.venue import SimulatedVenue
+from mdfeed.config import VenueConfig
+from mdfeed.stack.scratch import free_port
+
+__all__ = ["Counters", "Pipeline", "PipelineError", "PipelineOptions", "scrape"]
+
+HOST = "127.0.0.1"
+KAFKA = "127.0.0.1:9092"
+MOSQUITTO_PORT = 1883
+
+
+class PipelineError(Exception):
+    """A part of the measured pipeline did not start or died; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    symbols: int = 50
+    rate_per_s: int = 5000
+    grpc_streams: int = 8
+    mqtt_clients: int = 4
+    #: Clients per kind that time every tick they receive (see bench.harness.subscribers).
+    recording_clients: int = 1
+    partitions: int = 6
+    stack_dir: str | None = None
+    run_dir: Path = Path("bench-results")
+    seed: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Cumulative counts at one moment, per stage; rates are differences of two."""
+
+    at: float
+    values: Mapping[str, float]
+    #: Worst venue-to-client latency the recording clients saw since the previous sample.
+    window_max_ns: int | None
+    lag: float
+    errors: tuple[str, ...] = ()
+
+
+def symbol_names(count: int) -> tuple[str, ...]:
+    return tuple(f"S{i:04d}" for i in range(count))
+
+
+async def scrape(port: int, *, timeout_s: float = 5.0) -> dict[str, float]:
+    """The samples of a /metrics endpoint: ``name`` (summed over labels) and
+    ``name{label="value",...}``."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+        session.get(f"http://{HOST}:{port}/metrics") as response,
+    ):
+        response.raise_for_status()
+        text = await response.text()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+            if sample.labels:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}"] = sample.value
+    return values
+
+
+class _Child:
+    """A subscriber process driven over stdin/stdout, one JSON line each way."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.process = process
+
+    async def read(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout_s):
+            line = await self.process.stdout.readline()
+        if not line:
+            code = await self.process.wait()
+            raise PipelineError(f"{self.name} exited ({code}); see its log")
+        message: dict[str, Any] = json.loads(line)
+        if message.get("ready") is False:
+            raise PipelineError(f"{self.name}: {message.get('error')}")
+        return message
+
+    async def request(self, cmd: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps({"cmd": cmd}) + "\n").encode())
+        await self.process.stdin.drain()
+        return await self.read(timeout_s)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(Exception):
+                await self.request("stop", timeout_s=10)
+            await _terminate(self.process)
+
+
+async def _terminate(process: asyncio.subprocess.Process, timeout_s: float = 15.0) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await process.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Pipeline:
+    """Everything `mdfeed bench` measures, started by ``async with`` and stopped after."""
+
+    options: PipelineOptions
+    out: TextIO = sys.stderr
+    venue: SimulatedVenue | None = None
+    run_id: str = field(default_factory=lambda: f"{int(time.time())}-{os.getpid()}")
+    ports: dict[str, int] = field(default_factory=dict)
+    _services: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    _children: list[_Child] = field(default_factory=list)
+    _started_servers: list[str] = field(default_factory=list)
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return symbol_names(self.options.symbols)
+
+    @property
+    def tick_topic(self) -> str:
+        return f"bench.{self.run_id}.ticks"
+
+    @property
+    def logs(self) -> Path:
+        return self.options.run_dir / "logs"
+
+    async def __aenter__(self) -> Pipeline:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    # -- start --------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        await self._ensure_stack()
+        await self._create_topic()
+        options = self.options
+        self.venue = SimulatedVenue(
+            VenueConfig(
+                host=HOST,
+                port=free_port(),
+                symbols=self.symbols,
+                rate_ticks_per_s=options.rate_per_s,
+                seed=options.seed,
+            )
+        )
+        await self._stack.enter_async_context(self.venue)
+        self.ports = {
+            "venue": self.venue.port,
+            "grpc": free_port(),
+            "ingest_metrics": free_port(),
+            "fanout_metrics": free_port(),
+        }
+        config = self._write_config()
+        # The fanout first: it reads the topic from its end, so it must be there before
+        # the first tick.
+        await self._start_service("fanout", config, self.ports["fanout_metrics"])
+        await self._start_service("ingest", config, self.ports["ingest_metrics"])
+        await self._wait_logged_on()
+        if options.grpc_streams:
+            await self._start_children(
+                "grpc",
+                options.grpc_streams,
+                "--port",
+                str(self.ports["grpc"]),
+                "--symbols",
+                ",".join(self.symbols),
+            )
+        if options.mqtt_clients:
+            await self._start_children(
+                "mqtt",
+                options.mqtt_clients,
+                "--port",
+                str(MOSQUITTO_PORT),
+                "--topic-prefix",
+                self._mqtt_prefix,
+                "--run-id",
+                self.run_id,
+            )
+
+    @property
+    def _mqtt_prefix(self) -> str:
+        return f"bench/{self.run_id}/"
+
+    async def _stack_cli(self, *args: str) -> tuple[int, str]:
+        extra = ["--dir", self.options.stack_dir] if self.options.stack_dir else []
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mdfeed.cli",
+            "stack",
+            *args[:1],
+            *extra,
+            *args[1:],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        return process.returncode or 0, output.decode(errors="replace")
+
+    async def _ensure_stack(self) -> None:
+        _, status = await self._stack_cli("status")
+        down = [
+            line.split()[0]
+            for line in status.splitlines()
+            if line.split()[:1] in (["kafka"], ["mosquitto"]) and "running" not in line
+        ]
+        if not down:
+            self._say("stack: kafka and mosquitto already running (left running)")
+            return
+        self._say(f"stack: starting {', '.join(down)}…")
+        code, output = await self._stack_cli("up", *down)
+        if code != 0:
+            raise PipelineError(f"`mdfeed stack up {' '.join(down)}` failed:\n{output}")
+        self._started_servers = down
+        self._say(output.strip().splitlines()[-1] if output.strip() else "stack up")
+
+    async def _create_topic(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        self.tick_topic,
+                        num_partitions=self.options.partitions,
+                        replication_factor=1,
+                        topic_configs={"message.timestamp.type": "LogAppendTime"},
+                    )
+                ]
+            )
+        finally:
+            await admin.close()
+
+    def _write_config(self) -> Path:
+        run = self.options.run_dir.resolve()
+        symbols = ", ".join(f'"{s}"' for s in self.symbols)
+        text = f"""# Written by `mdfeed bench` for run {self.run_id}.
+[venue]
+enabled = false
+symbols = [{symbols}]
+
+[fix_session]
+host = "{HOST}"
+port = {self.ports["venue"]}
+symbols = [{symbols}]
+log_dir = "{run}/fix"
+
+[bus]
+kind = "kafka"
+bootstrap_servers = "{KAFKA}"
+tick_topic = "{self.tick_topic}"
+chat_topic = "bench.{self.run_id}.chat"
+bar_topic = "bench.{self.run_id}.bars"
+tick_partitions = {self.options.partitions}
+client_id = "mdfeed-bench"
+
+[store]
+kind = "sqlite"
+sqlite_path = "{run}/fanout.sqlite3"
+
+[mqtt]
+kind = "external"
+host = "{HOST}"
+port = {MOSQUITTO_PORT}
+topic_prefix = "{self._mqtt_prefix}"
+client_id = "mdfeed-bench-{self.run_id}"
+
+[fanout]
+grpc_host = "{HOST}"
+grpc_port = {self.ports["grpc"]}
+
+[log]
+level = "WARNING"
+"""
+        path = run / "pipeline.toml"
+        path.write_text(text)
+        return path
+
+    async def _start_service(self, command: str, config: Path, metrics_port: int) -> None:
+        env = {
+            **os.environ,
+            "MDFEED__METRICS__PORT": str(metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = (self.logs / f"{command}.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mdfeed.cli",
+            command,
+            "--config",
+            str(config),
+            stdout=log,
+            stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
+        log.close()
+        self._services[command] = process
+        deadline = time.monotonic() + 60
+        while True:
+            if process.returncode is not None:
+                raise PipelineError(
+                    f"mdfeed {command} exited ({process.returncode}) during start-up:\n"
+                    + _tail(self.logs / f"{command}.log")
+                )
+            with contextlib.suppress(OSError, asyncio.TimeoutError, ValueError):
+                import aiohttp
+
+                try:
+                    await scrape(metrics_port, timeout_s=1.0)
+                    return
+                except aiohttp.ClientError:
+                    pass
+            if time.monotonic() > deadline:
+                raise PipelineError(
+                    f"mdfeed {command}: no metrics on port {metrics_port} after 60 s:\n"
+                    + _tail(self.logs / f"{command}.log")
+                )
+            await asyncio.sleep(0.2)
+
+    async def _wait_logged_on(self) -> None:
+        assert self.venue is not None
+        try:
+            await self.venue.wait_logged_on(timeout=60)
+        except TimeoutError as exc:
+            raise PipelineError(
+                "the FIX session did not log on to the venue within 60 s:\n"
+                + _tail(self.logs / "ingest.log")
+            ) from exc
+
+    async def _start_children(self, kind: str, count: int, *args: str) -> None:
+        log = (self.logs / f"{kind}-subscribers.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.harness.subscribers",
+            kind,
+            "--count",
+            str(count),
+            "--record",
+            str(self.options.recording_clients),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+        log.close()
+        child = _Child(f"{kind} subscribers", process)
+        self._children.append(child)
+        await child.read(timeout_s=60)
+
+    # -- run ------------------------------------------------------------------------
+
+    def set_rate(self, per_s: float) -> None:
+        assert self.venue is not None
+        self.venue.set_rate(max(1, round(per_s)))
+
+    def check_alive(self) -> None:
+        for name, process in self._services.items():
+            if process.returncode is not None:
+                raise PipelineError(
+                    f"mdfeed {name} died ({process.returncode}):\n"
+                    + _tail(self.logs / f"{name}.log")
+                )
+
+    async def sample(self) -> Counters:
+        """Cumulative counts of every stage now (one scrape and one request per part)."""
+        assert self.venue is not None
+        self.check_alive()
+        ingest, fanout = await asyncio.gather(
+            scrape(self.ports["ingest_metrics"]), scrape(self.ports["fanout_metrics"])
+        )
+        values: dict[str, float] = {
+            "venue": float(self.venue.stats.entries_sent),
+            "ingest": ingest.get("mdfeed_ingest_ticks_total", 0.0),
+            "fanout_in": fanout.get("mdfeed_fanout_ticks_in_total", 0.0),
+            "grpc_out": fanout.get('mdfeed_fanout_ticks_out_total{transport="grpc"}', 0.0),
+            "mqtt_out": fanout.get('mdfeed_fanout_ticks_out_total{transport="mqtt"}', 0.0),
+            "conflated": fanout.get("mdfeed_fanout_conflated_ticks_total", 0.0),
+        }
+        worst: int | None = None
+        errors: list[str] = []
+        for child in self._children:
+            answer = await child.request("sample")
+            kind = "grpc_clients" if child.name.startswith("grpc") else "mqtt_clients"
+            values[kind] = float(answer["ticks"])
+            errors.extend(answer.get("errors", []))
+            if answer.get("window_max_ns") is not None and (
+                worst is None or answer["window_max_ns"] > worst
+            ):
+                worst = int(answer["window_max_ns"])
+        return Counters(
+            at=time.monotonic(),
+            values=values,
+            window_max_ns=worst,
+            lag=fanout.get("mdfeed_consumer_lag_records", 0.0),
+            errors=tuple(errors),
+        )
+
+    async def histograms(self) -> dict[str, dict[str, LatencyHistogram]]:
+        """Per transport, per hop: what the recording clients saw since the last call."""
+        out: dict[str, dict[str, LatencyHistogram]] = {}
+        for child in self._children:
+            answer = await child.request("histograms")
+            kind = "grpc" if child.name.startswith("grpc") else "mqtt"
+            out[kind] = {name: LatencyHistogram.from_json(answer[name]) for name, _, _ in HOPS}
+        return out
+
+    @property
+    def transports(self) -> Sequence[str]:
+        return [c.name.split()[0] for c in self._children]
+
+    # -- stop -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        for child in self._children:
+            with contextlib.suppress(Exception):
+                await child.stop()
+        self._children.clear()
+        for process in reversed(list(self._services.values())):
+            await _terminate(process)
+        self._services.clear()
+        await self._stack.aclose()
+        if self._started_servers:
+            self._say(f"stack: stopping {', '.join(self._started_servers)} (started by the bench)")
+            await self._stack_cli("down", *self._started_servers)
+            self._started_servers = []

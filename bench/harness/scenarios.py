@@ -1,0 +1,425 @@
+"""The scenarios of `mdfeed bench`: fixed rate, maximum sustained rate, market-open burst.
+
+Every scenario drives the venue's rate and samples every stage each ``interval_s``
+(``Pipeline.sample``); rates are differences of cumulative counters, so a slow sample
+never loses ticks from the figures.
+
+* fixed: ``rate`` for ``warmup_s`` (not measured), then ``duration_s`` measured: per-stage
+  rates and per-hop latency percentiles.
+* max: steps of ``step_s`` from ``rate``, doubling until a step is not sustained, then
+  two bisections. A step is sustained when the venue reached 97% of its target, every gRPC
+  stream received at least 95% of what ingest produced, nothing was conflated, and the worst
+  venue-to-client latency in the second half of the step stayed under 1 s (no standing
+  queue anywhere). Between steps the rate drops back to ``rate`` until latency is back to
+  normal.
+* burst: ``rate`` for 10 s, ``burst_factor`` x ``rate`` for ``burst_s`` (the market
+  open), then ``rate`` until the worst latency is back under twice the worst seen before
+  the burst (at least 10 ms) for 2 s: that time from the burst's end is the recovery time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from bench.harness.pipeline import Counters, Pipeline
+from bench.harness.stats import LatencyHistogram, RateSample, recovery_time_s
+
+__all__ = ["Progress", "ScenarioOptions", "run_burst", "run_fixed", "run_max"]
+
+STAGES = ("venue", "ingest", "fanout_in", "grpc_out", "grpc_clients", "mqtt_out", "mqtt_clients")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioOptions:
+    rate_per_s: int = 5000
+    duration_s: float = 20.0
+    warmup_s: float = 5.0
+    step_s: float = 8.0
+    max_rate_per_s: int = 1_000_000
+    burst_factor: float = 10.0
+    burst_s: float = 10.0
+    pre_burst_s: float = 10.0
+    max_recovery_s: float = 60.0
+    interval_s: float = 0.5
+
+
+class Progress:
+    """A one-line progress bar on stderr (a line every few seconds when not a terminal)."""
+
+    def __init__(self, out: TextIO = sys.stderr, width: int = 24) -> None:
+        self.out = out
+        self.width = width
+        self._tty = out.isatty()
+        self._last_line = 0.0
+
+    def update(self, label: str, done_s: float, total_s: float, sample: RateSample) -> None:
+        share = 0.0 if total_s <= 0 else min(1.0, done_s / total_s)
+        filled = int(share * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        r = sample.rates
+        worst = "-" if math.isnan(sample.client_max_ms) else f"{sample.client_max_ms:,.1f} ms"
+        line = (
+            f"{label:<14} [{bar}] {done_s:5.1f}/{total_s:.0f} s"
+            f" | target {sample.target_per_s:,.0f}/s"
+            f" | venue {r.get('venue', 0):,.0f} ingest {r.get('ingest', 0):,.0f}"
+            f" fanout {r.get('fanout_in', 0):,.0f} -> gRPC {r.get('grpc_out', 0):,.0f}"
+            f" MQTT {r.get('mqtt_out', 0):,.0f} /s | worst {worst}"
+        )
+        if self._tty:
+            self.out.write("\r\x1b[2K" + line)
+            self.out.flush()
+        elif sample.t_s - self._last_line >= 5.0 or share >= 1.0 or sample.t_s < self._last_line:
+            self._last_line = sample.t_s
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def done(self) -> None:
+        if self._tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _rate_sample(prev: Counters, cur: Counters, t_s: float, target: float) -> RateSample:
+    dt = max(cur.at - prev.at, 1e-6)
+    rates = {k: (v - prev.values.get(k, 0.0)) / dt for k, v in cur.values.items()}
+    worst = math.nan if cur.window_max_ns is None else cur.window_max_ns / 1e6
+    return RateSample(
+        t_s=t_s, target_per_s=target, rates=rates, client_max_ms=worst, fanout_lag=cur.lag
+    )
+
+
+async def run_phase(
+    pipe: Pipeline,
+    progress: Progress,
+    *,
+    label: str,
+    seconds: float,
+    rate_at: Callable[[float], float],
+    interval_s: float,
+    offset_s: float = 0.0,
+    until: Callable[[list[RateSample]], bool] | None = None,
+) -> list[RateSample]:
+    """Drive the venue by ``rate_at(t)`` for ``seconds`` (or until ``until(samples)``)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    prev = await pipe.sample()
+    samples: list[RateSample] = []
+    while True:
+        t = loop.time() - start
+        if t >= seconds:
+            break
+        target = rate_at(t)
+        pipe.set_rate(target)
+        next_at = start + (len(samples) + 1) * interval_s
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        cur = await pipe.sample()
+        sample = _rate_sample(prev, cur, offset_s + loop.time() - start, target)
+        samples.append(sample)
+        progress.update(label, loop.time() - start, seconds, sample)
+        prev = cur
+        if until is not None and until(samples):
+            break
+    progress.done()
+    return samples
+
+
+def mean_rates(samples: list[RateSample]) -> dict[str, float]:
+    if not samples:
+        return {}
+    keys = {k for s in samples for k in s.rates}
+    return {k: sum(s.rates.get(k, 0.0) for s in samples) / len(samples) for k in sorted(keys)}
+
+
+def _per_stream(rates: dict[str, float], pipe: Pipeline) -> dict[str, float]:
+    out = dict(rates)
+    streams = pipe.options.grpc_streams
+    mqtt = pipe.options.mqtt_clients
+    out["grpc_per_stream"] = rates.get("grpc_clients", 0.0) / streams if streams else 0.0
+    out["mqtt_per_client"] = rates.get("mqtt_clients", 0.0) / mqtt if mqtt else 0.0
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if b <= 0 else round(a / b, 4)
+
+
+def _series(samples: list[RateSample]) -> list[dict[str, Any]]:
+    return [
+        {
+            "t_s": round(s.t_s, 3),
+            "target_per_s": s.target_per_s,
+            "rates": {k: round(v, 1) for k, v in s.rates.items()},
+            "client_max_ms": None if math.isnan(s.client_max_ms) else round(s.client_max_ms, 3),
+            "fanout_lag": s.fanout_lag,
+        }
+        for s in samples
+    ]
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    samples: list[RateSample] = field(default_factory=list)
+    #: Per transport, per hop (the fixed scenario).
+    histograms: dict[str, dict[str, LatencyHistogram]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **self.figures, "series": _series(self.samples)}
+
+
+async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
+    rate = options.rate_per_s
+    await run_phase(
+        pipe,
+        progress,
+        label="fixed warm-up",
+        seconds=options.warmup_s,
+        rate_at=lambda _t: rate,
+        interval_s=options.interval_s,
+    )
+    await pipe.histograms()  # what the warm-up saw is not measured
+    samples = await run_phase(
+        pipe,
+        progress,
+        label="fixed",
+        seconds=options.duration_s,
+        rate_at=lambda _t: rate,
+        interval_s=options.interval_s,
+    )
+    hists = await pipe.histograms()
+    rates = _per_stream(mean_rates(samples), pipe)
+    latency = {
+        transport: {hop: hist.summary_ms() for hop, hist in per_hop.items()}
+        for transport, per_hop in hists.items()
+    }
+    fanout_in = rates.get("fanout_in", 0.0)
+    figures = {
+        "rate_per_s": rate,
+        "duration_s": options.duration_s,
+        "rates_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "latency_ms": latency,
+        "ratios": {
+            "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),
+            "ingest_vs_venue": _ratio(rates.get("ingest", 0.0), rates.get("venue", 0.0)),
+            "fanout_in_vs_ingest": _ratio(fanout_in, rates.get("ingest", 0.0)),
+            "grpc_per_stream_vs_fanout_in": _ratio(rates["grpc_per_stream"], fanout_in),
+        },
+    }
+    return ScenarioResult("fixed", figures, samples, hists)
+
+
+@dataclass(frozen=True, slots=True)
+class StepVerdict:
+    target_per_s: float
+    rates: dict[str, float]
+    worst_ms: float
+    sustained: bool
+    #: Why not, when not sustained.
+    reasons: tuple[str, ...]
+
+
+def judge_step(target: float, samples: list[RateSample], grpc_streams: int) -> StepVerdict:
+    """Whether a max-search step was sustained, from its second half (see the module doc)."""
+    measured = samples[len(samples) // 2 :] or samples
+    rates = mean_rates(measured)
+    per_stream = rates.get("grpc_clients", 0.0) / grpc_streams if grpc_streams else 0.0
+    rates["grpc_per_stream"] = per_stream
+    worst = max(
+        (s.client_max_ms for s in measured if not math.isnan(s.client_max_ms)), default=math.nan
+    )
+    reasons: list[str] = []
+    if rates.get("venue", 0.0) < 0.97 * target:
+        reasons.append(
+            f"venue sent {rates.get('venue', 0.0):,.0f}/s of {target:,.0f}/s (pushed back)"
+        )
+    ingest = rates.get("ingest", 0.0)
+    if grpc_streams and per_stream < 0.95 * ingest:
+        reasons.append(f"gRPC streams got {per_stream:,.0f}/s each of {ingest:,.0f}/s ingested")
+    if rates.get("conflated", 0.0) > 0:
+        reasons.append(f"{rates['conflated']:,.0f} ticks/s conflated")
+    if math.isnan(worst) or worst > 1000.0:
+        reasons.append(
+            "no latency reading" if math.isnan(worst) else f"worst latency {worst:,.0f} ms"
+        )
+    return StepVerdict(target, rates, worst, not reasons, tuple(reasons))
+
+
+async def _settle(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> None:
+    """Back to the base rate until the worst latency is under 200 ms (at most 30 s)."""
+    await run_phase(
+        pipe,
+        progress,
+        label="max settle",
+        seconds=30.0,
+        rate_at=lambda _t: options.rate_per_s,
+        interval_s=options.interval_s,
+        until=lambda ss: (
+            len(ss) >= 4
+            and all(not math.isnan(s.client_max_ms) and s.client_max_ms < 200.0 for s in ss[-2:])
+        ),
+    )
+
+
+async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
+    steps: list[StepVerdict] = []
+    samples: list[RateSample] = []
+    offset = 0.0
+
+    async def step(target: float) -> StepVerdict:
+        nonlocal offset
+        got = await run_phase(
+            pipe,
+            progress,
+            label=f"max {target / 1000:,.0f}K/s",
+            seconds=options.step_s,
+            rate_at=lambda _t: target,
+            interval_s=options.interval_s,
+            offset_s=offset,
+        )
+        samples.extend(got)
+        offset = samples[-1].t_s if samples else offset
+        verdict = judge_step(target, got, pipe.options.grpc_streams)
+        steps.append(verdict)
+        if not verdict.sustained:
+            await _settle(pipe, options, progress)
+        return verdict
+
+    good: StepVerdict | None = None
+    bad: StepVerdict | None = None
+    target = float(options.rate_per_s)
+    while target <= options.max_rate_per_s:
+        verdict = await step(target)
+        if not verdict.sustained:
+            bad = verdict
+            break
+        good = verdict
+        target *= 2
+    for _ in range(2):  # bisect between the last good and the first bad step
+        if good is None or bad is None:
+            break
+        middle = (good.target_per_s + bad.target_per_s) / 2
+        verdict = await step(middle)
+        if verdict.sustained:
+            good = verdict
+        else:
+            bad = verdict
+    figures: dict[str, Any] = {
+        "steps": [
+            {
+                "target_per_s": v.target_per_s,
+                "sustained": v.sustained,
+                "reasons": list(v.reasons),
+                "worst_ms": None if math.isnan(v.worst_ms) else round(v.worst_ms, 2),
+                "rates_per_s": {k: round(x, 1) for k, x in v.rates.items()},
+            }
+            for v in steps
+        ],
+        "max_sustained_per_s": None if good is None else round(good.rates["grpc_per_stream"], 1),
+        "max_sustained_target_per_s": None if good is None else good.target_per_s,
+        "first_unsustained": None
+        if bad is None
+        else {
+            "target_per_s": bad.target_per_s,
+            "reasons": list(bad.reasons),
+            "rates_per_s": {k: round(x, 1) for k, x in bad.rates.items()},
+        },
+    }
+    if good is not None and bad is not None:
+        # The limit in this run: what the stages did when pushed past it.
+        figures["ratios"] = {
+            "sustained_vs_pushed_ingest": _ratio(
+                good.rates["grpc_per_stream"], bad.rates.get("ingest", 0.0)
+            ),
+            "sustained_vs_pushed_venue": _ratio(
+                good.rates["grpc_per_stream"], bad.rates.get("venue", 0.0)
+            ),
+        }
+    return ScenarioResult("max", figures, samples)
+
+
+async def run_burst(
+    pipe: Pipeline,
+    options: ScenarioOptions,
+    progress: Progress,
+    *,
+    max_sustained_per_s: float | None = None,
+) -> ScenarioResult:
+    base = float(options.rate_per_s)
+    peak = base * options.burst_factor
+    pre = await run_phase(
+        pipe,
+        progress,
+        label="burst: before",
+        seconds=options.pre_burst_s,
+        rate_at=lambda _t: base,
+        interval_s=options.interval_s,
+    )
+    before = [s.client_max_ms for s in pre[len(pre) // 2 :] if not math.isnan(s.client_max_ms)]
+    threshold = max(2.0 * max(before, default=5.0), 10.0)
+    burst = await run_phase(
+        pipe,
+        progress,
+        label="burst: open",
+        seconds=options.burst_s,
+        rate_at=lambda _t: peak,
+        interval_s=options.interval_s,
+        offset_s=pre[-1].t_s if pre else 0.0,
+    )
+    burst_end = burst[-1].t_s if burst else options.pre_burst_s + options.burst_s
+    after = await run_phase(
+        pipe,
+        progress,
+        label="burst: after",
+        seconds=options.max_recovery_s,
+        rate_at=lambda _t: base,
+        interval_s=options.interval_s,
+        offset_s=burst_end,
+        until=lambda ss: (
+            recovery_time_s(ss, burst_end_s=burst_end, threshold_ms=threshold) is not None
+        ),
+    )
+    samples = pre + burst + after
+    recovery = recovery_time_s(samples, burst_end_s=burst_end, threshold_ms=threshold)
+    streams = pipe.options.grpc_streams
+    backlog = 0.0
+    for s in burst:
+        per_stream = (
+            s.rates.get("grpc_clients", 0.0) / streams if streams else s.rates.get("ingest", 0.0)
+        )
+        backlog += (s.rates.get("venue", 0.0) - per_stream) * options.interval_s
+    burst_rates = _per_stream(mean_rates(burst), pipe)
+    figures: dict[str, Any] = {
+        "base_per_s": base,
+        "peak_target_per_s": peak,
+        "burst_s": options.burst_s,
+        "burst_rates_per_s": {k: round(v, 1) for k, v in burst_rates.items()},
+        "threshold_ms": round(threshold, 3),
+        "worst_before_ms": round(max(before, default=math.nan), 3),
+        "worst_during_or_after_ms": round(
+            max(
+                (s.client_max_ms for s in burst + after if not math.isnan(s.client_max_ms)),
+                default=math.nan,
+            ),
+            3,
+        ),
+        "backlog_ticks_at_burst_end": round(max(backlog, 0.0)),
+        "recovery_s": None if recovery is None else round(recovery, 2),
+        "ratios": {
+            "peak_venue_vs_target": _ratio(burst_rates.get("venue", 0.0), peak),
+            "recovery_vs_burst_length": None
+            if recovery is None
+            else _ratio(recovery, options.burst_s),
+        },
+    }
+    if recovery is not None and max_sustained_per_s and max_sustained_per_s > base and backlog > 0:
+        # Draining the backlog at the measured spare capacity is the fastest possible.
+        ideal = backlog / (max_sustained_per_s - base)
+        figures["ideal_drain_s"] = round(ideal, 2)
+        figures["ratios"]["recovery_vs_ideal_drain"] = _ratio(recovery, ideal)
+    return ScenarioResult("burst", figures, samples)

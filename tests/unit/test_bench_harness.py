@@ -1,0 +1,154 @@
+"""The pieces of `mdfeed bench` that need no servers: histograms, verdicts, results files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.harness.cli import _scenarios
+from bench.harness.report import summary_lines, write_results
+from bench.harness.scenarios import ScenarioResult, judge_step
+from bench.harness.stats import HOPS, LatencyHistogram, RateSample, recovery_time_s
+from bench.harness.subscribers import HopRecorder
+from proto import mdfeed_pb2 as pb
+
+
+def test_percentiles_are_within_the_bucket_width_of_the_exact_value() -> None:
+    hist = LatencyHistogram()
+    values = list(range(1_000, 1_001_000, 1_000))  # 1 us .. 1 ms, 1000 values
+    for v in values:
+        hist.add(v)
+    for q in (50.0, 90.0, 99.0, 99.9):
+        exact = values[math.ceil(len(values) * q / 100) - 1]
+        assert hist.percentile(q) == pytest.approx(exact, rel=0.012)
+    assert hist.percentile(100.0) == 1_000_000
+    assert hist.count == 1000
+    assert hist.max_ns == 1_000_000
+    assert hist.mean() == pytest.approx(sum(values) / len(values))
+
+
+def test_zero_and_negative_latencies_fall_in_the_zero_bucket() -> None:
+    hist = LatencyHistogram()
+    for v in (-500_000, 0, 0, 2_000_000):
+        hist.add(v)
+    assert hist.percentile(50.0) == 0.0  # three of four are at or under zero
+    assert hist.percentile(99.0) == pytest.approx(2_000_000, rel=0.012)
+    assert math.isnan(LatencyHistogram().percentile(50.0))
+    with pytest.raises(ValueError, match="0..100"):
+        hist.percentile(101.0)
+
+
+def test_histograms_merge_and_survive_json() -> None:
+    a, b = LatencyHistogram(), LatencyHistogram()
+    for v in (10_000, 20_000):
+        a.add(v)
+    b.add(5_000_000)
+    merged = LatencyHistogram.from_json(json.loads(json.dumps(a.to_json())))
+    merged.merge(LatencyHistogram.from_json(b.to_json()))
+    assert merged.count == 3
+    assert merged.max_ns == 5_000_000
+    assert merged.percentile(99.0) == pytest.approx(5_000_000, rel=0.012)
+    assert merged.summary_ms()["p50"] == pytest.approx(0.02, rel=0.012)
+
+
+def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
+    recorder = HopRecorder()
+    tick = pb.Tick(
+        symbol="S0001",
+        seq=1,
+        venue_time_ns=1_000_000_000,
+        ingest_time_ns=1_000_400_000,
+        bus_time_ns=1_002_000_000,
+        fanout_time_ns=1_002_500_000,
+    )
+    recorder.record(tick, client_ns=1_003_000_000)
+    got = {name: h.max_ns for name, h in recorder.hops.items()}
+    assert got == {
+        "venue->ingest": 400_000,
+        "ingest->bus": 1_600_000,
+        "bus->fanout": 500_000,
+        "fanout->client": 500_000,
+        "ingest->client": 2_600_000,
+        "venue->client": 3_000_000,
+    }
+    assert recorder.take_window_max() == 3_000_000
+    assert recorder.take_window_max() is None  # a window ends when it is read
+    # Without the fanout's stamps only the hops both ends of which are known count.
+    recorder.record(pb.Tick(symbol="S0001", seq=2, venue_time_ns=5, ingest_time_ns=9), 20)
+    taken = recorder.take_histograms()
+    assert taken["bus->fanout"].count == 1
+    assert taken["venue->ingest"].count == 2
+    assert all(h.count == 0 for h in recorder.hops.values())
+
+
+def _sample(t: float, worst: float, **rates: float) -> RateSample:
+    return RateSample(t_s=t, target_per_s=1000, rates=rates, client_max_ms=worst, fanout_lag=0)
+
+
+def test_recovery_is_the_first_time_latency_stays_under_the_threshold() -> None:
+    samples = [_sample(t / 2, w) for t, w in enumerate([5, 5, 900, 800, 9, 400, 8, 7, 6, 6, 6])]
+    # Burst ends at 1.5 s; 9 ms at 2.0 does not hold (400 at 2.5); from 3.0 s it holds 2 s.
+    assert recovery_time_s(samples, burst_end_s=1.5, threshold_ms=10, hold_s=2.0) == 1.5
+    assert recovery_time_s(samples, burst_end_s=1.5, threshold_ms=1, hold_s=2.0) is None
+    gap = [_sample(2.0, math.nan), _sample(2.5, 1), _sample(3.0, 1)]
+    assert recovery_time_s(gap, burst_end_s=1.5, threshold_ms=10, hold_s=0.5) == 1.0
+
+
+def test_a_step_is_sustained_only_when_every_stage_keeps_up() -> None:
+    ok = [_sample(t, 20, venue=10_000, ingest=4_000, grpc_clients=8_000) for t in range(4)]
+    verdict = judge_step(10_000, ok, grpc_streams=2)
+    assert verdict.sustained
+    assert verdict.rates["grpc_per_stream"] == 4_000
+    slow = [_sample(t, 20, venue=10_000, ingest=4_000, grpc_clients=6_000) for t in range(4)]
+    assert "gRPC streams got 3,000/s each" in " ".join(judge_step(10_000, slow, 2).reasons)
+    pushed_back = [_sample(t, 20, venue=9_000, ingest=4_000, grpc_clients=8_000) for t in range(4)]
+    assert "pushed back" in judge_step(10_000, pushed_back, 2).reasons[0]
+    queued = [_sample(t, 1500, venue=10_000, ingest=4_000, grpc_clients=8_000) for t in range(4)]
+    assert judge_step(10_000, queued, 2).reasons == ("worst latency 1,500 ms",)
+    conflating = [
+        _sample(t, 20, venue=10_000, ingest=4_000, grpc_clients=8_000, conflated=5)
+        for t in range(4)
+    ]
+    assert not judge_step(10_000, conflating, 2).sustained
+
+
+def test_scenario_names_are_checked_and_put_in_running_order() -> None:
+    assert _scenarios("burst,fixed") == ("fixed", "burst")
+    with pytest.raises(Exception, match="unknown scenario warp"):
+        _scenarios("fixed,warp")
+
+
+def test_results_are_written_as_json_and_png(tmp_path: Path) -> None:
+    hists = {name: LatencyHistogram() for name, _, _ in HOPS}
+    for name, h in hists.items():
+        for v in (1_000_000, 2_000_000, 3_000_000):
+            h.add(v + len(name))
+    samples = [_sample(t * 0.5, 3.0, venue=5000, ingest=2000, grpc_clients=4000) for t in range(6)]
+    fixed = ScenarioResult(
+        "fixed",
+        {
+            "rate_per_s": 5000,
+            "duration_s": 3.0,
+            "grpc_streams": 2,
+            "rates_per_s": {"venue": 5000, "ingest": 2000, "grpc_per_stream": 2000},
+            "latency_ms": {"grpc": {n: h.summary_ms() for n, h in hists.items()}},
+            "ratios": {"grpc_per_stream_vs_fanout_in": 1.0},
+        },
+        samples,
+        {"grpc": hists},
+    )
+    written = write_results(tmp_path, {"options": {"rate": 5000}}, [fixed])
+    assert [p.name for p in written] == ["results.json", "latency-histogram.png", "throughput.png"]
+    document = json.loads((tmp_path / "results.json").read_text())
+    (scenario,) = document["scenarios"]
+    assert scenario["latency_ms"]["grpc"]["venue->client"]["count"] == 3
+    assert len(scenario["series"]) == 6
+    assert document["machine"]["cpus"] >= 1
+    for png in written[1:]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = summary_lines([fixed])
+    assert lines[0].startswith("fixed 5,000 ticks/s for 3 s")
+    assert any("venue->client" in line and "p99.9" in line for line in lines)
