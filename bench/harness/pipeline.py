@@ -220,6 +220,7 @@ class Pipeline:
         # The fanout first: it reads the topic from its end, so it must be there before
         # the first tick.
         await self._start_service("fanout", config, self.ports["fanout_metrics"])
+        await self._wait_port("fanout", self.ports["grpc"])
         await self._start_service("ingest", config, self.ports["ingest_metrics"])
         await self._wait_logged_on()
         if options.grpc_streams:
@@ -245,7 +246,7 @@ class Pipeline:
 
     @property
     def _mqtt_prefix(self) -> str:
-        return f"bench/{self.run_id}/"
+        return f"bench/{self.run_id}"
 
     async def _stack_cli(self, *args: str) -> tuple[int, str]:
         extra = ["--dir", self.options.stack_dir] if self.options.stack_dir else []
@@ -387,6 +388,23 @@ level = "WARNING"
                 )
             await asyncio.sleep(0.2)
 
+    async def _wait_port(self, command: str, port: int, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            try:
+                _, writer = await asyncio.open_connection(HOST, port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise PipelineError(
+                        f"mdfeed {command}: nothing listens on {HOST}:{port} "
+                        f"after {timeout_s:.0f} s"
+                    ) from None
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            return
+
     async def _wait_logged_on(self) -> None:
         assert self.venue is not None
         try:
@@ -445,7 +463,11 @@ level = "WARNING"
             "fanout_in": fanout.get("mdfeed_fanout_ticks_in_total", 0.0),
             "grpc_out": fanout.get('mdfeed_fanout_ticks_out_total{transport="grpc"}', 0.0),
             "mqtt_out": fanout.get('mdfeed_fanout_ticks_out_total{transport="mqtt"}', 0.0),
-            "conflated": fanout.get("mdfeed_fanout_conflated_ticks_total", 0.0),
+            "conflated": fanout.get('mdfeed_fanout_conflated_ticks_total{transport="grpc"}', 0.0),
+            # MQTT quotes are conflated to mqtt.quote_max_rate_per_symbol_hz by design.
+            "mqtt_conflated": fanout.get(
+                'mdfeed_fanout_conflated_ticks_total{transport="mqtt"}', 0.0
+            ),
         }
         worst: int | None = None
         errors: list[str] = []
@@ -474,6 +496,36 @@ level = "WARNING"
             kind = "grpc" if child.name.startswith("grpc") else "mqtt"
             out[kind] = {name: LatencyHistogram.from_json(answer[name]) for name, _, _ in HOPS}
         return out
+
+    async def kafka_floor(self, rate_per_s: float, seconds: float) -> LatencyHistogram:
+        """Bare aiokafka produce-to-consume latency at ``rate_per_s`` on the same broker
+        (bench.harness.kafka_floor), with the venue paused so the pipeline is idle."""
+        assert self.venue is not None
+        self.venue.pause_stream()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.harness.kafka_floor",
+                "--bootstrap",
+                KAFKA,
+                "--topic",
+                f"bench.{self.run_id}.floor",
+                "--rate",
+                str(max(1, round(rate_per_s))),
+                "--seconds",
+                str(seconds),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=(self.logs / "kafka-floor.log").open("wb"),
+            )
+            output, _ = await process.communicate()
+        finally:
+            self.venue.resume_stream()
+        lines = output.decode().strip().splitlines()
+        answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "no output"}
+        if process.returncode != 0 or "error" in answer:
+            raise PipelineError(f"the Kafka floor measurement failed: {answer.get('error')}")
+        return LatencyHistogram.from_json(answer["histogram"])
 
     @property
     def transports(self) -> Sequence[str]:

@@ -7,11 +7,11 @@ never loses ticks from the figures.
 * fixed: ``rate`` for ``warmup_s`` (not measured), then ``duration_s`` measured: per-stage
   rates and per-hop latency percentiles.
 * max: steps of ``step_s`` from ``rate``, doubling until a step is not sustained, then
-  two bisections. A step is sustained when the venue reached 97% of its target, every gRPC
-  stream received at least 95% of what ingest produced, nothing was conflated, and the worst
-  venue-to-client latency in the second half of the step stayed under 1 s (no standing
-  queue anywhere). Between steps the rate drops back to ``rate`` until latency is back to
-  normal.
+  two bisections. A step is sustained when, over its second half, the venue reached 97% of
+  its target, every gRPC stream received at least 95% of what ingest produced, nothing was
+  conflated, and in the median sampling interval no tick took more than 500 ms from venue
+  to client (no standing queue anywhere). Between steps the rate drops back to ``rate``
+  until latency is back to normal.
 * burst: ``rate`` for 10 s, ``burst_factor`` x ``rate`` for ``burst_s`` (the market
   open), then ``rate`` until the worst latency is back under twice the worst seen before
   the burst (at least 10 ms) for 2 s: that time from the burst's end is the recovery time.
@@ -31,6 +31,9 @@ from bench.harness.stats import LatencyHistogram, RateSample, recovery_time_s
 
 __all__ = ["Progress", "ScenarioOptions", "run_burst", "run_fixed", "run_max"]
 
+#: A step whose median interval saw a tick older than this has a standing queue.
+MAX_STEP_LATENCY_MS = 500.0
+
 STAGES = ("venue", "ingest", "fanout_in", "grpc_out", "grpc_clients", "mqtt_out", "mqtt_clients")
 
 
@@ -46,6 +49,8 @@ class ScenarioOptions:
     pre_burst_s: float = 10.0
     max_recovery_s: float = 60.0
     interval_s: float = 0.5
+    #: Seconds of the Kafka floor measurement (bench.harness.kafka_floor).
+    floor_s: float = 5.0
 
 
 class Progress:
@@ -175,11 +180,22 @@ class ScenarioResult:
 
 async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
     rate = options.rate_per_s
-    await run_phase(
+    warm = await run_phase(
         pipe,
         progress,
         label="fixed warm-up",
         seconds=options.warmup_s,
+        rate_at=lambda _t: rate,
+        interval_s=options.interval_s,
+    )
+    # The floor at the rate records reach Kafka in this scenario, with the pipeline idle.
+    into_bus = mean_rates(warm[len(warm) // 2 :]).get("ingest", 0.0) or float(rate)
+    floor = await pipe.kafka_floor(into_bus, options.floor_s)
+    await run_phase(
+        pipe,
+        progress,
+        label="fixed resume",
+        seconds=2.0,
         rate_at=lambda _t: rate,
         interval_s=options.interval_s,
     )
@@ -194,22 +210,30 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
     )
     hists = await pipe.histograms()
     rates = _per_stream(mean_rates(samples), pipe)
-    latency = {
+    latency: dict[str, Any] = {
         transport: {hop: hist.summary_ms() for hop, hist in per_hop.items()}
         for transport, per_hop in hists.items()
     }
+    floor_ms = floor.summary_ms()
     fanout_in = rates.get("fanout_in", 0.0)
+    ratios: dict[str, float | None] = {
+        "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),
+        "fanout_in_vs_ingest": _ratio(fanout_in, rates.get("ingest", 0.0)),
+        "grpc_per_stream_vs_fanout_in": _ratio(rates["grpc_per_stream"], fanout_in),
+    }
+    grpc = hists.get("grpc")
+    if grpc is not None and grpc["ingest->client"].count and floor.count:
+        for q in ("p50", "p99", "p99_9"):
+            ratios[f"ingest_to_client_{q}_vs_kafka_floor"] = _ratio(
+                float(latency["grpc"]["ingest->client"][q]), float(floor_ms[q])
+            )
     figures = {
         "rate_per_s": rate,
         "duration_s": options.duration_s,
         "rates_per_s": {k: round(v, 1) for k, v in rates.items()},
         "latency_ms": latency,
-        "ratios": {
-            "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),
-            "ingest_vs_venue": _ratio(rates.get("ingest", 0.0), rates.get("venue", 0.0)),
-            "fanout_in_vs_ingest": _ratio(fanout_in, rates.get("ingest", 0.0)),
-            "grpc_per_stream_vs_fanout_in": _ratio(rates["grpc_per_stream"], fanout_in),
-        },
+        "kafka_floor_ms": {"rate_per_s": round(into_bus, 1), **floor_ms},
+        "ratios": ratios,
     }
     return ScenarioResult("fixed", figures, samples, hists)
 
@@ -230,9 +254,10 @@ def judge_step(target: float, samples: list[RateSample], grpc_streams: int) -> S
     rates = mean_rates(measured)
     per_stream = rates.get("grpc_clients", 0.0) / grpc_streams if grpc_streams else 0.0
     rates["grpc_per_stream"] = per_stream
-    worst = max(
-        (s.client_max_ms for s in measured if not math.isnan(s.client_max_ms)), default=math.nan
-    )
+    readings = sorted(s.client_max_ms for s in measured if not math.isnan(s.client_max_ms))
+    # The median interval's worst case: one collector pause or scheduler hiccup on a shared
+    # two-core machine is not a standing queue; a queue that grows shows in most intervals.
+    worst = readings[len(readings) // 2] if readings else math.nan
     reasons: list[str] = []
     if rates.get("venue", 0.0) < 0.97 * target:
         reasons.append(
@@ -243,9 +268,11 @@ def judge_step(target: float, samples: list[RateSample], grpc_streams: int) -> S
         reasons.append(f"gRPC streams got {per_stream:,.0f}/s each of {ingest:,.0f}/s ingested")
     if rates.get("conflated", 0.0) > 0:
         reasons.append(f"{rates['conflated']:,.0f} ticks/s conflated")
-    if math.isnan(worst) or worst > 1000.0:
+    if math.isnan(worst) or worst > MAX_STEP_LATENCY_MS:
         reasons.append(
-            "no latency reading" if math.isnan(worst) else f"worst latency {worst:,.0f} ms"
+            "no latency reading"
+            if math.isnan(worst)
+            else f"worst latency {worst:,.0f} ms in the median interval"
         )
     return StepVerdict(target, rates, worst, not reasons, tuple(reasons))
 
@@ -386,13 +413,17 @@ async def run_burst(
     )
     samples = pre + burst + after
     recovery = recovery_time_s(samples, burst_end_s=burst_end, threshold_ms=threshold)
+    # The venue counts book entries, the pipeline ticks (an entry that leaves the top of
+    # the book unchanged makes none): convert with the ratio seen before the burst.
+    pre_rates = mean_rates(pre)
+    ticks_per_entry = (
+        pre_rates.get("ingest", 0.0) / pre_rates["venue"] if pre_rates.get("venue") else 1.0
+    )
     streams = pipe.options.grpc_streams
     backlog = 0.0
     for s in burst:
-        per_stream = (
-            s.rates.get("grpc_clients", 0.0) / streams if streams else s.rates.get("ingest", 0.0)
-        )
-        backlog += (s.rates.get("venue", 0.0) - per_stream) * options.interval_s
+        delivered = s.rates.get("grpc_clients", 0.0) / streams if streams else s.rates["ingest"]
+        backlog += (s.rates.get("venue", 0.0) * ticks_per_entry - delivered) * options.interval_s
     burst_rates = _per_stream(mean_rates(burst), pipe)
     figures: dict[str, Any] = {
         "base_per_s": base,
@@ -408,6 +439,7 @@ async def run_burst(
             ),
             3,
         ),
+        "ticks_per_venue_entry": round(ticks_per_entry, 4),
         "backlog_ticks_at_burst_end": round(max(backlog, 0.0)),
         "recovery_s": None if recovery is None else round(recovery, 2),
         "ratios": {
@@ -417,9 +449,15 @@ async def run_burst(
             else _ratio(recovery, options.burst_s),
         },
     }
-    if recovery is not None and max_sustained_per_s and max_sustained_per_s > base and backlog > 0:
+    base_ticks = base * ticks_per_entry
+    if (
+        recovery is not None
+        and max_sustained_per_s
+        and max_sustained_per_s > base_ticks
+        and backlog > 0
+    ):
         # Draining the backlog at the measured spare capacity is the fastest possible.
-        ideal = backlog / (max_sustained_per_s - base)
+        ideal = backlog / (max_sustained_per_s - base_ticks)
         figures["ideal_drain_s"] = round(ideal, 2)
         figures["ratios"]["recovery_vs_ideal_drain"] = _ratio(recovery, ideal)
     return ScenarioResult("burst", figures, samples)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import threading
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness.stats import HOPS, LatencyHistogram
+from bench.harness.stats import HOPS, LatencyHistogram, run
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["HopRecorder", "main"]
@@ -154,13 +153,11 @@ async def _mqtt_clients(
 
     clients: list[mqtt.Client] = []
     subscribed = threading.Semaphore(0)
-    topic = f"{args.topic_prefix}md/#"
+    topic = f"{args.topic_prefix}/md/#" if args.topic_prefix else "md/#"
 
     def make(index: int) -> mqtt.Client:
         recorder = recorders[index] if index < len(recorders) else None
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-{args.run_id}-{index}"
-        )
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{args.run_id}-{index}")
 
         def on_connect(c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
             if rc.is_failure:
@@ -269,12 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic-prefix", default="", help="MQTT: the fanout's topic prefix")
     parser.add_argument("--run-id", default="0", help="MQTT: makes client ids unique")
     args = parser.parse_args(argv)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
     try:
-        asyncio.run(serve(args))
+        run(serve(args))
     except Exception as exc:
         _say({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         raise SystemExit(1) from exc

@@ -1,0 +1,100 @@
+"""The Kafka floor of `mdfeed bench`: raw aiokafka, produce to consume, at a paced rate.
+
+mdfeed's tick path crosses Kafka once, so no configuration of mdfeed can beat the latency
+of a bare producer and consumer on the same broker at the same rate: the harness measures
+that floor in the same run and states the pipeline's latency as a multiple of it.
+
+Run as ``python -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a process
+of its own, like the services); it prints one JSON line: the produce-to-consume
+``LatencyHistogram`` and the records sent and received. The producer batches like
+mdfeed's bus (``linger_ms``, default 5, as ``bus.linger_ms``), the consumer reads from the
+end of the topic, and each record carries its send time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import struct
+import sys
+import time
+
+from bench.harness.stats import LatencyHistogram, run
+
+__all__ = ["main", "measure"]
+
+_STAMP = struct.Struct(">q")
+#: About the size of an encoded tick.
+_PAD = b"\x00" * 90
+
+
+async def measure(
+    bootstrap: str, topic: str, rate_per_s: int, seconds: float, linger_ms: int = 5
+) -> dict[str, object]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=100
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
+    await consumer.start()
+    await producer.start()
+    hist = LatencyHistogram()
+    sent = 0
+    stop = asyncio.Event()
+
+    async def consume() -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time_ns()
+            for records in batches.values():
+                for record in records:
+                    if record.value is not None:
+                        hist.add(now - _STAMP.unpack_from(record.value)[0])
+
+    try:
+        # Wait for the assignment, so the first records are not missed.
+        async with asyncio.timeout(30):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+        reader = asyncio.create_task(consume())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while (elapsed := loop.time() - start) < seconds:
+            due = int(elapsed * rate_per_s) - sent
+            for _ in range(due):
+                key = b"S%04d" % (sent % 50)
+                await producer.send(topic, _STAMP.pack(time.time_ns()) + _PAD, key=key)
+                sent += 1
+            await asyncio.sleep(0.001)
+        await producer.flush()
+        deadline = loop.time() + 5
+        while hist.count < sent and loop.time() < deadline:  # noqa: ASYNC110  # a plain counter
+            await asyncio.sleep(0.05)
+        stop.set()
+        await reader
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"sent": sent, "received": hist.count, "histogram": hist.to_json()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--rate", type=int, required=True, help="records per second")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--linger-ms", type=int, default=5)
+    args = parser.parse_args(argv)
+    try:
+        result = run(measure(args.bootstrap, args.topic, args.rate, args.seconds, args.linger_ms))
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        raise SystemExit(1) from exc
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
