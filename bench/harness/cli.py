@@ -83,6 +83,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         max_rate_per_s=args.max_rate,
         burst_factor=args.burst_factor,
         burst_s=args.burst_seconds,
+        floor_s=args.floor_seconds,
     )
     pipeline_options = PipelineOptions(
         symbols=args.symbols,
@@ -95,9 +96,11 @@ async def run_bench(args: argparse.Namespace) -> int:
     out = sys.stderr
     progress = Progress(out)
     results: list[ScenarioResult] = []
+    ports: dict[str, int] = {}
     started = time.time()
     try:
         async with Pipeline(pipeline_options, out=out) as pipe:
+            ports = dict(pipe.ports)
             out.write(
                 f"pipeline up: venue :{pipe.ports['venue']}, {args.symbols} symbols, topic "
                 f"{pipe.tick_topic}, gRPC :{pipe.ports['grpc']} x {args.grpc} streams, MQTT x "
@@ -126,6 +129,7 @@ async def run_bench(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
+        "ports": ports,
         "options": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(args).items()
@@ -217,6 +221,12 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=_positive_float,
         default=10.0,
         help="how long the burst lasts (default: 10)",
+    )
+    bench.add_argument(
+        "--floor-seconds",
+        type=_positive_float,
+        default=5.0,
+        help="seconds of the bare-Kafka latency floor measured in the fixed scenario (default: 5)",
     )
     bench.add_argument(
         "--out",

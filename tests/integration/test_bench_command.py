@@ -1,0 +1,79 @@
+"""`mdfeed bench` end to end on the real stack: a short fixed-rate run, its files and figures."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.harness.stats import HOPS
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdfeed.cli",
+            "bench",
+            "--scenarios",
+            "fixed",
+            "--rate",
+            "2000",
+            "--duration",
+            "3",
+            "--warmup",
+            "2",
+            "--floor-seconds",
+            "2",
+            "--grpc",
+            "2",
+            "--mqtt",
+            "1",
+            "--symbols",
+            "10",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The stack was up before (the test session's), so the bench left it alone.
+    assert "already running (left running)" in result.stderr
+    assert "fixed 2,000 ticks/s for 3 s" in result.stdout
+    document = json.loads((out / "results.json").read_text())
+    (fixed,) = document["scenarios"]
+    rates = fixed["rates_per_s"]
+    for stage in ("venue", "ingest", "fanout_in", "grpc_out", "grpc_per_stream", "mqtt_clients"):
+        assert rates[stage] > 0, stage
+    # Every stream got what the fanout consumed, give or take a sampling interval's edge.
+    assert 0.8 < rates["grpc_per_stream"] / rates["fanout_in"] < 1.2
+    grpc = fixed["latency_ms"]["grpc"]
+    for hop, _, _ in HOPS:
+        assert grpc[hop]["count"] > 0, hop
+        assert grpc[hop]["p50"] <= grpc[hop]["p99"] <= grpc[hop]["p99_9"] <= grpc[hop]["max"]
+    # A later point of the same tick is never earlier: exact stamps from ingest on.
+    assert grpc["ingest->client"]["p50"] >= grpc["fanout->client"]["p50"]
+    assert fixed["latency_ms"]["mqtt"]["fanout->client"]["count"] > 0
+    assert fixed["kafka_floor_ms"]["count"] > 0
+    assert fixed["ratios"]["ingest_to_client_p99_vs_kafka_floor"] > 0
+    assert len(fixed["series"]) >= 5
+    for png in ("latency-histogram.png", "throughput.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # Everything the run started is stopped: the venue, the services and their endpoints.
+    for name in ("venue", "grpc", "ingest_metrics", "fanout_metrics"):
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", document["ports"][name]), timeout=2),
+        ):
+            pass
