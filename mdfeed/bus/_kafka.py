@@ -394,13 +394,16 @@ async def _abandon(client: AIOKafkaProducer) -> None:
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self) -> None:
+    def __init__(self, positions: dict[TopicPartition, int]) -> None:
         self.assigned = asyncio.Event()
+        self._positions = positions
 
     def on_partitions_revoked(self, revoked: object) -> None:
         return None
 
     def on_partitions_assigned(self, assigned: object) -> None:
+        # A partition (re)assigned starts from the group's offset: what we knew is stale.
+        self._positions.clear()
         self.assigned.set()
 
 
@@ -423,6 +426,8 @@ class KafkaConsumer(Service):
         self._from_beginning = from_beginning
         self._client: AIOKafkaConsumer | None = None
         self._state = "new"
+        #: Offset after the last record returned, per partition (for lag()).
+        self._positions: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         """Connect, then take every partition or join the group; raises BusUnavailableError."""
@@ -447,14 +452,14 @@ class KafkaConsumer(Service):
             if self._group_id is None:
                 client.assign([TopicPartition(t, p) for t in self.topics for p in range(counts[t])])
             else:
-                listener = _AssignmentListener()
+                listener = _AssignmentListener(self._positions)
                 client.subscribe(list(self.topics), listener=listener)
                 async with asyncio.timeout(bus._join_timeout_s):
                     await listener.assigned.wait()
             # Resolve positions now, so "from the end" means the end as of start().
             for tp in client.assignment():
                 with contextlib.suppress(IllegalStateError):
-                    await client.position(tp)
+                    self._positions[tp] = await client.position(tp)
         except (KafkaError, TimeoutError) as exc:
             await client.stop()
             raise BusUnavailableError(
@@ -474,6 +479,10 @@ class KafkaConsumer(Service):
     async def getmany(self, timeout_ms: int = 0, max_records: int = 1000) -> list[BusRecord]:
         client = self._running()
         batches = await client.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        positions = self._positions
+        for tp, records in batches.items():
+            if records:
+                positions[tp] = records[-1].offset + 1
         return [
             BusRecord(r.topic, r.partition, r.offset, r.key or b"", r.value or b"", r.timestamp)
             for records in batches.values()
@@ -493,6 +502,21 @@ class KafkaConsumer(Service):
         if self._client is None:
             return frozenset()
         return frozenset((tp.topic, tp.partition) for tp in self._client.assignment())
+
+    def lag(self) -> dict[str, int]:
+        client = self._client
+        if client is None:
+            return {}
+        lag: dict[str, int] = {}
+        for tp in client.assignment():
+            try:
+                end = client.highwater(tp)
+            except AssertionError:  # revoked while we looked (aiokafka asserts)
+                continue
+            position = self._positions.get(tp)
+            behind = 0 if end is None or position is None else max(0, end - position)
+            lag[tp.topic] = lag.get(tp.topic, 0) + behind
+        return lag
 
     def _running(self) -> AIOKafkaConsumer:
         if self._client is None:

@@ -315,6 +315,15 @@ class MemoryConsumer(Service):
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._order)
 
+    def lag(self) -> dict[str, int]:
+        lag: dict[str, int] = {}
+        for tp, position in self._positions.items():
+            log = self._bus._log(tp)
+            # A position retention deleted jumps on the next read (see _take): count from there.
+            start = self._reset_position(tp) if position < log.start else position
+            lag[tp[0]] = lag.get(tp[0], 0) + log.end - start
+        return lag
+
     # --- internals ----------------------------------------------------------------------
 
     def _check_running(self) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "check_from_beginning_and_latest",
     "check_group_splits_partitions_and_resumes",
     "check_keyed_order_and_exactly_once",
+    "check_lag_counts_records_behind",
     "check_overflow_drops_newest_then_resumes",
     "check_stop_is_safe_twice",
     "collect",
@@ -334,6 +335,40 @@ async def check_stop_is_safe_twice(make_bus: BusFactory) -> None:
     await bus.stop()
 
 
+async def check_lag_counts_records_behind(make_bus: BusFactory) -> None:
+    """lag() is the records between the position and the end, summed per topic."""
+    async with make_bus() as bus:
+        topic = bus.config.tick_topic
+        loop = asyncio.get_running_loop()
+        async with bus.producer() as producer:
+            consumer = bus.consumer([topic], from_beginning=True)
+            assert consumer.lag() == {}, "lag() of a consumer not started"
+            sent = _publish(producer, topic, ["AAPL"], range(1, 101))  # one key: one partition
+            await _flushed(producer)
+            async with consumer:
+                first: list[BusRecord] = []
+                deadline = loop.time() + DEADLINE_S
+                while not first and loop.time() < deadline:
+                    first = await consumer.getmany(timeout_ms=200, max_records=30)
+                assert 0 < len(first) <= 30, f"expected up to 30 records, got {len(first)}"
+                assert consumer.lag() == {topic: sent - len(first)}, consumer.lag()
+                rest = await collect(consumer, sent - len(first), settle_s=0)
+                assert len(first) + len(rest) == sent
+                assert consumer.lag() == {topic: 0}, "lag after reading everything"
+
+                more = _publish(producer, topic, ["AAPL"], range(101, 111))
+                await _flushed(producer)
+                # Kafka learns the end from fetch responses, which its consumer makes in the
+                # background: wait for it, without reading.
+                deadline = loop.time() + DEADLINE_S
+                while consumer.lag() != {topic: more} and loop.time() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                assert consumer.lag() == {topic: more}, consumer.lag()
+                assert len(await collect(consumer, more, settle_s=0)) == more
+                assert consumer.lag() == {topic: 0}
+            assert consumer.lag() == {}, "lag() of a stopped consumer"
+
+
 CONTRACT_CHECKS: dict[str, ContractCheck] = {
     "keyed_order_and_exactly_once": check_keyed_order_and_exactly_once,
     "from_beginning_and_latest": check_from_beginning_and_latest,
@@ -341,4 +376,5 @@ CONTRACT_CHECKS: dict[str, ContractCheck] = {
     "flush_delivers_everything": check_flush_delivers_everything,
     "overflow_drops_newest_then_resumes": check_overflow_drops_newest_then_resumes,
     "stop_is_safe_twice": check_stop_is_safe_twice,
+    "lag_counts_records_behind": check_lag_counts_records_behind,
 }

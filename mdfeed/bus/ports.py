@@ -127,6 +127,15 @@ class BusConsumer(Protocol):
     def assignment(self) -> frozenset[tuple[str, int]]:
         """The (topic, partition) pairs this consumer reads now."""
 
+    def lag(self) -> dict[str, int]:
+        """Records behind the end of the log, per topic, over the assigned partitions.
+
+        The end is the offset the next record will get; the position is the offset after
+        the records returned so far. Cheap and never awaits (read at metrics scrapes): the
+        Kafka adapter uses the end offsets of its latest fetch responses, so a partition it
+        has not fetched from yet counts 0. Empty when not running.
+        """
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
