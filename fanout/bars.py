@@ -51,6 +51,10 @@ class BarFanout(Service):
         """Call ``listener(bar)`` for every bar (the MQTT bridge); it must only queue."""
         self._listeners.append(listener)
 
+    def lag(self) -> dict[str, int]:
+        """Records of the bar topic not consumed yet (see BusConsumer.lag)."""
+        return self._consumer.lag() if self._consumer is not None else {}
+
     async def start(self) -> None:
         consumer = self._bus.consumer([self._topic], from_beginning=False)
         await consumer.start()

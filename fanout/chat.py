@@ -327,6 +327,10 @@ class ChatService(Service):
         """Room memberships of this process's members (a member in two rooms counts two)."""
         return sum(len(m) for m in self._rooms.values())
 
+    def lag(self) -> dict[str, int]:
+        """Records of the chat topic not consumed yet (see BusConsumer.lag)."""
+        return self._consumer.lag() if self._consumer is not None else {}
+
     def rooms_of(self, member: ChatMember) -> list[str]:
         return sorted(r for r, m in self._rooms.items() if id(member) in m)
 

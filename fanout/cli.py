@@ -263,13 +263,21 @@ async def run_fanout(
     config: MdfeedConfig, *, out: TextIO = sys.stderr, notifier: Notifier | None = None
 ) -> int:
     """The fanout alone, until SIGINT/SIGTERM; READY to systemd once it serves."""
+    from fanout.metrics import register_fanout_metrics
     from fanout.runtime import Fanout
     from mdfeed.bus import open_bus
+    from mdfeed.metrics import MetricsServer
 
     stop = stop_on_signals()
-    async with open_bus(config.bus) as bus, Fanout(config, bus) as fanout:
+    async with (
+        MetricsServer(config.metrics, "fanout") as metrics,
+        open_bus(config.bus) as bus,
+        Fanout(config, bus) as fanout,
+    ):
+        register_fanout_metrics(metrics, fanout)
         for line in fanout.describe():
             out.write(line + "\n")
+        out.write(metrics.describe() + "\n")
         out.write("fanout ready\n")
         out.flush()
         gc.freeze()  # long-lived state out of the collector's scans (latency tails)
@@ -292,7 +300,7 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
     from mdfeed.cli import _run_async, _setup_logging
 
     config = config_from_args(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config.log)
     return _run_async(run_fanout(config, notifier=Notifier.from_environ(os.environ)))
 
 

@@ -117,8 +117,19 @@ class LaneStats:
     delivered: int = 0  # ticks taken
     conflated: int = 0  # ticks replaced by a later tick of the same symbol
     conflations: int = 0
+    gaps: int = 0  # gap notices queued for skipped ticks
     frames: int = 0  # frames taken
     messages: int = 0  # transport messages (consecutive plain frames joined)
+
+    def add(self, other: LaneStats) -> None:
+        """Add ``other``'s counts to these (totals over lanes, live and gone)."""
+        self.offered += other.offered
+        self.delivered += other.delivered
+        self.conflated += other.conflated
+        self.conflations += other.conflations
+        self.gaps += other.gaps
+        self.frames += other.frames
+        self.messages += other.messages
 
 
 class TickLane:
@@ -182,6 +193,7 @@ class TickLane:
             start = first.get(symbol, seq)
             if start < seq:
                 gaps.append(Gap(symbol, start, seq - 1))
+        stats.gaps += len(gaps)
         for gap in gaps:
             self._queue.append(
                 SharedFrame(gap.frame(), first={gap.symbol: gap.from_seq}, conflated=True)

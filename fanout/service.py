@@ -33,9 +33,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from fanout.frames import encode_varint, gap_frame
-from fanout.lane import SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
+from fanout.lane import LaneStats, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
 from mdfeed.bus import Bus, BusConsumer, BusRecord
 from mdfeed.lifecycle import Service
+from mdfeed.metrics import Histogram
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["FanoutClient", "TickFanout"]
@@ -169,6 +170,11 @@ class TickFanout(Service):
         self.resyncs = 0
         self.cut_off = 0  # clients whose lane went past its limits
         self.stale = 0  # ticks not newer than the cached one (redelivered), not fanned out
+        self.resync_notices = 0  # resync GapNotices queued, one per client of the symbol
+        #: Seconds from a record's bus timestamp to its consumption, once per consumed
+        #: batch (its first record): how far behind the bus the fanout reads.
+        self.bus_latency = Histogram()
+        self._retired = LaneStats()  # lane counts of clients gone
         self._listeners: list[Callable[[str, int, bytes], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------
@@ -207,7 +213,26 @@ class TickFanout(Service):
 
     def disconnect(self, client: FanoutClient) -> None:
         self.unsubscribe(client, list(client.symbols))
-        self._clients.discard(client)
+        if client in self._clients:
+            self._clients.remove(client)
+            self._retired.add(client.lane.stats)
+
+    def lane_totals(self) -> LaneStats:
+        """Lane counts summed over every client, connected or gone (for metrics)."""
+        totals = LaneStats()
+        totals.add(self._retired)
+        for client in self._clients:
+            totals.add(client.lane.stats)
+        return totals
+
+    @property
+    def clients(self) -> frozenset[FanoutClient]:
+        """The connected clients now."""
+        return frozenset(self._clients)
+
+    def lag(self) -> dict[str, int]:
+        """Records of the tick topic not consumed yet (see BusConsumer.lag)."""
+        return self._consumer.lag() if self._consumer is not None else {}
 
     def subscribe(self, client: FanoutClient, symbols: Iterable[str]) -> None:
         """Snapshot first (in the lane, in order), then updates after it."""
@@ -294,11 +319,13 @@ class TickFanout(Service):
     # -- the consume loop -----------------------------------------------------------
 
     async def _consume(self, consumer: BusConsumer) -> None:
+        observe = self.bus_latency.observe
         while True:
             records = await consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
             if records:
+                observe(time.time() - records[0].timestamp_ms * 0.001)
                 self.ingest(records)
                 # getmany returns without suspending while records are buffered: yield, or
                 # a backlog would starve the writers that take the frames to the clients.
@@ -384,3 +411,4 @@ class TickFanout(Service):
         for group in groups:
             group.flush(max_batch)  # the old sequence's ticks go before the notice
             group.broadcast(notice)
+            self.resync_notices += len(group.members)

@@ -51,6 +51,7 @@ import quickfix
 from fix_spec.codec import FixCodecError
 from mdfeed.bus import BusProducer
 from mdfeed.config import FixSessionConfig
+from mdfeed.metrics import Histogram
 
 from .normalizer import BookNormalizer, InvalidEntryError
 
@@ -208,6 +209,9 @@ class FixIngest:
         self.topic = topic
         self.normalizer = BookNormalizer(symbols=symbols)
         self._stats = IngestStats()
+        #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to
+        #: the producer, once per message that passed decoding and normalizing.
+        self.latency = Histogram()
         self._clock_ns = clock_ns
         self._codec = codec_module(config.dictionary).CODEC
         self._inbox: collections.deque[tuple[str, int]] = collections.deque()
@@ -365,12 +369,14 @@ class FixIngest:
         ):
             self._stats.requests_sent += 1
 
-    def _drain(self) -> None:
+    def _drain(self) -> None:  # noqa: PLR0915 - one inlined message loop
         """Process what the QuickFIX thread queued, in slices that keep the loop responsive."""
         self._wakeup_pending = False
         inbox, stats, send = self._inbox, self._stats, self.producer.send
         decode = self._codec.decode
         topic = self.topic
+        observe = self.latency.observe
+        clock_ns = self._clock_ns
         stage = stats.stage_ns
         clock = time.perf_counter_ns
         budget = 2000
@@ -408,6 +414,7 @@ class FixIngest:
                 send(topic, tick.symbol.encode(), tick.SerializeToString())
                 stats.ticks_out += 1
             stage["produce"] += clock() - t2
+            observe((clock_ns() - ingest_ns) * 1e-9)
         self._check_drops()
         if inbox and self._loop is not None and not self._wakeup_pending:
             self._wakeup_pending = True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -18,14 +17,14 @@ from typing import Any
 
 from mdfeed import __version__
 from mdfeed.cli_support import add_config_option, config_from_args
-from mdfeed.config import ConfigError, dump_config
+from mdfeed.config import ConfigError, LogConfig, dump_config
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config.log)
     from mdfeed.app import run_pipeline
     from mdfeed.systemd import Notifier
 
@@ -33,14 +32,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_async(run_pipeline(config, duration_s=args.duration, notifier=notifier))
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if level != "DEBUG":
-        # The embedded broker narrates every state change at INFO; keep its warnings.
-        for noisy in ("amqtt", "transitions"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(log: LogConfig | str) -> None:
+    """Set up logging from ``config.log`` (a bare level string means text lines)."""
+    from mdfeed.logs import setup_logging
+
+    setup_logging(log if isinstance(log, LogConfig) else LogConfig(level=log))  # type: ignore[arg-type]
 
 
 def _run_async(main: Coroutine[Any, Any, int]) -> int:
@@ -214,12 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bench.harness.cli import register_cli as register_bench
     from fanout.cli import register_cli as register_fanout
+    from fix_session.cli import register_cli as register_ingest
     from fix_session.venue import register_cli as register_venue
     from mdfeed.stack import register_cli as register_stack
     from ohlcv.cli import register_cli as register_ohlcv
 
+    register_bench(sub)
     register_fanout(sub)
+    register_ingest(sub)
     register_ohlcv(sub)
     register_stack(sub)
     register_venue(sub)

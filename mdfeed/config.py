@@ -244,8 +244,25 @@ class DatafeedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint (``GET /metrics``) every long-running command serves."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    #: 0: the command's own default, so all of them run side by side on one host without
+    #: configuration: run 9460, ingest 9461, fanout 9462, aggregate 9463, datafeed 9464.
+    #: A port in use stops the command at start, naming this key.
+    port: Annotated[int, Between(0, 65535)] = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
+    """Log records on stderr."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: "text": one human-readable line per record; "json": one JSON object per line (time
+    #: in RFC 3339 UTC, level, logger, message, the record's ``extra`` fields, exception).
+    format: Literal["text", "json"] = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +279,7 @@ class MdfeedConfig:
     datafeed: DatafeedConfig = field(default_factory=DatafeedConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -468,6 +486,7 @@ __all__ = [
     "FixSessionConfig",
     "LogConfig",
     "MdfeedConfig",
+    "MetricsConfig",
     "MqttConfig",
     "OhlcvConfig",
     "StoreConfig",

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from mdfeed.bus import Bus, BusConsumer
 from mdfeed.config import OhlcvConfig
 from mdfeed.lifecycle import Service
+from mdfeed.metrics import Histogram
 from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, Checkpoint, StoreError
@@ -92,6 +93,8 @@ class BarService(Service):
         self._touched: set[str] = set()  # symbols applied since the last checkpoint
         self._assignment: frozenset[tuple[str, int]] = frozenset()
         self.stats = BarServiceStats()
+        #: Seconds per successful flush: bars upserted, checkpoints saved, offsets committed.
+        self.flush_seconds = Histogram()
 
     def add_listener(self, listener: Callable[[Sequence[pb.Bar]], None]) -> None:
         """Call ``listener(bars)`` with every batch of bars once it is stored. Never await."""
@@ -178,8 +181,13 @@ class BarService(Service):
                 self._touched.discard(symbol)
                 self.stats.handed_over += 1
 
+    def lag(self) -> dict[str, int]:
+        """Records of the tick topic not consumed yet (see BusConsumer.lag)."""
+        return self._consumer.lag() if self._consumer is not None else {}
+
     async def flush(self, consumer: BusConsumer | None = None) -> int:
         """Write the changed bars, then the checkpoints, then commit; returns the bar count."""
+        started = time.perf_counter()
         bars = self._unwritten + self.aggregator.drain_changed()
         self._unwritten = bars
         if bars:
@@ -198,6 +206,7 @@ class BarService(Service):
             await consumer.commit()
         self.stats.flushes += 1
         self.stats.bars_written += len(bars)
+        self.flush_seconds.observe(time.perf_counter() - started)
         if bars:
             for listener in self._listeners:
                 listener(bars)

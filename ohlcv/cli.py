@@ -1,4 +1,14 @@
-"""`mdfeed aggregate` (the bar service alone) and `mdfeed reconcile` (bars against the log)."""
+"""`mdfeed aggregate` (the bar service alone), `mdfeed datafeed` (the chart datafeed alone) and
+`mdfeed reconcile` (bars against the log).
+
+``mdfeed datafeed`` serves the TradingView UDF endpoints and the chart page from the
+configured bar store, and its live bars (``/stream``) from ``bus.bar_topic``, which
+``mdfeed aggregate`` publishes. It has no chat bridge: chat is the fanout's (``mdfeed
+fanout`` persists, sequences and serves it over gRPC and MQTT), and the standalone
+datafeed runs no chat service of its own. The page's ``/chat/...`` endpoints answer 404
+("chat is not enabled on this datafeed") and its chat panel says "Chat is not available
+on this datafeed". ``mdfeed run`` keeps the bridge, on the pipeline's chat service.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +28,11 @@ from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
 if TYPE_CHECKING:
+    from fanout.bars import BarFanout
     from ohlcv.aggregator import BarService
+    from ohlcv.datafeed import Datafeed
 
-__all__ = ["register_cli", "run_aggregator"]
+__all__ = ["register_cli", "run_aggregator", "run_datafeed"]
 
 
 async def run_aggregator(
@@ -28,11 +40,14 @@ async def run_aggregator(
 ) -> int:
     """The bar service until SIGINT/SIGTERM, with a progress line every few seconds."""
     from mdfeed.bus import open_bus
+    from mdfeed.metrics import MetricsServer
     from ohlcv.aggregator import BarService
+    from ohlcv.metrics import register_bar_metrics
     from storage import open_bar_store
 
     stop = stop_on_signals()
     async with (
+        MetricsServer(config.metrics, "aggregate") as metrics,
         open_bus(config.bus) as bus,
         open_bar_store(config.store, config.ohlcv) as store,
         bus.producer() as producer,
@@ -46,6 +61,8 @@ async def run_aggregator(
 
         service.add_listener(publish)
         await service.start()
+        register_bar_metrics(metrics, service, producer)
+        out.write(metrics.describe() + "\n")
         notifier = notifier or Notifier(None)
         notifier.ready(f"group {config.ohlcv.group_id}")
         try:
@@ -73,6 +90,85 @@ async def _report_until(
             f"flushes {stats.flushes:,} | store errors {stats.store_errors} | "
             f"late dropped {service.aggregator.stats.late_dropped} | "
             f"restored {stats.restored} | replayed skipped {stats.replayed_skipped}\n"
+        )
+        out.flush()
+    out.write("stopping…\n")
+
+
+async def run_datafeed(
+    config: MdfeedConfig,
+    *,
+    out: TextIO = sys.stderr,
+    notifier: Notifier | None = None,
+    interval_s: float = 5.0,
+) -> int:
+    """The datafeed alone until SIGINT/SIGTERM: history from the store, live bars from the bus.
+
+    Live bars come from ``bus.bar_topic`` (read from the latest offset, as every fanout
+    does) into ``datafeed.hub``; history and symbols from the bar store. No chat bridge
+    (see the module docstring). READY once the HTTP server is bound and the bar consumer
+    has started.
+    """
+    from pathlib import Path
+
+    from fanout.bars import BarFanout
+    from mdfeed.bus import open_bus
+    from mdfeed.metrics import MetricsServer
+    from ohlcv.datafeed import Datafeed
+    from ohlcv.metrics import register_datafeed_metrics
+    from storage import open_bar_store
+
+    stop = stop_on_signals()
+    notifier = notifier or Notifier(None)
+    if config.bus.kind == "memory":
+        out.write(
+            "warning: bus.kind is 'memory': no other process can publish bars to it, so "
+            "/stream stays quiet; set bus.kind = 'kafka' to get the bars of 'mdfeed aggregate'\n"
+        )
+    symbols = config.fix_session.symbols or config.venue.symbols
+    async with (
+        MetricsServer(config.metrics, "datafeed") as metrics,
+        open_bus(config.bus) as bus,
+        open_bar_store(config.store, config.ohlcv) as store,
+        Datafeed(
+            config.datafeed,
+            store,
+            chat=None,
+            symbols=symbols,
+            session_timezone=config.ohlcv.session_timezone,
+            web_root=Path(config.datafeed.web_root),
+        ) as datafeed,
+    ):
+        # The fanout's bar consumer, with the chart's hub as its one listener.
+        bars = BarFanout(bus, topic=config.bus.bar_topic)
+        bars.add_listener(datafeed.hub.publish)
+        async with bars:
+            register_datafeed_metrics(metrics, datafeed)
+            metrics.add_lag_source("bars", bars)
+            out.write(metrics.describe() + "\n")
+            where = f"http://{config.datafeed.http_host}:{datafeed.port}/"
+            out.write(
+                f"datafeed ready on {where} (store {config.store.kind}, live bars from "
+                f"{config.bus.kind} topic {config.bus.bar_topic}, no chat)\n"
+            )
+            out.flush()
+            notifier.ready(f"serving {where}")
+            try:
+                await _report_datafeed_until(stop, datafeed, bars, out, interval_s)
+            finally:
+                await notifier.stopping()
+    return 0
+
+
+async def _report_datafeed_until(
+    stop: asyncio.Event, datafeed: Datafeed, bars: BarFanout, out: TextIO, interval_s: float
+) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        out.write(
+            f"live bars {bars.bars:,} | bad records {bars.bad_records} | "
+            f"stream readers {datafeed.hub.subscriber_count}\n"
         )
         out.flush()
     out.write("stopping…\n")
@@ -118,15 +214,23 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     from mdfeed.cli import _run_async, _setup_logging
 
     config = config_from_args(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config.log)
     return _run_async(run_aggregator(config, notifier=Notifier.from_environ(os.environ)))
+
+
+def _cmd_datafeed(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async, _setup_logging
+
+    config = config_from_args(args)
+    _setup_logging(config.log)
+    return _run_async(run_datafeed(config, notifier=Notifier.from_environ(os.environ)))
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from mdfeed.cli import _run_async, _setup_logging
 
     config = config_from_args(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config.log)
     try:
         _time_ns(args.start, 0)
         _time_ns(args.end, 0)
@@ -148,6 +252,24 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     add_config_option(aggregate)
     aggregate.set_defaults(func=_cmd_aggregate)
+
+    datafeed = sub.add_parser(
+        "datafeed",
+        help="run the TradingView datafeed and chart page alone, over the bar store",
+        description=(
+            "Serve the TradingView UDF endpoints (/config, /symbols, /search, /time, "
+            "/history) and the chart page on datafeed.http_host:http_port from the configured "
+            "bar store, with live bars on /stream taken from bus.bar_topic (published by "
+            "'mdfeed aggregate'; use bus.kind = 'kafka'). No chat bridge: /chat/... answers "
+            "404 and the page's chat panel says chat is not available; chat is served by "
+            "'mdfeed fanout' over "
+            "gRPC and MQTT. Prints a progress line every 5 seconds (live bars received, bad "
+            "records, stream readers). Under systemd (Type=notify) it sends READY once the "
+            "HTTP server is bound and the bar consumer has started, and watchdog keep-alives."
+        ),
+    )
+    add_config_option(datafeed)
+    datafeed.set_defaults(func=_cmd_datafeed)
 
     rec = sub.add_parser(
         "reconcile",

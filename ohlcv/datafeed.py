@@ -59,11 +59,13 @@ from typing import Protocol
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fanout.chat import ChatRejected, ChatService, validate_room
 from mdfeed.config import DatafeedConfig
 from mdfeed.entitlements import WILDCARD, User
 from mdfeed.lifecycle import Service
+from mdfeed.metrics import Histogram
 from ohlcv.bars import RESOLUTIONS, resolution_from_udf
 from proto import mdfeed_pb2 as pb
 from storage.bars import BarStore
@@ -101,6 +103,8 @@ _CHART_LIB = Path(
 )
 _JS = "text/javascript; charset=utf-8"
 _STATIC = {"app.js": _JS, "style.css": "text/css; charset=utf-8"}
+#: Routes whose response is a server-sent event stream: counted, not timed.
+_STREAM_ROUTES = frozenset({"/stream", "/chat/{room}/stream"})
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -511,6 +515,9 @@ class Datafeed(Service):
         self._closing = asyncio.Event()
         self._chat_readers: set[ChatSubscription] = set()
         self._port = 0
+        #: Requests answered, per (route, status); seconds per route, streams excluded.
+        self.requests: dict[tuple[str, int], int] = {}
+        self.request_seconds: dict[str, Histogram] = {}
 
     @property
     def port(self) -> int:
@@ -521,9 +528,36 @@ class Datafeed(Service):
     def chart_library(self) -> Path:
         return self.web_root / _CHART_LIB
 
+    @property
+    def chat_stream_count(self) -> int:
+        """Open ``/chat/{room}/stream`` connections."""
+        return len(self._chat_readers)
+
+    @web.middleware
+    async def _measure(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            key = (route, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            if route not in _STREAM_ROUTES:  # a stream lasts as long as its reader
+                histogram = self.request_seconds.get(route)
+                if histogram is None:
+                    histogram = self.request_seconds[route] = Histogram()
+                histogram.observe(time.perf_counter() - started)
+
     def app(self) -> web.Application:
         """The aiohttp application (also for aiohttp's test client)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._measure])
         app.router.add_get("/config", self._config)
         app.router.add_get("/symbols", self._symbols)
         app.router.add_get("/search", self._search)

@@ -17,6 +17,7 @@ import pytest
 
 from mdfeed.bus import open_bus
 from mdfeed.config import MdfeedConfig
+from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
 T0 = 1_763_900_000_000_000_000  # 2025-11-23T12:13:20Z
@@ -66,7 +67,8 @@ def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "mdfeed.cli", "aggregate", "--config", str(config_file)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            # Several aggregators on one host: each its own metrics port.
+            env={**os.environ, "MDFEED__METRICS__PORT": str(free_port())},
         )
 
 

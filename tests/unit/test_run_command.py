@@ -22,6 +22,7 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
         "MDFEED__FIX_SESSION__PORT": port,
         "MDFEED__FIX_SESSION__LOG_DIR": str(tmp_path / "fix"),
         "MDFEED__FIX_SESSION__HEARTBEAT_INTERVAL_S": "5",
+        "MDFEED__METRICS__PORT": str(free_port()),
     }
     mdfeed = Path(sys.executable).parent / "mdfeed"
     result = subprocess.run(
@@ -63,6 +64,7 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:  
         "MDFEED__MQTT__PORT": str(mqtt_port),
         "MDFEED__STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
         "MDFEED__DATAFEED__HTTP_PORT": str(http_port),
+        "MDFEED__METRICS__PORT": str(free_port()),
         "MDFEED__DATAFEED__WEB_ROOT": str(Path(__file__).resolve().parents[2] / "web"),
     }
     mdfeed = str(Path(sys.executable).parent / "mdfeed")

@@ -98,6 +98,7 @@ def test_mdfeed_run_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path: P
         "MDFEED__FANOUT__GRPC_PORT": str(free_port()),
         "MDFEED__MQTT__PORT": str(free_port()),
         "MDFEED__DATAFEED__HTTP_PORT": str(free_port()),
+        "MDFEED__METRICS__PORT": str(free_port()),
         "MDFEED__STORE__SQLITE_PATH": str(tmp_path / "store.sqlite3"),
     }
     import threading

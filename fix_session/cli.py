@@ -1,0 +1,164 @@
+"""`mdfeed ingest`: the FIX market data session alone, publishing ticks to the bus.
+
+The standalone form of the ingest half of ``mdfeed run``, for running each service in a
+unit of its own (systemd/): a QuickFIX initiator (``fix_session.ingest.FixIngest``) whose
+ticks go to a bus producer on ``bus.tick_topic``. No simulated venue is started, whatever
+``venue.enabled`` says: the session connects to ``fix_session.host:port`` (start
+``mdfeed venue`` there to try it). With ``bus.kind = "memory"`` the ticks stay inside this
+process, so a separate ``mdfeed aggregate`` or ``mdfeed fanout`` sees none; use Kafka.
+
+systemd: READY once the producer and the initiator have started (QuickFIX then connects and
+reconnects in the background); STATUS says "logged on" or "connecting" whenever the
+session's state changes, checked every progress interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.config import MdfeedConfig
+from mdfeed.lifecycle import stop_on_signals
+from mdfeed.systemd import Notifier
+
+if TYPE_CHECKING:
+    from fix_session.ingest import FixIngest
+    from mdfeed.bus import BusProducer
+
+__all__ = ["register_cli", "run_ingest"]
+
+#: Seconds between two progress lines (and logon state checks).
+PROGRESS_INTERVAL_S = 2.0
+
+
+def _session_name(config: MdfeedConfig) -> str:
+    session = config.fix_session
+    return (
+        f"FIX {session.sender_comp_id}->{session.target_comp_id} at {session.host}:{session.port}"
+    )
+
+
+async def run_ingest(
+    config: MdfeedConfig,
+    *,
+    out: TextIO = sys.stderr,
+    notifier: Notifier | None = None,
+    interval_s: float = PROGRESS_INTERVAL_S,
+) -> int:
+    """The FIX session alone until SIGINT/SIGTERM, with a progress line every `interval_s`."""
+    from fix_session.ingest import FixIngest
+    from fix_session.metrics import register_ingest_metrics
+    from mdfeed.bus import open_bus
+    from mdfeed.metrics import MetricsServer
+
+    stop = stop_on_signals()
+    notifier = notifier or Notifier(None)
+    symbols = config.fix_session.symbols or config.venue.symbols
+    if config.bus.kind == "memory":
+        out.write(
+            "warning: bus.kind is 'memory': ticks stay in this process and reach no other "
+            "mdfeed command; set bus.kind = 'kafka' to feed aggregate/fanout\n"
+        )
+    async with (
+        MetricsServer(config.metrics, "ingest") as metrics,
+        open_bus(config.bus) as bus,
+        bus.producer() as producer,
+    ):
+        ingest = FixIngest(
+            config.fix_session, symbols=symbols, producer=producer, topic=config.bus.tick_topic
+        )
+        # After a bus outage that dropped ticks, fresh snapshots make the books whole again.
+        producer.on_resumed = ingest.resync
+        async with ingest:
+            register_ingest_metrics(metrics, ingest)
+            out.write(metrics.describe() + "\n")
+            out.write(
+                f"ingest ready: {_session_name(config)}, {len(symbols)} symbols -> "
+                f"{config.bus.kind} topic {config.bus.tick_topic}\n"
+            )
+            out.flush()
+            notifier.ready(f"connecting: {_session_name(config)}")
+            try:
+                await _report_until(
+                    stop,
+                    ingest,
+                    producer=producer,
+                    notifier=notifier,
+                    out=out,
+                    interval_s=interval_s,
+                )
+            finally:
+                await notifier.stopping()
+    return 0
+
+
+async def _report_until(
+    stop: asyncio.Event,
+    ingest: FixIngest,
+    *,
+    producer: BusProducer,
+    notifier: Notifier,
+    out: TextIO,
+    interval_s: float,
+) -> None:
+    state = "connecting"
+    then = time.monotonic()
+    stats = ingest.stats
+    messages, ticks = stats.messages_in, stats.ticks_out
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        now = time.monotonic()
+        elapsed = max(now - then, 1e-9)
+        stats = ingest.stats
+        rate_in = (stats.messages_in - messages) / elapsed
+        rate_out = (stats.ticks_out - ticks) / elapsed
+        then, messages, ticks = now, stats.messages_in, stats.ticks_out
+        now_state = "logged on" if ingest.logged_on else "connecting"
+        if now_state != state:
+            state = now_state
+            notifier.status(f"{state}: {ingest.config.sender_comp_id} at {ingest.config.host}")
+        produced = producer.stats
+        out.write(
+            f"fix {state} | {rate_in:,.0f} msgs/s in | {rate_out:,.0f} ticks/s out | "
+            f"rejected {stats.decode_errors + stats.rejected_messages} | "
+            f"producer buffered {produced.buffered:,}, dropped {produced.dropped:,}\n"
+        )
+        out.flush()
+    out.write("stopping…\n")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from mdfeed.cli import _run_async, _setup_logging
+
+    config = config_from_args(args)
+    _setup_logging(config.log)
+    return _run_async(run_ingest(config, notifier=Notifier.from_environ(os.environ)))
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ingest`` subcommand to the mdfeed command line."""
+    ingest = sub.add_parser(
+        "ingest",
+        help="run the FIX market data session alone: venue quotes to ticks on the bus",
+        description=(
+            "Run the QuickFIX market data session without the rest of the pipeline: log on "
+            "to fix_session.host:port, subscribe to fix_session.symbols (empty: venue.symbols) "
+            "and publish sequenced ticks to bus.tick_topic, keyed by symbol. No simulated "
+            "venue is started (run 'mdfeed venue' for one). Use bus.kind = 'kafka' so that "
+            "'mdfeed aggregate' and 'mdfeed fanout' in other processes get the ticks. Prints "
+            "a progress line every 2 seconds: logon state, FIX messages/s in, ticks/s out, "
+            "rejected messages, records buffered in the producer. Under systemd "
+            "(Type=notify) it sends READY once the producer and the initiator have started, "
+            "STATUS when the session logs on or goes back to connecting, and watchdog "
+            "keep-alives."
+        ),
+    )
+    add_config_option(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
