@@ -98,39 +98,43 @@ def _rate_sample(prev: Counters, cur: Counters, t_s: float, target: float) -> Ra
     )
 
 
-async def run_phase(
-    pipe: Pipeline,
-    progress: Progress,
-    *,
-    label: str,
-    seconds: float,
-    rate_at: Callable[[float], float],
-    interval_s: float,
-    offset_s: float = 0.0,
-    until: Callable[[list[RateSample]], bool] | None = None,
-) -> list[RateSample]:
-    """Drive the venue by ``rate_at(t)`` for ``seconds`` (or until ``until(samples)``)."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    prev = await pipe.sample()
-    samples: list[RateSample] = []
-    while True:
-        t = loop.time() - start
-        if t >= seconds:
-            break
-        target = rate_at(t)
-        pipe.set_rate(target)
-        next_at = start + (len(samples) + 1) * interval_s
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-        cur = await pipe.sample()
-        sample = _rate_sample(prev, cur, offset_s + loop.time() - start, target)
-        samples.append(sample)
-        progress.update(label, loop.time() - start, seconds, sample)
-        prev = cur
-        if until is not None and until(samples):
-            break
-    progress.done()
-    return samples
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """Holds the venue at a rate while sampling every stage (see ``hold``)."""
+
+    pipe: Pipeline
+    progress: Progress
+    interval_s: float
+
+    async def hold(
+        self,
+        label: str,
+        seconds: float,
+        rate: float,
+        *,
+        offset_s: float = 0.0,
+        until: Callable[[list[RateSample]], bool] | None = None,
+    ) -> list[RateSample]:
+        """The venue at ``rate`` for ``seconds`` (or until ``until(samples)``); the samples,
+        their times counted from ``offset_s``."""
+        pipe, interval_s = self.pipe, self.interval_s
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pipe.set_rate(rate)
+        prev = await pipe.sample()
+        samples: list[RateSample] = []
+        while loop.time() - start < seconds:
+            next_at = start + (len(samples) + 1) * interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            cur = await pipe.sample()
+            sample = _rate_sample(prev, cur, offset_s + loop.time() - start, rate)
+            samples.append(sample)
+            self.progress.update(label, loop.time() - start, seconds, sample)
+            prev = cur
+            if until is not None and until(samples):
+                break
+        self.progress.done()
+        return samples
 
 
 def mean_rates(samples: list[RateSample]) -> dict[str, float]:
@@ -180,33 +184,25 @@ class ScenarioResult:
 
 async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
     rate = options.rate_per_s
-    warm = await run_phase(
-        pipe,
-        progress,
-        label="fixed warm-up",
-        seconds=options.warmup_s,
-        rate_at=lambda _t: rate,
-        interval_s=options.interval_s,
+    drive = Driver(pipe, progress, options.interval_s)
+    warm = await drive.hold(
+        "fixed warm-up",
+        options.warmup_s,
+        rate,
     )
     # The floor at the rate records reach Kafka in this scenario, with the pipeline idle.
     into_bus = mean_rates(warm[len(warm) // 2 :]).get("ingest", 0.0) or float(rate)
     floor = await pipe.kafka_floor(into_bus, options.floor_s)
-    await run_phase(
-        pipe,
-        progress,
-        label="fixed resume",
-        seconds=2.0,
-        rate_at=lambda _t: rate,
-        interval_s=options.interval_s,
+    await drive.hold(
+        "fixed resume",
+        2.0,
+        rate,
     )
     await pipe.histograms()  # what the warm-up saw is not measured
-    samples = await run_phase(
-        pipe,
-        progress,
-        label="fixed",
-        seconds=options.duration_s,
-        rate_at=lambda _t: rate,
-        interval_s=options.interval_s,
+    samples = await drive.hold(
+        "fixed",
+        options.duration_s,
+        rate,
     )
     hists = await pipe.histograms()
     rates = _per_stream(mean_rates(samples), pipe)
@@ -277,36 +273,31 @@ def judge_step(target: float, samples: list[RateSample], grpc_streams: int) -> S
     return StepVerdict(target, rates, worst, not reasons, tuple(reasons))
 
 
-async def _settle(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> None:
-    """Back to the base rate until the worst latency is under 200 ms (at most 30 s)."""
-    await run_phase(
-        pipe,
-        progress,
-        label="max settle",
-        seconds=30.0,
-        rate_at=lambda _t: options.rate_per_s,
-        interval_s=options.interval_s,
+async def _settle(drive: Driver, options: ScenarioOptions) -> None:
+    """Back to the base rate until the worst latency is under 300 ms (at most 30 s)."""
+    await drive.hold(
+        "max settle",
+        30.0,
+        options.rate_per_s,
         until=lambda ss: (
             len(ss) >= 4
-            and all(not math.isnan(s.client_max_ms) and s.client_max_ms < 200.0 for s in ss[-2:])
+            and all(not math.isnan(s.client_max_ms) and s.client_max_ms < 300.0 for s in ss[-2:])
         ),
     )
 
 
 async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
+    drive = Driver(pipe, progress, options.interval_s)
     steps: list[StepVerdict] = []
     samples: list[RateSample] = []
     offset = 0.0
 
     async def step(target: float) -> StepVerdict:
         nonlocal offset
-        got = await run_phase(
-            pipe,
-            progress,
-            label=f"max {target / 1000:,.0f}K/s",
-            seconds=options.step_s,
-            rate_at=lambda _t: target,
-            interval_s=options.interval_s,
+        got = await drive.hold(
+            f"max {target / 1000:,.0f}K/s",
+            options.step_s,
+            target,
             offset_s=offset,
         )
         samples.extend(got)
@@ -314,7 +305,7 @@ async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) 
         verdict = judge_step(target, got, pipe.options.grpc_streams)
         steps.append(verdict)
         if not verdict.sustained:
-            await _settle(pipe, options, progress)
+            await _settle(drive, options)
         return verdict
 
     good: StepVerdict | None = None
@@ -377,35 +368,27 @@ async def run_burst(
     *,
     max_sustained_per_s: float | None = None,
 ) -> ScenarioResult:
+    drive = Driver(pipe, progress, options.interval_s)
     base = float(options.rate_per_s)
     peak = base * options.burst_factor
-    pre = await run_phase(
-        pipe,
-        progress,
-        label="burst: before",
-        seconds=options.pre_burst_s,
-        rate_at=lambda _t: base,
-        interval_s=options.interval_s,
+    pre = await drive.hold(
+        "burst: before",
+        options.pre_burst_s,
+        base,
     )
     before = [s.client_max_ms for s in pre[len(pre) // 2 :] if not math.isnan(s.client_max_ms)]
     threshold = max(2.0 * max(before, default=5.0), 10.0)
-    burst = await run_phase(
-        pipe,
-        progress,
-        label="burst: open",
-        seconds=options.burst_s,
-        rate_at=lambda _t: peak,
-        interval_s=options.interval_s,
+    burst = await drive.hold(
+        "burst: open",
+        options.burst_s,
+        peak,
         offset_s=pre[-1].t_s if pre else 0.0,
     )
     burst_end = burst[-1].t_s if burst else options.pre_burst_s + options.burst_s
-    after = await run_phase(
-        pipe,
-        progress,
-        label="burst: after",
-        seconds=options.max_recovery_s,
-        rate_at=lambda _t: base,
-        interval_s=options.interval_s,
+    after = await drive.hold(
+        "burst: after",
+        options.max_recovery_s,
+        base,
         offset_s=burst_end,
         until=lambda ss: (
             recovery_time_s(ss, burst_end_s=burst_end, threshold_ms=threshold) is not None
