@@ -27,7 +27,7 @@ _STAGE_LABELS = {
     "ingest": "ingest (ticks to Kafka)",
     "fanout_in": "fanout (ticks consumed)",
     "grpc_per_stream": "each gRPC stream",
-    "mqtt_clients": "MQTT (all clients)",
+    "mqtt_per_client": "each MQTT client",
 }
 
 
@@ -97,7 +97,7 @@ def _latency_plot(run_dir: Path, fixed: ScenarioResult) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("share of ticks per bucket")
-    ax.set_title(f"Latency per hop at {fixed.figures.get('rate_per_s', 0):,} ticks/s")
+    ax.set_title(f"Latency per hop, venue at {fixed.figures.get('rate_per_s', 0):,} entries/s")
     ax.legend(fontsize="small")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -155,11 +155,11 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
         if result.name == "fixed":
             rates = f["rates_per_s"]
             lines.append(
-                f"fixed {f['rate_per_s']:,} ticks/s for {f['duration_s']:.0f} s: venue "
-                f"{rates.get('venue', 0):,.0f}/s, ingest {rates.get('ingest', 0):,.0f}/s, fanout "
-                f"{rates.get('fanout_in', 0):,.0f}/s, each gRPC stream "
-                f"{rates.get('grpc_per_stream', 0):,.0f}/s, "
-                f"MQTT {rates.get('mqtt_clients', 0):,.0f}/s"
+                f"fixed: venue at {f['rate_per_s']:,} entries/s for {f['duration_s']:.0f} s "
+                f"(sent {rates.get('venue', 0):,.0f}/s); ticks/s: ingest "
+                f"{rates.get('ingest', 0):,.0f}, fanout {rates.get('fanout_in', 0):,.0f}, each gRPC "
+                f"stream {rates.get('grpc_per_stream', 0):,.0f}, each MQTT client "
+                f"{rates.get('mqtt_per_client', 0):,.0f}"
             )
             for transport, hops in f["latency_ms"].items():
                 for hop, _, _ in HOPS:
@@ -182,10 +182,11 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
             best = f.get("max_sustained_per_s")
             lines.append(
                 "max sustained end to end: "
-                + ("none" if best is None else f"{best:,.0f} ticks/s per gRPC stream")
+                + ("none" if best is None else f"{best:,.0f} ticks/s to each gRPC stream")
                 + (
-                    f" (target {f['max_sustained_target_per_s']:,.0f}/s)"
-                    if f.get("max_sustained_target_per_s")
+                    f" ({best * f.get('grpc_streams', 1):,.0f} deliveries/s; venue at "
+                    f"{f['max_sustained_target_per_s']:,.0f} entries/s)"
+                    if best is not None and f.get("max_sustained_target_per_s")
                     else ""
                 )
             )
@@ -200,7 +201,8 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
         elif result.name == "burst":
             recovery = f.get("recovery_s")
             lines.append(
-                f"burst {f['base_per_s']:,.0f} -> {f['peak_target_per_s']:,.0f} ticks/s for "
+                f"burst: venue {f['base_per_s']:,.0f} -> {f['peak_target_per_s']:,.0f} "
+                "entries/s for "
                 f"{f['burst_s']:.0f} s: venue reached "
                 f"{f['burst_rates_per_s'].get('venue', 0):,.0f}/s, "
                 f"backlog {f['backlog_ticks_at_burst_end']:,} ticks, worst "

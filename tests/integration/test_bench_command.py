@@ -50,7 +50,7 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
     assert result.returncode == 0, result.stderr[-3000:]
     # The stack was up before (the test session's), so the bench left it alone.
     assert "already running (left running)" in result.stderr
-    assert "fixed 2,000 ticks/s for 3 s" in result.stdout
+    assert "fixed: venue at 2,000 entries/s for 3 s" in result.stdout
     document = json.loads((out / "results.json").read_text())
     (fixed,) = document["scenarios"]
     rates = fixed["rates_per_s"]

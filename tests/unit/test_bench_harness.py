@@ -158,5 +158,5 @@ def test_results_are_written_as_json_and_png(tmp_path: Path) -> None:
     for png in written[1:]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = summary_lines([fixed])
-    assert lines[0].startswith("fixed 5,000 ticks/s for 3 s")
+    assert lines[0].startswith("fixed: venue at 5,000 entries/s for 3 s")
     assert any("venue->client" in line and "p99.9" in line for line in lines)
