@@ -157,8 +157,8 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
             lines.append(
                 f"fixed: venue at {f['rate_per_s']:,} entries/s for {f['duration_s']:.0f} s "
                 f"(sent {rates.get('venue', 0):,.0f}/s); ticks/s: ingest "
-                f"{rates.get('ingest', 0):,.0f}, fanout {rates.get('fanout_in', 0):,.0f}, each gRPC "
-                f"stream {rates.get('grpc_per_stream', 0):,.0f}, each MQTT client "
+                f"{rates.get('ingest', 0):,.0f}, fanout {rates.get('fanout_in', 0):,.0f}, "
+                f"each gRPC stream {rates.get('grpc_per_stream', 0):,.0f}, each MQTT client "
                 f"{rates.get('mqtt_per_client', 0):,.0f}"
             )
             for transport, hops in f["latency_ms"].items():
