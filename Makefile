@@ -17,7 +17,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps web lint typecheck unit integration bench stack-up stack-down proto clean
+.PHONY: run test install system-deps web lint typecheck unit integration bench harness stack-up stack-down proto clean
 
 $(VENV)/.deps-installed: pyproject.toml
 	@echo "== python packages (the first install builds quickfix from source: ~5 minutes)"
@@ -76,6 +76,12 @@ bench: install system-deps
 	@trap '$(BIN)/mdfeed stack down' EXIT
 	$(BIN)/mdfeed stack up
 	$(BIN)/pytest bench -s --benchmark-columns=mean,median,ops,rounds --benchmark-sort=mean $(PYTEST_ARGS)
+
+# The end-to-end harness: starts what it needs itself (Kafka and Mosquitto from the local
+# stack, the venue, mdfeed ingest and fanout, the subscribers) and stops it again.
+# ARGS passes options: make harness ARGS="--scenarios fixed --rate 2000"
+harness: install system-deps
+	$(BIN)/mdfeed bench $(ARGS)
 
 stack-up: install system-deps
 	$(BIN)/mdfeed stack up

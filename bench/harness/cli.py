@@ -114,11 +114,15 @@ async def run_bench(args: argparse.Namespace) -> int:
                     results.append(await run_max(pipe, options, progress))
                 else:
                     best = next(
-                        (r.figures.get("max_sustained_per_s") for r in results if r.name == "max"),
+                        (
+                            r.figures.get("max_sustained_fix_msgs_per_s")
+                            for r in results
+                            if r.name == "max"
+                        ),
                         None,
                     )
                     results.append(
-                        await run_burst(pipe, options, progress, max_sustained_per_s=best)
+                        await run_burst(pipe, options, progress, max_fix_msgs_per_s=best)
                     )
     except PipelineError as exc:
         out.write(f"\nmdfeed bench: {exc}\n")

@@ -461,6 +461,8 @@ level = "WARNING"
         )
         values: dict[str, float] = {
             "venue": float(self.venue.stats.entries_sent),
+            "venue_msgs": float(self.venue.stats.messages_sent),
+            "ingest_msgs": ingest.get("mdfeed_ingest_fix_messages_total", 0.0),
             "ingest": ingest.get("mdfeed_ingest_ticks_total", 0.0),
             "fanout_in": fanout.get("mdfeed_fanout_ticks_in_total", 0.0),
             "grpc_out": fanout.get('mdfeed_fanout_ticks_out_total{transport="grpc"}', 0.0),

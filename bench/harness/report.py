@@ -205,7 +205,7 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
                 "entries/s for "
                 f"{f['burst_s']:.0f} s: venue reached "
                 f"{f['burst_rates_per_s'].get('venue', 0):,.0f}/s, "
-                f"backlog {f['backlog_ticks_at_burst_end']:,} ticks, worst "
+                f"backlog {f['backlog_fix_msgs_at_burst_end']:,} FIX messages, worst "
                 f"{_ms(f['worst_during_or_after_ms'])} ms, recovery "
                 + ("not within the limit" if recovery is None else f"{recovery:.1f} s")
                 + f" (back under {f['threshold_ms']:.1f} ms)"

@@ -8,13 +8,15 @@ never loses ticks from the figures.
   rates and per-hop latency percentiles.
 * max: steps of ``step_s`` from ``rate``, doubling until a step is not sustained, then
   two bisections. A step is sustained when, over its second half, the venue reached 97% of
-  its target, every gRPC stream received at least 95% of what ingest produced, nothing was
-  conflated, and in the median sampling interval no tick took more than 500 ms from venue
-  to client (no standing queue anywhere). Between steps the rate drops back to ``rate``
-  until latency is back to normal.
+  its target, the ingest took in 97% of the FIX messages sent, every gRPC stream received
+  at least 95% of what ingest produced, nothing was conflated, and in the median sampling
+  interval no tick took more than 500 ms from venue to client (no standing queue anywhere).
+  Between steps the rate drops back to ``rate`` until latency is back to normal.
 * burst: ``rate`` for 10 s, ``burst_factor`` x ``rate`` for ``burst_s`` (the market
   open), then ``rate`` until the worst latency is back under twice the worst seen before
   the burst (at least 10 ms) for 2 s: that time from the burst's end is the recovery time.
+  Its limit: the backlog at the burst's end (FIX messages sent by the venue and not yet
+  taken in) worked off with all the spare capacity the max scenario measured.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ScenarioOptions:
     burst_s: float = 10.0
     pre_burst_s: float = 10.0
     max_recovery_s: float = 60.0
+    #: How long latency must stay back to normal to count as recovered.
+    recovery_hold_s: float = 2.0
     interval_s: float = 0.5
     #: Seconds of the Kafka floor measurement (bench.harness.kafka_floor).
     floor_s: float = 5.0
@@ -259,6 +263,9 @@ def judge_step(target: float, samples: list[RateSample], grpc_streams: int) -> S
         reasons.append(
             f"venue sent {rates.get('venue', 0.0):,.0f}/s of {target:,.0f}/s (pushed back)"
         )
+    sent_msgs, took_msgs = rates.get("venue_msgs", 0.0), rates.get("ingest_msgs", 0.0)
+    if sent_msgs and took_msgs < 0.97 * sent_msgs:
+        reasons.append(f"ingest took in {took_msgs:,.0f} of {sent_msgs:,.0f} FIX msgs/s sent")
     ingest = rates.get("ingest", 0.0)
     if grpc_streams and per_stream < 0.95 * ingest:
         reasons.append(f"gRPC streams got {per_stream:,.0f}/s each of {ingest:,.0f}/s ingested")
@@ -339,6 +346,9 @@ async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) 
             for v in steps
         ],
         "max_sustained_per_s": None if good is None else round(good.rates["grpc_per_stream"], 1),
+        "max_sustained_fix_msgs_per_s": None
+        if good is None
+        else round(good.rates.get("ingest_msgs", 0.0), 1),
         "max_sustained_target_per_s": None if good is None else good.target_per_s,
         "first_unsustained": None
         if bad is None
@@ -366,7 +376,7 @@ async def run_burst(
     options: ScenarioOptions,
     progress: Progress,
     *,
-    max_sustained_per_s: float | None = None,
+    max_fix_msgs_per_s: float | None = None,
 ) -> ScenarioResult:
     drive = Driver(pipe, progress, options.interval_s)
     base = float(options.rate_per_s)
@@ -391,22 +401,26 @@ async def run_burst(
         base,
         offset_s=burst_end,
         until=lambda ss: (
-            recovery_time_s(ss, burst_end_s=burst_end, threshold_ms=threshold) is not None
+            recovery_time_s(
+                ss, burst_end_s=burst_end, threshold_ms=threshold, hold_s=options.recovery_hold_s
+            )
+            is not None
         ),
     )
     samples = pre + burst + after
-    recovery = recovery_time_s(samples, burst_end_s=burst_end, threshold_ms=threshold)
-    # The venue counts book entries, the pipeline ticks (an entry that leaves the top of
-    # the book unchanged makes none): convert with the ratio seen before the burst.
-    pre_rates = mean_rates(pre)
-    ticks_per_entry = (
-        pre_rates.get("ingest", 0.0) / pre_rates["venue"] if pre_rates.get("venue") else 1.0
+    recovery = recovery_time_s(
+        samples, burst_end_s=burst_end, threshold_ms=threshold, hold_s=options.recovery_hold_s
     )
-    streams = pipe.options.grpc_streams
-    backlog = 0.0
-    for s in burst:
-        delivered = s.rates.get("grpc_clients", 0.0) / streams if streams else s.rates["ingest"]
-        backlog += (s.rates.get("venue", 0.0) * ticks_per_entry - delivered) * options.interval_s
+    # The backlog at the burst's end, in FIX messages the venue sent and the ingest had not
+    # taken in yet (the queue builds before the ingest: its socket and QuickFIX), over the
+    # steady difference before the burst (messages in flight).
+    pre_rates = mean_rates(pre)
+    steady = pre_rates.get("venue_msgs", 0.0) - pre_rates.get("ingest_msgs", 0.0)
+    backlog = sum(
+        (s.rates.get("venue_msgs", 0.0) - s.rates.get("ingest_msgs", 0.0) - steady)
+        * options.interval_s
+        for s in burst
+    )
     burst_rates = _per_stream(mean_rates(burst), pipe)
     figures: dict[str, Any] = {
         "base_per_s": base,
@@ -422,8 +436,7 @@ async def run_burst(
             ),
             3,
         ),
-        "ticks_per_venue_entry": round(ticks_per_entry, 4),
-        "backlog_ticks_at_burst_end": round(max(backlog, 0.0)),
+        "backlog_fix_msgs_at_burst_end": round(max(backlog, 0.0)),
         "recovery_s": None if recovery is None else round(recovery, 2),
         "ratios": {
             "peak_venue_vs_target": _ratio(burst_rates.get("venue", 0.0), peak),
@@ -432,15 +445,16 @@ async def run_burst(
             else _ratio(recovery, options.burst_s),
         },
     }
-    base_ticks = base * ticks_per_entry
+    base_msgs = pre_rates.get("ingest_msgs", 0.0)
     if (
         recovery is not None
-        and max_sustained_per_s
-        and max_sustained_per_s > base_ticks
+        and max_fix_msgs_per_s
+        and max_fix_msgs_per_s > base_msgs
         and backlog > 0
     ):
-        # Draining the backlog at the measured spare capacity is the fastest possible.
-        ideal = backlog / (max_sustained_per_s - base_ticks)
+        # Working off the backlog with all the spare capacity the max scenario measured is
+        # the fastest possible recovery.
+        ideal = backlog / (max_fix_msgs_per_s - base_msgs)
         figures["ideal_drain_s"] = round(ideal, 2)
         figures["ratios"]["recovery_vs_ideal_drain"] = _ratio(recovery, ideal)
     return ScenarioResult("burst", figures, samples)

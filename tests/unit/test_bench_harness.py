@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.harness.cli import _scenarios
+from bench.harness.pipeline import Counters
 from bench.harness.report import summary_lines, write_results
-from bench.harness.scenarios import ScenarioResult, judge_step
+from bench.harness.scenarios import (
+    Progress,
+    ScenarioOptions,
+    ScenarioResult,
+    judge_step,
+    run_burst,
+    run_max,
+)
 from bench.harness.stats import HOPS, LatencyHistogram, RateSample, recovery_time_s
 from bench.harness.subscribers import HopRecorder
 from proto import mdfeed_pb2 as pb
@@ -160,3 +170,82 @@ def test_results_are_written_as_json_and_png(tmp_path: Path) -> None:
     lines = summary_lines([fixed])
     assert lines[0].startswith("fixed: venue at 5,000 entries/s for 3 s")
     assert any("venue->client" in line and "p99.9" in line for line in lines)
+
+
+class SimulatedPipe:
+    """A pipeline with a known capacity, as `Driver.hold` sees one: the ingest takes in at
+    most ``capacity`` FIX messages/s (two venue entries each, one tick each), the rest
+    queues before it, and a tick's latency is 5 ms plus the queue's wait."""
+
+    def __init__(self, capacity: float) -> None:
+        from bench.harness.pipeline import PipelineOptions
+
+        self.options = PipelineOptions(grpc_streams=2, mqtt_clients=0)
+        self.capacity = capacity
+        self.rate = 0.0
+        self.sent = self.taken = self.queue = 0.0
+        self.at = time.monotonic()
+
+    def set_rate(self, per_s: float) -> None:
+        self._advance()
+        self.rate = per_s
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        dt, self.at = now - self.at, now
+        offered = self.rate / 2 * dt
+        self.sent += offered
+        self.queue += offered
+        took = min(self.queue, self.capacity * dt)
+        self.queue -= took
+        self.taken += took
+
+    async def sample(self) -> Counters:
+        self._advance()
+        values = {
+            "venue": self.sent * 2,
+            "venue_msgs": self.sent,
+            "ingest_msgs": self.taken,
+            "ingest": self.taken,
+            "fanout_in": self.taken,
+            "grpc_clients": self.taken * 2,
+            "conflated": 0.0,
+        }
+        latency_ns = int((0.005 + self.queue / self.capacity) * 1e9)
+        return Counters(at=self.at, values=values, window_max_ns=latency_ns, lag=0.0)
+
+
+async def test_the_burst_scenario_measures_recovery_against_the_ideal_drain() -> None:
+    pipe = SimulatedPipe(capacity=1000.0)
+    options = ScenarioOptions(
+        rate_per_s=1000,  # 500 msgs/s: half the capacity
+        burst_factor=4.0,  # 2,000 msgs/s: 1,000 more than the ingest takes
+        burst_s=0.6,
+        pre_burst_s=0.4,
+        max_recovery_s=5.0,
+        recovery_hold_s=0.2,
+        interval_s=0.05,
+    )
+    result = await run_burst(pipe, options, Progress(io.StringIO()), max_fix_msgs_per_s=1000.0)  # type: ignore[arg-type]
+    f = result.figures
+    # 0.6 s at 1,000 msgs/s over capacity: about 600 messages behind at the burst's end.
+    assert f["backlog_fix_msgs_at_burst_end"] == pytest.approx(600, rel=0.2)
+    # Worked off at 1,000 - 500 spare msgs/s: 1.2 s, the ideal, and the simulated pipeline
+    # is ideal, so it recovers in about that time (plus at most a sampling interval).
+    assert f["ideal_drain_s"] == pytest.approx(1.2, rel=0.2)
+    assert f["recovery_s"] == pytest.approx(f["ideal_drain_s"], abs=0.25)
+    assert f["ratios"]["recovery_vs_ideal_drain"] == pytest.approx(1.0, abs=0.25)
+    assert f["worst_during_or_after_ms"] == pytest.approx(5 + 600, rel=0.2)
+
+
+async def test_the_max_scenario_finds_the_capacity() -> None:
+    pipe = SimulatedPipe(capacity=1500.0)  # 3,000 venue entries/s
+    options = ScenarioOptions(rate_per_s=1000, step_s=0.5, interval_s=0.05, max_rate_per_s=100_000)
+    result = await run_max(pipe, options, Progress(io.StringIO()))  # type: ignore[arg-type]
+    f = result.figures
+    # Steps 1,000, 2,000 (sustained), 4,000 (not), then 3,000 and 2,500 or 3,500.
+    targets = [s["target_per_s"] for s in f["steps"]]
+    assert targets[:3] == [1000.0, 2000.0, 4000.0]
+    assert 2000.0 <= f["max_sustained_target_per_s"] <= 3000.0
+    assert f["steps"][2]["sustained"] is False
+    assert f["steps"][2]["reasons"] == ["ingest took in 1,500 of 2,000 FIX msgs/s sent"]
