@@ -8,7 +8,8 @@ Run as ``python -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a
 of its own, like the services); it prints one JSON line: the produce-to-consume
 ``LatencyHistogram`` and the records sent and received. The producer batches like
 mdfeed's bus (``linger_ms``, default 5, as ``bus.linger_ms``), the consumer reads from the
-end of the topic, and each record carries its send time.
+end of the topic, and each record carries its send time; the first second is not measured
+(connections and metadata settling). The harness creates the topic beforehand.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ _PAD = b"\x00" * 90
 
 
 async def measure(
-    bootstrap: str, topic: str, rate_per_s: int, seconds: float, linger_ms: int = 5
+    bootstrap: str,
+    topic: str,
+    rate_per_s: int,
+    seconds: float,
+    *,
+    linger_ms: int = 5,
+    warmup_ns: int = 1_000_000_000,
 ) -> dict[str, object]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -42,6 +49,7 @@ async def measure(
     await producer.start()
     hist = LatencyHistogram()
     sent = 0
+    measure_from_ns = time.time_ns() + 2**62  # set when sending starts
     stop = asyncio.Event()
 
     async def consume() -> None:
@@ -50,14 +58,18 @@ async def measure(
             now = time.time_ns()
             for records in batches.values():
                 for record in records:
-                    if record.value is not None:
-                        hist.add(now - _STAMP.unpack_from(record.value)[0])
+                    if record.value is None:
+                        continue
+                    sent_ns = _STAMP.unpack_from(record.value)[0]
+                    if sent_ns >= measure_from_ns:  # the first second warms the clients up
+                        hist.add(now - sent_ns)
 
     try:
         # Wait for the assignment, so the first records are not missed.
         async with asyncio.timeout(30):
             while not consumer.assignment():
                 await consumer.getmany(timeout_ms=100)
+        measure_from_ns = time.time_ns() + warmup_ns
         reader = asyncio.create_task(consume())
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -69,8 +81,9 @@ async def measure(
                 sent += 1
             await asyncio.sleep(0.001)
         await producer.flush()
+        warm = min(sent, int(rate_per_s * warmup_ns / 1e9))
         deadline = loop.time() + 5
-        while hist.count < sent and loop.time() < deadline:  # noqa: ASYNC110  # a plain counter
+        while hist.count + warm < sent and loop.time() < deadline:  # noqa: ASYNC110  # a plain counter
             await asyncio.sleep(0.05)
         stop.set()
         await reader
@@ -89,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--linger-ms", type=int, default=5)
     args = parser.parse_args(argv)
     try:
-        result = run(measure(args.bootstrap, args.topic, args.rate, args.seconds, args.linger_ms))
+        result = run(
+            measure(args.bootstrap, args.topic, args.rate, args.seconds, linger_ms=args.linger_ms)
+        )
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         raise SystemExit(1) from exc

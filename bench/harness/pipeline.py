@@ -175,6 +175,10 @@ class Pipeline:
         return f"bench.{self.run_id}.ticks"
 
     @property
+    def floor_topic(self) -> str:
+        return f"bench.{self.run_id}.floor"
+
+    @property
     def logs(self) -> Path:
         return self.options.run_dir / "logs"
 
@@ -292,11 +296,12 @@ class Pipeline:
             await admin.create_topics(
                 [
                     NewTopic(
-                        self.tick_topic,
+                        topic,
                         num_partitions=self.options.partitions,
                         replication_factor=1,
                         topic_configs={"message.timestamp.type": "LogAppendTime"},
                     )
+                    for topic in (self.tick_topic, self.floor_topic)
                 ]
             )
         finally:
@@ -512,7 +517,7 @@ level = "WARNING"
                 "--bootstrap",
                 KAFKA,
                 "--topic",
-                f"bench.{self.run_id}.floor",
+                self.floor_topic,
                 "--rate",
                 str(max(1, round(rate_per_s))),
                 "--seconds",
