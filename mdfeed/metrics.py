@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
@@ -315,9 +316,12 @@ class MetricsServer(Service):
         port = metrics_port(self.config, self.command)
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, port)
+        # Bind here rather than in aiohttp's TCPSite: a port taken between two processes
+        # starting at once must fail as EADDRINUSE, naming the key, every time (uvloop's
+        # create_server has been seen to return a server without sockets instead).
         try:
-            await site.start()
+            family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+            sock = socket.create_server((self.config.host, port), family=family)
         except OSError as exc:
             await runner.cleanup()
             where = f"{self.config.host}:{port}"
@@ -329,6 +333,13 @@ class MetricsServer(Service):
             raise ConfigError(
                 f"metrics.host/metrics.port: cannot listen on {where}: {exc}"
             ) from None
+        site = web.SockSite(runner, sock)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         log.info("metrics on http://%s:%d/metrics", self.config.host, self._port)

@@ -37,6 +37,8 @@ class FanoutProcess:
     def __init__(self, config_file: Path, port: int, log: Path) -> None:
         self.config_file = config_file
         self.port = port
+        # Two fanouts on one host: each needs a metrics port of its own too.
+        self.metrics_port = free_port()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +47,11 @@ class FanoutProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 90.0) -> None:
-        env = dict(os.environ, MDFEED__FANOUT__GRPC_PORT=str(self.port))
+        env = dict(
+            os.environ,
+            MDFEED__FANOUT__GRPC_PORT=str(self.port),
+            MDFEED__METRICS__PORT=str(self.metrics_port),
+        )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mdfeed.cli", "fanout", "--config", str(self.config_file)],

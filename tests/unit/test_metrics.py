@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +28,7 @@ from mdfeed.metrics import (
     MetricsServer,
     metrics_port,
 )
+from mdfeed.stack.scratch import free_port
 from ohlcv.datafeed import Datafeed
 from ohlcv.metrics import DatafeedCollector
 from proto import mdfeed_pb2 as pb
@@ -252,6 +255,53 @@ async def test_a_port_in_use_is_an_error_naming_metrics_port() -> None:
         ):
             await server.start()
         await server.stop()
+
+
+_START_ONE = """
+import sys, uvloop
+from mdfeed.config import ConfigError, MetricsConfig
+from mdfeed.metrics import MetricsServer
+
+async def main():
+    server = MetricsServer(MetricsConfig(port=int(sys.argv[1])), "fanout")
+    try:
+        await server.start()
+    except ConfigError as exc:
+        print("error:", exc)
+        return
+    print("serving")
+    sys.stdout.flush()
+    sys.stdin.readline()  # hold the port until the test has seen both
+    await server.stop()
+
+uvloop.run(main())
+"""
+
+
+def test_two_processes_starting_at_once_on_one_port_one_wins_one_says_why() -> None:
+    # Two services started together by systemd or a test, on uvloop as mdfeed runs: the
+    # loser must get the error naming the key every time, not an error from inside aiohttp.
+    for _ in range(3):
+        port = free_port()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _START_ONE, str(port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            lines = sorted(p.stdout.readline().strip() for p in procs if p.stdout is not None)
+        finally:
+            for p in procs:
+                p.communicate("\n", timeout=30)
+        assert lines[1] == "serving", lines
+        assert lines[0].startswith(f"error: metrics.port: 127.0.0.1:{port} is already in use"), (
+            lines
+        )
 
 
 async def test_disabled_metrics_listen_nowhere() -> None:
