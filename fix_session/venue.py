@@ -119,7 +119,7 @@ from fix_session.venue_session import (
     incremental_refresh_fields,
 )
 from fix_session.venue_wire import utc_time_only, utc_timestamp
-from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.cli_support import add_config_option, config_from_args, whole_number
 from mdfeed.config import VenueConfig
 from mdfeed.lifecycle import Service
 
@@ -456,22 +456,15 @@ examples:
 """
 
 
-def _int_arg(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
 def _port_arg(text: str) -> int:
-    value = _int_arg(text)
+    value = whole_number(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is not within 0..65535")
     return value
 
 
 def _rate_arg(text: str) -> int:
-    value = _int_arg(text)
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"the rate must be at least 1, got {value}")
     return value
@@ -522,7 +515,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     parser.add_argument(
         "--seed",
-        type=_int_arg,
+        type=whole_number,
         metavar="N",
         default=None,
         help="seed of the random walk; 0 draws one (default: venue.seed)",

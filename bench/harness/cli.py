@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mdfeed.cli_support import int_at_least, positive_float
+
 __all__ = ["register_cli", "run_bench"]
 
 SCENARIOS = ("fixed", "max", "burst")
@@ -28,27 +30,6 @@ streams and M MQTT clients in subscriber processes. Then runs the scenarios:
 Writes results.json, latency-histogram.png and throughput.png to --out and prints the
 headline figures, each beside the limit it is a ratio of.
 """
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
@@ -176,59 +157,55 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     bench.add_argument(
         "--rate",
-        type=_positive_int,
+        type=int_at_least(1),
         default=5000,
         help="venue ticks/s of the fixed scenario, "
         "the burst's base and the max search's first step (default: 5000)",
     )
     bench.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=20.0,
         help="measured seconds of the fixed scenario (default: 20)",
     )
     bench.add_argument(
         "--warmup",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         help="unmeasured seconds before the fixed scenario (default: 5)",
     )
+    bench.add_argument("--grpc", type=int_at_least(0), default=8, help="gRPC streams (default: 8)")
+    bench.add_argument("--mqtt", type=int_at_least(0), default=4, help="MQTT clients (default: 4)")
     bench.add_argument(
-        "--grpc", type=_non_negative_int, default=8, help="gRPC streams (default: 8)"
-    )
-    bench.add_argument(
-        "--mqtt", type=_non_negative_int, default=4, help="MQTT clients (default: 4)"
-    )
-    bench.add_argument(
-        "--symbols", type=_positive_int, default=50, help="symbols quoted (default: 50)"
+        "--symbols", type=int_at_least(1), default=50, help="symbols quoted (default: 50)"
     )
     bench.add_argument(
         "--step-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=8.0,
         help="seconds per step of the max search (default: 8)",
     )
     bench.add_argument(
         "--max-rate",
-        type=_positive_int,
+        type=int_at_least(1),
         default=1_000_000,
         help="highest rate the max search tries (default: 1,000,000)",
     )
     bench.add_argument(
         "--burst-factor",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         help="the burst's rate as a multiple of --rate (default: 10)",
     )
     bench.add_argument(
         "--burst-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         help="how long the burst lasts (default: 10)",
     )
     bench.add_argument(
         "--floor-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         help="seconds of the bare-Kafka latency floor measured in the fixed scenario (default: 5)",
     )

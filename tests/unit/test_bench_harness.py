@@ -249,3 +249,23 @@ async def test_the_max_scenario_finds_the_capacity() -> None:
     assert 2000.0 <= f["max_sustained_target_per_s"] <= 3000.0
     assert f["steps"][2]["sustained"] is False
     assert f["steps"][2]["reasons"] == ["ingest took in 1,500 of 2,000 FIX msgs/s sent"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "x"], "argument --rate: not a whole number: 'x'"),
+        (["--grpc", "-1"], "argument --grpc: must be at least 0, got -1"),
+        (["--duration", "nan"], "argument --duration: must be more than 0, got nan"),
+        (["--scenarios", "warp"], "unknown scenario warp"),
+    ],
+)
+def test_bad_bench_options_are_refused_naming_the_option(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdfeed.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["bench", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
