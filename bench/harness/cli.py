@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mdfeed.cli_support import int_at_least, positive_float
+from mdfeed.lifecycle import stop_on_signals
 
 __all__ = ["register_cli", "run_bench"]
 
@@ -79,9 +81,10 @@ async def run_bench(args: argparse.Namespace) -> int:
     results: list[ScenarioResult] = []
     ports: dict[str, int] = {}
     started = time.time()
-    try:
+
+    async def measure() -> None:
         async with Pipeline(pipeline_options, out=out) as pipe:
-            ports = dict(pipe.ports)
+            ports.update(pipe.ports)
             out.write(
                 f"pipeline up: venue :{pipe.ports['venue']}, {args.symbols} symbols, topic "
                 f"{pipe.tick_topic}, gRPC :{pipe.ports['grpc']} x {args.grpc} streams, MQTT x "
@@ -105,9 +108,29 @@ async def run_bench(args: argparse.Namespace) -> int:
                     results.append(
                         await run_burst(pipe, options, progress, max_fix_msgs_per_s=best)
                     )
+
+    # SIGINT or SIGTERM: stop everything the run started (services, subscribers, the
+    # servers it brought up), keep the scenarios already finished, and say so.
+    stop = stop_on_signals()
+    work = asyncio.create_task(measure())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    interrupted = not work.done()
+    if interrupted:
+        out.write("\nmdfeed bench: interrupted; stopping what it started…\n")
+        work.cancel()
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
     except PipelineError as exc:
         out.write(f"\nmdfeed bench: {exc}\n")
         return 1
+    if interrupted and not results:
+        out.write("mdfeed bench: no scenario finished; nothing written\n")
+        return 130
     for result in results:
         result.figures["grpc_streams"] = args.grpc
         result.figures["mqtt_clients"] = args.mqtt
@@ -121,10 +144,12 @@ async def run_bench(args: argparse.Namespace) -> int:
             if k not in {"func", "command"}
         },
     }
+    if interrupted:
+        meta["interrupted"] = True
     written = write_results(run_dir, meta, results)
     print("\n".join(summary_lines(results)))
     out.write("wrote " + ", ".join(str(p) for p in written) + "\n")
-    return 0
+    return 130 if interrupted else 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

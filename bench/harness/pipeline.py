@@ -254,7 +254,9 @@ class Pipeline:
     def _mqtt_prefix(self) -> str:
         return f"bench/{self.run_id}"
 
-    async def _stack_cli(self, *args: str) -> tuple[int, str]:
+    async def _stack_cli(self, *args: str, show: bool = False) -> tuple[int, str]:
+        """``mdfeed stack ARGS``: its exit code and output, or (``show``) its output passed
+        straight through, so a first start that installs the jars shows its progress."""
         extra = ["--dir", self.options.stack_dir] if self.options.stack_dir else []
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -264,11 +266,12 @@ class Pipeline:
             *args[:1],
             *extra,
             *args[1:],
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            # Shown on stderr with the progress: stdout carries only the results.
+            stdout=sys.stderr.fileno() if show else asyncio.subprocess.PIPE,
+            stderr=None if show else asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
-        return process.returncode or 0, output.decode(errors="replace")
+        return process.returncode or 0, (output or b"").decode(errors="replace")
 
     async def _ensure_stack(self) -> None:
         _, status = await self._stack_cli("status")
@@ -280,12 +283,11 @@ class Pipeline:
         if not down:
             self._say("stack: kafka and mosquitto already running (left running)")
             return
-        self._say(f"stack: starting {', '.join(down)}…")
-        code, output = await self._stack_cli("up", *down)
+        self._say(f"stack: starting {', '.join(down)} (stopped again at the end)…")
+        self._started_servers = down  # stopped on the way out even if only half started
+        code, _ = await self._stack_cli("up", *down, show=True)
         if code != 0:
-            raise PipelineError(f"`mdfeed stack up {' '.join(down)}` failed:\n{output}")
-        self._started_servers = down
-        self._say(output.strip().splitlines()[-1] if output.strip() else "stack up")
+            raise PipelineError(f"`mdfeed stack up {' '.join(down)}` failed (its output is above)")
 
     async def _create_topic(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -551,5 +553,5 @@ level = "WARNING"
         await self._stack.aclose()
         if self._started_servers:
             self._say(f"stack: stopping {', '.join(self._started_servers)} (started by the bench)")
-            await self._stack_cli("down", *self._started_servers)
+            await self._stack_cli("down", *self._started_servers, show=True)
             self._started_servers = []

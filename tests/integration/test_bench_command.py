@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,5 +78,43 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
         with (
             pytest.raises(ConnectionRefusedError),
             socket.create_connection(("127.0.0.1", document["ports"][name]), timeout=2),
+        ):
+            pass
+
+
+def test_sigterm_stops_everything_the_run_started(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mdfeed.cli", "bench",
+            "--scenarios", "fixed", "--duration", "120", "--warmup", "60",
+            "--grpc", "1", "--mqtt", "1", "--symbols", "5", "--out", str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if line.startswith("pipeline up:") or not line:
+            break
+    assert seen[-1].startswith("pipeline up:"), "".join(seen)[-3000:]
+    ports = [int(p) for p in re.findall(r":(\d+)", seen[-1])]
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted; stopping what it started" in stderr
+    assert "no scenario finished; nothing written" in stderr
+    assert not (out / "results.json").exists()
+    # The venue, gRPC and both metrics endpoints are gone with the services behind them.
+    assert len(ports) >= 4
+    for port in ports:
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), timeout=2),
         ):
             pass
