@@ -7,10 +7,14 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mdfeed.cli_support import int_at_least, positive_float
 from mdfeed.lifecycle import stop_on_signals
+
+if TYPE_CHECKING:  # the harness's modules load only when `mdfeed bench` runs
+    from bench.harness.pipeline import PipelineOptions
+    from bench.harness.scenarios import ScenarioOptions
 
 __all__ = ["register_cli", "run_bench"]
 
@@ -45,20 +49,12 @@ def _scenarios(text: str) -> tuple[str, ...]:
     return tuple(n for n in SCENARIOS if n in names)
 
 
-async def run_bench(args: argparse.Namespace) -> int:
-    from bench.harness.pipeline import Pipeline, PipelineError, PipelineOptions
-    from bench.harness.report import summary_lines, write_results
-    from bench.harness.scenarios import (
-        Progress,
-        ScenarioOptions,
-        ScenarioResult,
-        run_burst,
-        run_fixed,
-        run_max,
-    )
+def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions]:
+    from bench.harness.pipeline import PipelineOptions
+    from bench.harness.scenarios import ScenarioOptions
 
     run_dir = Path(args.out) if args.out else Path("bench-results") / time.strftime("%Y%m%d-%H%M%S")
-    options = ScenarioOptions(
+    scenario = ScenarioOptions(
         rate_per_s=args.rate,
         duration_s=args.duration,
         warmup_s=args.warmup,
@@ -68,7 +64,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         burst_s=args.burst_seconds,
         floor_s=args.floor_seconds,
     )
-    pipeline_options = PipelineOptions(
+    pipeline = PipelineOptions(
         symbols=args.symbols,
         rate_per_s=args.rate,
         grpc_streams=args.grpc,
@@ -76,15 +72,33 @@ async def run_bench(args: argparse.Namespace) -> int:
         stack_dir=args.stack_dir,
         run_dir=run_dir,
     )
+    return scenario, pipeline
+
+
+async def run_bench(args: argparse.Namespace) -> int:
+    from bench.harness.pipeline import Pipeline, PipelineError
+    from bench.harness.report import summary_lines, write_results
+    from bench.harness.scenarios import (
+        Progress,
+        ScenarioResult,
+        run_burst,
+        run_fixed,
+        run_max,
+    )
+
+    options, pipeline_options = _options(args)
+    run_dir = pipeline_options.run_dir
     out = sys.stderr
     progress = Progress(out)
     results: list[ScenarioResult] = []
     ports: dict[str, int] = {}
+    topics: list[str] = []
     started = time.time()
 
     async def measure() -> None:
         async with Pipeline(pipeline_options, out=out) as pipe:
             ports.update(pipe.ports)
+            topics.append(pipe.tick_topic)
             out.write(
                 f"pipeline up: venue :{pipe.ports['venue']}, {args.symbols} symbols, topic "
                 f"{pipe.tick_topic}, gRPC :{pipe.ports['grpc']} x {args.grpc} streams, MQTT x "
@@ -134,22 +148,29 @@ async def run_bench(args: argparse.Namespace) -> int:
     for result in results:
         result.figures["grpc_streams"] = args.grpc
         result.figures["mqtt_clients"] = args.mqtt
-    meta: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "ports": ports,
-        "options": {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in vars(args).items()
-            if k not in {"func", "command"}
-        },
-    }
+    meta = _meta(args, started, ports, topics)
     if interrupted:
         meta["interrupted"] = True
     written = write_results(run_dir, meta, results)
     print("\n".join(summary_lines(results)))
     out.write("wrote " + ", ".join(str(p) for p in written) + "\n")
     return 130 if interrupted else 0
+
+
+def _meta(
+    args: argparse.Namespace, started: float, ports: dict[str, int], topics: list[str]
+) -> dict[str, Any]:
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "ports": ports,
+        "tick_topic": topics[0] if topics else None,
+        "options": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in vars(args).items()
+            if k not in {"func", "command"}
+        },
+    }
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ they are deployed (one process each), and the subscriber processes.
   they are not running and stopped again at the end if the harness started them. Cassandra
   is not on the tick path and is left alone.
 * A fresh tick topic per run, created with ``message.timestamp.type=LogAppendTime`` so a
-  record's timestamp is when the broker stored it: the bus hop.
+  record's timestamp is when the broker stored it: the bus hop. The run's topics are
+  deleted at the end.
 * The simulated venue in the harness's own process, paced by ``set_rate``.
 * ``mdfeed ingest`` and ``mdfeed fanout`` as child processes with a config written for the
   run (SQLite chat store in the run directory, MQTT on the stack's Mosquitto under a topic
@@ -164,6 +165,7 @@ class Pipeline:
     _services: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     _children: list[_Child] = field(default_factory=list)
     _started_servers: list[str] = field(default_factory=list)
+    _topics_created: bool = False
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -308,6 +310,29 @@ class Pipeline:
             )
         finally:
             await admin.close()
+        self._topics_created = True
+
+    def _run_topics(self) -> list[str]:
+        return [self.tick_topic, self.floor_topic] + [
+            f"bench.{self.run_id}.{name}" for name in ("chat", "bars")
+        ]
+
+    async def _delete_topics(self) -> None:
+        """The run's topics go with it: a benchmark's ticks are of no use afterwards."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            mine = [t for t in self._run_topics() if t in existing]
+            if mine:
+                await admin.delete_topics(mine)
+        except Exception as exc:  # the results matter more than the tidying
+            self._say(f"bench: could not delete the run's topics ({exc}); they stay on Kafka")
+        finally:
+            await admin.close()
+        self._topics_created = False
 
     def _write_config(self) -> Path:
         run = self.options.run_dir.resolve()
@@ -551,6 +576,8 @@ level = "WARNING"
             await _terminate(process)
         self._services.clear()
         await self._stack.aclose()
+        if self._topics_created:
+            await self._delete_topics()
         if self._started_servers:
             self._say(f"stack: stopping {', '.join(self._started_servers)} (started by the bench)")
             await self._stack_cli("down", *self._started_servers, show=True)

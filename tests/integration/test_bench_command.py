@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -16,6 +17,26 @@ import pytest
 from bench.harness.stats import HOPS
 
 pytestmark = pytest.mark.integration
+
+
+async def _topics() -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def _gone(topic: str) -> bool:
+    # Deleting is asynchronous on the broker: allow it a few seconds to show.
+    for _ in range(50):
+        if topic not in await _topics():
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path) -> None:
@@ -73,6 +94,9 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
     assert len(fixed["series"]) >= 5
     for png in ("latency-histogram.png", "throughput.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # The run's topics are deleted with it.
+    assert document["tick_topic"].startswith("bench.")
+    assert asyncio.run(_gone(document["tick_topic"]))
     # Everything the run started is stopped: the venue, the services and their endpoints.
     for name in ("venue", "grpc", "ingest_metrics", "fanout_metrics"):
         with (
