@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -26,7 +25,7 @@ import grpc
 from grpc import aio
 
 from fanout.grpc_server import SERVICE_NAME
-from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.cli_support import add_config_option, config_from_args, run_async, run_service
 from mdfeed.config import MdfeedConfig
 from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
@@ -297,25 +296,19 @@ def _address(args: argparse.Namespace) -> str:
 
 
 def _cmd_fanout(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async, _setup_logging
-
-    config = config_from_args(args)
-    _setup_logging(config.log)
-    return _run_async(run_fanout(config, notifier=Notifier.from_environ(os.environ)))
+    return run_service(args, run_fanout)
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async
 
-    return _run_async(
+    return run_async(
         watch(_address(args), args.symbols, token=args.token, ca_file=args.ca, count=args.count)
     )
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async
 
-    return _run_async(
+    return run_async(
         chat(
             _address(args),
             args.room,

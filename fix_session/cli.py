@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.cli_support import add_config_option, run_service
 from mdfeed.config import MdfeedConfig
 from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
@@ -135,11 +134,7 @@ async def _report_until(
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async, _setup_logging
-
-    config = config_from_args(args)
-    _setup_logging(config.log)
-    return _run_async(run_ingest(config, notifier=Notifier.from_environ(os.environ)))
+    return run_service(args, run_ingest)
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,45 +8,23 @@ the frozen config.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from mdfeed import __version__
-from mdfeed.cli_support import add_config_option, config_from_args
-from mdfeed.config import ConfigError, LogConfig, dump_config
+from mdfeed.cli_support import add_config_option, config_from_args, run_service
+from mdfeed.config import ConfigError, dump_config
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    _setup_logging(config.log)
     from mdfeed.app import run_pipeline
-    from mdfeed.systemd import Notifier
 
-    notifier = Notifier.from_environ(os.environ)
-    return _run_async(run_pipeline(config, duration_s=args.duration, notifier=notifier))
-
-
-def _setup_logging(log: LogConfig | str) -> None:
-    """Set up logging from ``config.log`` (a bare level string means text lines)."""
-    from mdfeed.logs import setup_logging
-
-    setup_logging(log if isinstance(log, LogConfig) else LogConfig(level=log))  # type: ignore[arg-type]
-
-
-def _run_async(main: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop (the event loop mdfeed is measured on), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
-        return asyncio.run(main)
-    result: int = uvloop.run(main)
-    return result
+    return run_service(args, functools.partial(run_pipeline, duration_s=args.duration))
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

@@ -1,16 +1,23 @@
-"""What every `mdfeed` subcommand shares: the --config option and loading the config it names.
+"""What every `mdfeed` subcommand shares: the --config option and loading the config it
+names, logging, the event loop, and (``run_service``) the start of a long-running command.
 
-The one place, with the CLI, that reads the environment: ``MDFEED_CONFIG`` and the
-``MDFEED__<SECTION>__<KEY>`` overrides.
+The one place, with the CLI, that reads the environment: ``MDFEED_CONFIG``, the
+``MDFEED__<SECTION>__<KEY>`` overrides, and systemd's ``NOTIFY_SOCKET``/``WATCHDOG_USEC``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mdfeed.config import MdfeedConfig, config_names, load_config
+from mdfeed.config import LogConfig, MdfeedConfig, config_names, load_config
+
+if TYPE_CHECKING:
+    from mdfeed.systemd import Notifier
+
+T = TypeVar("T")
 
 DEFAULT_CONFIG = "embedded"
 
@@ -39,6 +46,34 @@ def config_from_args(args: argparse.Namespace) -> MdfeedConfig:
     """The config `--config` names (else $MDFEED_CONFIG, else the default), env applied."""
     name = args.config or os.environ.get("MDFEED_CONFIG") or DEFAULT_CONFIG
     return load_config(name, os.environ)
+
+
+def setup_logging(log: LogConfig) -> None:
+    """Configure logging from ``[log]`` (level, text or JSON lines)."""
+    from mdfeed.logs import setup_logging as setup
+
+    setup(log)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop, the event loop mdfeed is measured on."""
+    import uvloop
+
+    result: T = uvloop.run(main)
+    return result
+
+
+def run_service(args: argparse.Namespace, main: Callable[..., Coroutine[Any, Any, int]]) -> int:
+    """Start a long-running command: its config, logging, the systemd notifier, the loop.
+
+    ``main(config, notifier=...)`` runs until SIGINT/SIGTERM; its result is the exit code.
+    """
+    from mdfeed.systemd import Notifier
+
+    config = config_from_args(args)
+    setup_logging(config.log)
+    notifier: Notifier = Notifier.from_environ(os.environ)
+    return run_async(main(config, notifier=notifier))
 
 
 def whole_number(text: str) -> int:

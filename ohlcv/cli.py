@@ -15,13 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
-from mdfeed.cli_support import add_config_option, config_from_args
+from mdfeed.cli_support import (
+    add_config_option,
+    config_from_args,
+    run_async,
+    run_service,
+    setup_logging,
+)
 from mdfeed.config import MdfeedConfig
 from mdfeed.lifecycle import stop_on_signals
 from mdfeed.systemd import Notifier
@@ -211,33 +216,23 @@ async def _reconcile(config: MdfeedConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async, _setup_logging
-
-    config = config_from_args(args)
-    _setup_logging(config.log)
-    return _run_async(run_aggregator(config, notifier=Notifier.from_environ(os.environ)))
+    return run_service(args, run_aggregator)
 
 
 def _cmd_datafeed(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async, _setup_logging
-
-    config = config_from_args(args)
-    _setup_logging(config.log)
-    return _run_async(run_datafeed(config, notifier=Notifier.from_environ(os.environ)))
+    return run_service(args, run_datafeed)
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async, _setup_logging
-
     config = config_from_args(args)
-    _setup_logging(config.log)
+    setup_logging(config.log)
     try:
         _time_ns(args.start, 0)
         _time_ns(args.end, 0)
     except argparse.ArgumentTypeError as exc:
         print(f"mdfeed reconcile: {exc}", file=sys.stderr)
         return 2
-    return _run_async(_reconcile(config, args))
+    return run_async(_reconcile(config, args))
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdfeed.cli_support import int_at_least, positive_float
+from mdfeed.cli_support import int_at_least, positive_float, run_async
 from mdfeed.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:  # the harness's modules load only when `mdfeed bench` runs
@@ -174,8 +174,6 @@ def _meta(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from mdfeed.cli import _run_async
-
     try:
         import matplotlib  # noqa: F401  # checked up front, not after a 3-minute run
     except ImportError:
@@ -184,7 +182,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return _run_async(run_bench(args))
+    return run_async(run_bench(args))
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

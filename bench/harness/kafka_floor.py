@@ -21,7 +21,8 @@ import struct
 import sys
 import time
 
-from bench.harness.stats import LatencyHistogram, run
+from bench.harness.stats import LatencyHistogram
+from mdfeed.cli_support import run_async
 
 __all__ = ["main", "measure"]
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--linger-ms", type=int, default=5)
     args = parser.parse_args(argv)
     try:
-        result = run(
+        result = run_async(
             measure(args.bootstrap, args.topic, args.rate, args.seconds, linger_ms=args.linger_ms)
         )
     except Exception as exc:

@@ -10,11 +10,8 @@ whose two clocks read the same millisecond, see ``HOPS``) go into a zero bucket.
 from __future__ import annotations
 
 import math
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-T = TypeVar("T")
 
 __all__ = [
     "HOPS",
@@ -22,7 +19,6 @@ __all__ = [
     "LatencyHistogram",
     "RateSample",
     "recovery_time_s",
-    "run",
 ]
 
 #: Buckets per power of two.
@@ -190,11 +186,3 @@ def recovery_time_s(
         if sample.t_s - recovered_at >= hold_s:
             return max(0.0, recovered_at - burst_end_s)
     return None
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop, the event loop mdfeed runs on, as the harness's processes do."""
-    import uvloop
-
-    result: T = uvloop.run(main)
-    return result

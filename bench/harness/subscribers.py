@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness.stats import HOPS, LatencyHistogram, run
+from bench.harness.stats import HOPS, LatencyHistogram
+from mdfeed.cli_support import run_async
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["HopRecorder", "main"]
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default="0", help="MQTT: makes client ids unique")
     args = parser.parse_args(argv)
     try:
-        run(serve(args))
+        run_async(serve(args))
     except Exception as exc:
         _say({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         raise SystemExit(1) from exc
