@@ -104,10 +104,9 @@ import contextlib
 import dataclasses
 import logging
 import random
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from fix_session.venue_market import BookSnapshot, Market
@@ -119,9 +118,15 @@ from fix_session.venue_session import (
     incremental_refresh_fields,
 )
 from fix_session.venue_wire import utc_time_only, utc_timestamp
-from mdfeed.cli_support import add_config_option, config_from_args, whole_number
+from mdfeed.cli_support import (
+    add_config_option,
+    config_from_args,
+    run_async,
+    setup_logging,
+    whole_number,
+)
 from mdfeed.config import VenueConfig
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, stop_on_signals
 
 __all__ = [
     "BookSnapshot",
@@ -539,36 +544,16 @@ def run_venue_command(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     venue_config = dataclasses.replace(venue_config, **overrides)  # type: ignore[arg-type]
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=config.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return _run_until_signal(venue_config)
-
-
-def _run_until_signal(config: VenueConfig) -> int:
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_serve_until_signal(config))
+    setup_logging(config.log)
+    return run_async(_serve_until_signal(venue_config))
 
 
 async def _serve_until_signal(config: VenueConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await serve(config, stop, out=sys.stdout)
+        await serve(config, stop_on_signals(), out=sys.stdout)
     except OSError as exc:
         print(f"mdfeed venue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
     return 0
 
 
