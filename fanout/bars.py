@@ -12,13 +12,12 @@ so they ride the clients' control queue, unconflated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
 from fanout.service import FanoutClient
 from mdfeed.bus import Bus, BusConsumer
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, cancel_and_wait
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["BarFanout", "bar_frame"]
@@ -63,10 +62,7 @@ class BarFanout(Service):
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

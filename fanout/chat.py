@@ -36,7 +36,6 @@ room). A member that cannot take its chat fast enough is disconnected past
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -51,7 +50,7 @@ from fanout.frames import encode_varint
 from mdfeed.bus import Bus, BusConsumer, BusProducer
 from mdfeed.config import ChatConfig
 from mdfeed.entitlements import User
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, cancel_and_wait
 from proto import mdfeed_pb2 as pb
 from storage import ChatStore, StoreError
 
@@ -186,10 +185,7 @@ class ChatService(Service):
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for fill in list(self._fills):
             fill.cancel()
         for memberships in list(self._rooms.values()):

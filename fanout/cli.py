@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import sys
 import uuid
@@ -27,7 +26,7 @@ from grpc import aio
 from fanout.grpc_server import SERVICE_NAME
 from mdfeed.cli_support import add_config_option, config_from_args, run_async, run_service
 from mdfeed.config import MdfeedConfig
-from mdfeed.lifecycle import stop_on_signals
+from mdfeed.lifecycle import cancel_and_wait, stop_on_signals
 from mdfeed.systemd import Notifier
 from proto import mdfeed_pb2 as pb
 
@@ -239,10 +238,7 @@ async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split p
                 if last_seq is None:
                     last_seq = 0
             finally:
-                if sender is not None:
-                    sender.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sender
+                await cancel_and_wait(sender)
         await asyncio.sleep(retry_s)
 
 

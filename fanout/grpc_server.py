@@ -35,7 +35,6 @@ with metadata ``x-mdfeed-user`` (the chat author), or is ``anonymous``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -50,6 +49,7 @@ from fanout.chat import ChatRejected, ChatService, chat_frame, validate_room
 from fanout.frames import error_frame, gap_frame
 from fanout.service import FanoutClient, TickFanout
 from mdfeed.entitlements import ANONYMOUS, Entitlements, User
+from mdfeed.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, StoreError
 
@@ -304,9 +304,7 @@ class MarketDataServicer:
             async for frame in self._stream(client, context):
                 yield frame
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             self._close(connection)
 
     def _close(self, connection: _Connection) -> None:

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from fanout.frames import encode_varint, gap_frame
 from fanout.lane import LaneStats, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
 from mdfeed.bus import Bus, BusConsumer, BusRecord
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, cancel_and_wait
 from mdfeed.metrics import Histogram
 from proto import mdfeed_pb2 as pb
 
@@ -188,10 +188,7 @@ class TickFanout(Service):
 
     async def stop(self) -> None:
         for task in (self._task, self._watchdog):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._task = self._watchdog = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:

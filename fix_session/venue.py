@@ -126,7 +126,7 @@ from mdfeed.cli_support import (
     whole_number,
 )
 from mdfeed.config import VenueConfig
-from mdfeed.lifecycle import Service, stop_on_signals
+from mdfeed.lifecycle import Service, cancel_and_wait, stop_on_signals
 
 __all__ = [
     "BookSnapshot",
@@ -212,11 +212,8 @@ class SimulatedVenue(Service):
         if server is None:
             return
         server.close()
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stream_task
-            self._stream_task = None
+        task, self._stream_task = self._stream_task, None
+        await cancel_and_wait(task)
         sessions = list(self._sessions)
         if sessions:
             await asyncio.gather(

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import signal
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["Resource", "Service", "stop_on_signals"]
+__all__ = ["Resource", "Service", "cancel_and_wait", "stop_on_signals"]
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -24,6 +24,15 @@ def stop_on_signals() -> asyncio.Event:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (None: nothing to do) and wait until it has finished unwinding."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class Service:

@@ -14,10 +14,11 @@ Only the composition root (the CLI) reads the environment; it builds a ``Notifie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Mapping
+
+from mdfeed.lifecycle import cancel_and_wait
 
 __all__ = ["Notifier"]
 
@@ -74,10 +75,7 @@ class Notifier:
     async def stopping(self) -> None:
         self.notify("STOPPING=1")
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def _start_watchdog(self) -> None:
         if self.watchdog_s is None or self.address is None or self._task is not None:

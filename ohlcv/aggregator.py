@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from mdfeed.bus import Bus, BusConsumer
 from mdfeed.config import OhlcvConfig
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, cancel_and_wait
 from mdfeed.metrics import Histogram
 from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
 from proto import mdfeed_pb2 as pb
@@ -110,10 +110,7 @@ class BarService(Service):
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(StoreError):

@@ -14,7 +14,6 @@ other. Past ``buffer_max_records`` send() drops the newest record (see :mod:`mdf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +21,7 @@ from collections import deque
 
 from mdfeed.bus.errors import BusClosedError
 from mdfeed.bus.ports import ProducerStats, ResumedCallback
-from mdfeed.lifecycle import Service
+from mdfeed.lifecycle import Service, cancel_and_wait
 
 __all__ = ["BufferedProducer", "Record", "SessionError"]
 
@@ -167,10 +166,7 @@ class BufferedProducer(ABC, Service):
         self._closed = True
         delivered = await self.flush(self._stop_timeout_s)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self._session_open:
             self._session_open = False
             await self._close_quietly(abandon=not delivered)
