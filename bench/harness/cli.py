@@ -7,14 +7,14 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mdfeed.cli_support import int_at_least, positive_float, run_async
 from mdfeed.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:  # the harness's modules load only when `mdfeed bench` runs
     from bench.harness.pipeline import PipelineOptions
-    from bench.harness.scenarios import ScenarioOptions
+    from bench.harness.scenarios import ScenarioOptions, ScenarioResult
 
 __all__ = ["register_cli", "run_bench"]
 
@@ -77,10 +77,8 @@ def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions
 
 async def run_bench(args: argparse.Namespace) -> int:
     from bench.harness.pipeline import Pipeline, PipelineError
-    from bench.harness.report import summary_lines, write_results
     from bench.harness.scenarios import (
         Progress,
-        ScenarioResult,
         run_burst,
         run_fixed,
         run_max,
@@ -93,6 +91,7 @@ async def run_bench(args: argparse.Namespace) -> int:
     results: list[ScenarioResult] = []
     ports: dict[str, int] = {}
     topics: list[str] = []
+    client_errors: list[set[str]] = []
     started = time.time()
 
     async def measure() -> None:
@@ -105,6 +104,7 @@ async def run_bench(args: argparse.Namespace) -> int:
                 f"{args.mqtt}; metrics ingest :{pipe.ports['ingest_metrics']} fanout "
                 f":{pipe.ports['fanout_metrics']}; logs in {pipe.logs}\n"
             )
+            client_errors.append(pipe.client_errors)  # filled in as the run goes
             for name in args.scenarios:
                 if name == "fixed":
                     results.append(await run_fixed(pipe, options, progress))
@@ -145,16 +145,30 @@ async def run_bench(args: argparse.Namespace) -> int:
     if interrupted and not results:
         out.write("mdfeed bench: no scenario finished; nothing written\n")
         return 130
+    meta = _meta(args, started, ports, topics)
+    meta["client_errors"] = sorted(set().union(*client_errors))
+    meta["interrupted"] = interrupted
+    _report(args, run_dir, meta, results, out)
+    return 130 if interrupted else 0
+
+
+def _report(
+    args: argparse.Namespace,
+    run_dir: Path,
+    meta: dict[str, Any],
+    results: list[ScenarioResult],
+    out: TextIO,
+) -> None:
+    from bench.harness.report import summary_lines, write_results
+
     for result in results:
         result.figures["grpc_streams"] = args.grpc
         result.figures["mqtt_clients"] = args.mqtt
-    meta = _meta(args, started, ports, topics)
-    if interrupted:
-        meta["interrupted"] = True
+    for error in meta["client_errors"]:
+        out.write(f"mdfeed bench: a subscriber reported: {error}\n")
     written = write_results(run_dir, meta, results)
     print("\n".join(summary_lines(results)))
     out.write("wrote " + ", ".join(str(p) for p in written) + "\n")
-    return 130 if interrupted else 0
 
 
 def _meta(

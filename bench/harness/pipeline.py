@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -166,6 +166,8 @@ class Pipeline:
     _children: list[_Child] = field(default_factory=list)
     _started_servers: list[str] = field(default_factory=list)
     _topics_created: bool = False
+    #: What the subscribers reported going wrong (cut-off streams, refused connections, junk).
+    client_errors: set[str] = field(default_factory=set)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -512,6 +514,7 @@ level = "WARNING"
             kind = child.name.split()[0]
             values[f"{kind}_clients"] = float(answer["ticks"])
             errors.extend(answer.get("errors", []))
+            self.client_errors.update(answer.get("errors", []))
             got = answer.get("window_max_ns")
             worst[kind] = None if got is None else int(got)
         return Counters(
@@ -537,21 +540,22 @@ level = "WARNING"
         assert self.venue is not None
         self.venue.pause_stream()
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.harness.kafka_floor",
-                "--bootstrap",
-                KAFKA,
-                "--topic",
-                self.floor_topic,
-                "--rate",
-                str(max(1, round(rate_per_s))),
-                "--seconds",
-                str(seconds),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=(self.logs / "kafka-floor.log").open("wb"),
-            )
+            with (self.logs / "kafka-floor.log").open("wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bench.harness.kafka_floor",
+                    "--bootstrap",
+                    KAFKA,
+                    "--topic",
+                    self.floor_topic,
+                    "--rate",
+                    str(max(1, round(rate_per_s))),
+                    "--seconds",
+                    str(seconds),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
+                )
             output, _ = await process.communicate()
         finally:
             self.venue.resume_stream()
@@ -560,10 +564,6 @@ level = "WARNING"
         if process.returncode != 0 or "error" in answer:
             raise PipelineError(f"the Kafka floor measurement failed: {answer.get('error')}")
         return LatencyHistogram.from_json(answer["histogram"])
-
-    @property
-    def transports(self) -> Sequence[str]:
-        return [c.name.split()[0] for c in self._children]
 
     # -- stop -----------------------------------------------------------------------
 

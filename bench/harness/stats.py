@@ -54,20 +54,15 @@ class LatencyHistogram:
         self.max_ns = 0
 
     @staticmethod
-    def bucket(value_ns: int) -> int:
-        if value_ns < 1:
-            return _ZERO
-        return int(math.log2(value_ns) * _STEPS)
-
-    @staticmethod
-    def bucket_value(key: int) -> float:
-        """The geometric middle of a bucket, in nanoseconds (0 for the zero bucket)."""
+    def bucket_value(key: int, steps: int = _STEPS) -> float:
+        """The geometric middle of a bucket, in nanoseconds (0 for the zero bucket), of a
+        bucketing with ``steps`` buckets per doubling."""
         if key == _ZERO:
             return 0.0
-        return float(2.0 ** ((key + 0.5) / _STEPS))
+        return float(2.0 ** ((key + 0.5) / steps))
 
     def add(self, value_ns: int) -> None:
-        key = -1 if value_ns < 1 else int(math.log2(value_ns) * _STEPS)
+        key = _ZERO if value_ns < 1 else int(math.log2(value_ns) * _STEPS)
         counts = self.counts
         counts[key] = counts.get(key, 0) + 1
         self.count += 1
@@ -97,6 +92,16 @@ class LatencyHistogram:
             if seen >= rank:
                 return min(self.bucket_value(key), float(self.max_ns))
         return float(self.max_ns)  # pragma: no cover - the counts add up to count
+
+    def coarse(self, per_doubling: int = 8) -> list[tuple[float, int]]:
+        """(bucket middle in ns, count) with ``per_doubling`` buckets per doubling (a divisor
+        of 32), in order, without the zero bucket: what a plot on a log axis shows."""
+        merge = _STEPS // per_doubling
+        bins: dict[int, int] = {}
+        for key, n in self.counts.items():
+            if key != _ZERO:
+                bins[key // merge] = bins.get(key // merge, 0) + n
+        return [(self.bucket_value(k, per_doubling), n) for k, n in sorted(bins.items())]
 
     def mean(self) -> float:
         return self.sum_ns / self.count if self.count else math.nan
@@ -130,10 +135,6 @@ class LatencyHistogram:
         hist.max_ns = _int(data.get("max_ns", 0))
         return hist
 
-    def points(self) -> list[tuple[float, int]]:
-        """(bucket middle in ns, count) in order, for plots."""
-        return [(self.bucket_value(k), self.counts[k]) for k in sorted(self.counts)]
-
 
 def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -159,6 +160,8 @@ class RateSample:
     client_max_ms: float
     #: Consumer lag of the fanout at the end of the interval, records.
     fanout_lag: float
+    #: The interval's length in seconds (rate x span = the counters' difference).
+    span_s: float = 0.0
 
 
 def recovery_time_s(

@@ -13,9 +13,9 @@ commands read from stdin, one JSON object per line, with one JSON line each on s
 The first line it writes is ``{"ready": true, ...}`` once every client has its first
 frame (gRPC: the subscribe snapshot) or subscription acknowledgement (MQTT).
 
-Every client counts the ticks it receives. Hop latencies are recorded from every tick of
-the recording clients only (``--record`` of them, default 1): decoding and timing every tick
-of every stream would make the clients, not mdfeed, the bottleneck on two cores.
+Every client decodes what it receives and counts the ticks. Hop latencies are taken from
+every tick of the recording clients only (``--record`` of them, default 1): timing every
+tick of every stream would make the clients, not mdfeed, the bottleneck on two cores.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.harness.stats import HOPS, LatencyHistogram
@@ -38,6 +38,10 @@ __all__ = ["HopRecorder", "main"]
 SERVICE = "mdfeed.v1.MarketData"
 
 
+#: The order of a tick's stamps in ``HopRecorder.record``, named as in ``HOPS``.
+_STAMPS = ("venue", "ingest", "bus", "fanout", "client")
+
+
 class HopRecorder:
     """Per-hop histograms of the ticks one client received, and the window's worst case."""
 
@@ -46,24 +50,31 @@ class HopRecorder:
         self.window_max_ns: int | None = None
         self.lock = threading.Lock()  # MQTT records on paho's thread, reads on the loop
 
-    def record(self, tick: pb.Tick, client_ns: int) -> None:
-        stamps = {
-            "venue": tick.venue_time_ns,
-            "ingest": tick.ingest_time_ns,
-            "bus": tick.bus_time_ns,
-            "fanout": tick.fanout_time_ns,
-            "client": client_ns,
-        }
+    def record(self, ticks: Iterable[pb.Tick], client_ns: int) -> None:
+        """Time every hop of ``ticks``, all received at ``client_ns`` (one frame)."""
         with self.lock:
-            hops = self.hops
-            for name, start, end in HOPS:
-                a, b = stamps[start], stamps[end]
-                if a and b:  # a stamp the pipeline did not set is not a zero-length hop
-                    hops[name].add(b - a)
-            if tick.venue_time_ns:
-                e2e = client_ns - tick.venue_time_ns
-                if self.window_max_ns is None or e2e > self.window_max_ns:
-                    self.window_max_ns = e2e
+            hops = [
+                (self.hops[name], _STAMPS.index(start), _STAMPS.index(end))
+                for name, start, end in HOPS
+            ]
+            worst = self.window_max_ns
+            for tick in ticks:
+                stamps = (
+                    tick.venue_time_ns,
+                    tick.ingest_time_ns,
+                    tick.bus_time_ns,
+                    tick.fanout_time_ns,
+                    client_ns,
+                )
+                for hist, start, end in hops:
+                    a, b = stamps[start], stamps[end]
+                    if a and b:  # a stamp the pipeline did not set is not a zero-length hop
+                        hist.add(b - a)
+                if stamps[0]:
+                    e2e = client_ns - stamps[0]
+                    if worst is None or e2e > worst:
+                        worst = e2e
+            self.window_max_ns = worst
 
     def take_window_max(self) -> int | None:
         with self.lock:
@@ -113,8 +124,7 @@ async def _grpc_clients(
                 ticks = frame.ticks.ticks
                 counts.ticks += len(ticks)
                 if recorder is not None:
-                    for tick in ticks:
-                        recorder.record(tick, now)
+                    recorder.record(ticks, now)
         except asyncio.CancelledError:
             raise
         except grpc.RpcError as exc:
@@ -181,7 +191,7 @@ async def _mqtt_clients(
                 except Exception as exc:  # count, never kill paho's thread
                     counts.errors.append(f"undecodable MQTT payload: {exc}")
                     return
-                recorder.record(tick, now)
+                recorder.record((tick,), now)
 
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe

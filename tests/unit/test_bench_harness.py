@@ -74,7 +74,7 @@ def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
         bus_time_ns=1_002_000_000,
         fanout_time_ns=1_002_500_000,
     )
-    recorder.record(tick, client_ns=1_003_000_000)
+    recorder.record([tick], client_ns=1_003_000_000)
     got = {name: h.max_ns for name, h in recorder.hops.items()}
     assert got == {
         "venue->ingest": 400_000,
@@ -87,7 +87,7 @@ def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
     assert recorder.take_window_max() == 3_000_000
     assert recorder.take_window_max() is None  # a window ends when it is read
     # Without the fanout's stamps only the hops both ends of which are known count.
-    recorder.record(pb.Tick(symbol="S0001", seq=2, venue_time_ns=5, ingest_time_ns=9), 20)
+    recorder.record([pb.Tick(symbol="S0001", seq=2, venue_time_ns=5, ingest_time_ns=9)], 20)
     taken = recorder.take_histograms()
     assert taken["bus->fanout"].count == 1
     assert taken["venue->ingest"].count == 2
@@ -249,6 +249,12 @@ async def test_the_max_scenario_finds_the_capacity() -> None:
     assert 2000.0 <= f["max_sustained_target_per_s"] <= 3000.0
     assert f["steps"][2]["sustained"] is False
     assert f["steps"][2]["reasons"] == ["ingest took in 1,500 of 2,000 FIX msgs/s sent"]
+    # The limit: what the ingest put out when pushed past it, the simulated capacity.
+    assert f["ingest_capacity_per_s"] == pytest.approx(1500, rel=0.1)
+    assert f["ratios"]["sustained_vs_ingest_capacity"] == pytest.approx(
+        f["max_sustained_per_s"] / f["ingest_capacity_per_s"], rel=0.01
+    )
+    assert 0.6 <= f["ratios"]["sustained_vs_ingest_capacity"] <= 1.05
 
 
 @pytest.mark.parametrize(
