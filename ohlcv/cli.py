@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -157,6 +158,9 @@ async def run_datafeed(
                 f"{config.bus.kind} topic {config.bus.bar_topic}, no chat)\n"
             )
             out.flush()
+            # As in `mdfeed run` and `mdfeed fanout`: long-lived state out of the collector's
+            # scans, whose pauses set the p99 of a large /history (bench/test_datafeed_bench.py).
+            gc.freeze()
             notifier.ready(f"serving {where}")
             try:
                 await _report_datafeed_until(stop, datafeed, bars, out, interval_s)
