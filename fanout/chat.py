@@ -165,8 +165,6 @@ class ChatService(Service):
         self._task: asyncio.Task[None] | None = None
         self._rooms: dict[str, dict[int, _Membership]] = {}  # room -> id(member) -> state
         self._all_rooms: dict[int, ChatMember] = {}
-        self._all_cursors: dict[int, dict[str, int]] = {}
-        self._fills: set[asyncio.Task[None]] = set()
         self.posted = 0
         self.rejected = 0
         self.delivered = 0
@@ -186,8 +184,6 @@ class ChatService(Service):
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        for fill in list(self._fills):
-            fill.cancel()
         for memberships in list(self._rooms.values()):
             for state in list(memberships.values()):
                 self._cancel(state)
@@ -307,16 +303,14 @@ class ChatService(Service):
         for room in [r for r, m in self._rooms.items() if id(member) in m]:
             self.leave(member, room)
         self._all_rooms.pop(id(member), None)
-        self._all_cursors.pop(id(member), None)
 
     def join_all_rooms(self, member: ChatMember) -> None:
         """Deliver every room's live messages to ``member`` (the MQTT bridge).
 
-        Per-room cursors start at the first message seen; later gaps are filled from the
-        store like any member's.
+        It joins each room at the first message seen there (from that message on) and is
+        then a member like any other: in order, gaps caught up from the store.
         """
         self._all_rooms[id(member)] = member
-        self._all_cursors[id(member)] = {}
 
     @property
     def membership_count(self) -> int:
@@ -351,6 +345,11 @@ class ChatService(Service):
         """Deliver one live message (already persisted) to the room's members."""
         frame = chat_frame(encoded if encoded is not None else message.SerializeToString())
         room, seq = message.room, message.seq
+        if self._all_rooms:
+            memberships = self._rooms.setdefault(room, {})
+            for key, member in self._all_rooms.items():
+                if key not in memberships:  # first message of the room: start from it
+                    memberships[key] = _Membership(member=member, room=room, cursor=seq - 1)
         for state in list(self._rooms.get(room, {}).values()):
             if state.catching_up:
                 state.wanted = max(state.wanted, seq)
@@ -361,37 +360,6 @@ class ChatService(Service):
             elif seq > state.cursor + 1:
                 state.wanted = seq
                 self._catch_up(state, state.cursor + 1)
-        for key, member in self._all_rooms.items():
-            cursors = self._all_cursors[key]
-            cursor = cursors.get(room)
-            if cursor is None or seq == cursor + 1:
-                cursors[room] = seq
-                self.delivered += 1
-                member.deliver_chat(message, frame)
-            elif seq > cursor + 1:
-                # Fill the hole from the store, then this message; the bridge is a
-                # member of every room, so do it in the background.
-                cursors[room] = seq
-                task = asyncio.create_task(
-                    self._fill(member, room, cursor, message, frame), name="chat-fill"
-                )
-                self._fills.add(task)
-                task.add_done_callback(self._fills.discard)
-
-    async def _fill(
-        self, member: ChatMember, room: str, cursor: int, last: pb.ChatMessage, frame: bytes
-    ) -> None:
-        try:
-            missing = await self.store.history(room, cursor, max(0, last.seq - cursor - 1))
-        except StoreError as exc:
-            log.error("chat %s: could not fill seq %d..%d: %s", room, cursor + 1, last.seq - 1, exc)
-            missing = []
-        for message in missing:
-            if message.seq < last.seq:
-                self.delivered += 1
-                member.deliver_chat(message, chat_frame(message.SerializeToString()))
-        self.delivered += 1
-        member.deliver_chat(last, frame)
 
     def _catch_up(self, state: _Membership, from_seq: int) -> None:
         self.catch_ups += 1

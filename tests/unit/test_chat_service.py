@@ -144,6 +144,27 @@ async def test_a_message_stored_but_never_published_is_still_delivered(tmp_path:
         assert member.messages[1].text == "stored, not published"
 
 
+async def test_the_all_rooms_member_gets_a_gap_filled_in_order(tmp_path: Path) -> None:
+    # The MQTT bridge sees 1, then 3 and 4 while 2 is only in the store: it must get 2
+    # before 3 and 4, and 3 and 4 once each, as any member does.
+    async with service(tmp_path) as chat:
+        everything = Member()
+        chat.join_all_rooms(everything)
+        stored = [
+            await chat.store.append("lobby", f"id-{i}", "alice", f"m{i}", i) for i in range(1, 5)
+        ]
+        chat.on_message(stored[0])
+        chat.on_message(stored[2])
+        chat.on_message(stored[3])  # arrives while 2 is being read from the store
+        await until(lambda: len(everything.messages) >= 4)
+        await asyncio.sleep(0.1)  # nothing more follows
+        assert everything.seqs() == [1, 2, 3, 4]
+        # A room it has not seen yet starts at its first message there.
+        later = await chat.store.append("other", "id-x", "alice", "hi", 5)
+        chat.on_message(later)
+        assert everything.seqs("other") == [1]
+
+
 async def test_a_retried_post_with_the_same_client_ref_is_stored_once(tmp_path: Path) -> None:
     async with service(tmp_path) as chat:
         first = await chat.post(ALICE, "lobby", "hello", client_ref="ref-1")
