@@ -184,6 +184,8 @@ async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split p
     last_seq = after_seq
     printed = 0
     pending_post = post
+    # One ref for every attempt: a retry after a lost answer is then stored once.
+    post_ref = uuid.uuid4().hex
     while True:
         async with _channel(address, ca_file) as channel:
             method = channel.stream_stream(
@@ -200,7 +202,7 @@ async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split p
                 )
             ref = ""
             if pending_post is not None:
-                ref = uuid.uuid4().hex
+                ref = post_ref
                 await call.write(
                     pb.ClientFrame(
                         chat_post=pb.ChatPost(room=room, text=pending_post, client_ref=ref)
