@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,15 +73,17 @@ class Gap:
 class SharedFrame:
     """One encoded ``ServerFrame``, shared by every lane it is pushed to.
 
-    Tick frames carry, per symbol, the first seq and the latest (seq, encoded tick) in
-    them, which is all conflation needs. A notice (``resync`` or a conflation ``gap``) has
-    no ticks; ``resync`` names a symbol whose sequence started again.
+    Tick frames keep their ticks, ``(symbol, seq, encoded)`` in order: conflation reads
+    them (``first``, ``latest``), and only when a lane conflates, so framing does no
+    per-symbol bookkeeping. A notice (``resync`` or a conflation ``gap``) has no ticks;
+    ``resync`` names a symbol whose sequence started again.
     """
 
     frame: bytes
     count: int = 0
-    first: dict[str, int] = field(default_factory=dict)
-    latest: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    ticks: Sequence[tuple[str, int, bytes]] = ()
+    #: A conflation gap notice: the symbol and the first seq it skips.
+    gap: tuple[str, int] | None = None
     resync: str | None = None
     conflated: bool = False
     #: A plain tick batch (no snapshot or conflated flag, not a notice): consecutive plain
@@ -91,20 +93,28 @@ class SharedFrame:
     #: The snapshot sent on subscribe: conflation keeps it whole (it confirms the subscribe).
     snapshot: bool = False
 
+    @property
+    def first(self) -> dict[str, int]:
+        """Per symbol, the first seq the frame carries (or, for a gap notice, skips)."""
+        first: dict[str, int] = {}
+        if self.gap is not None:
+            first[self.gap[0]] = self.gap[1]
+        for symbol, seq, _ in self.ticks:
+            first.setdefault(symbol, seq)
+        return first
+
+    @property
+    def latest(self) -> dict[str, tuple[int, bytes]]:
+        """Per symbol, the last (seq, encoded tick) the frame carries."""
+        return {symbol: (seq, data) for symbol, seq, data in self.ticks}
+
     @classmethod
     def of_ticks(
         cls, ticks: Iterable[tuple[str, int, bytes]], *, snapshot: bool = False
     ) -> SharedFrame:
-        first: dict[str, int] = {}
-        latest: dict[str, tuple[int, bytes]] = {}
-        encoded: list[bytes] = []
-        for symbol, seq, data in ticks:
-            if symbol not in first:
-                first[symbol] = seq
-            latest[symbol] = (seq, data)
-            encoded.append(data)
-        frame = tick_batch_frame(encoded, snapshot=snapshot)
-        return cls(frame, len(encoded), first, latest, plain=not snapshot, snapshot=snapshot)
+        kept = ticks if isinstance(ticks, list | tuple) else list(ticks)
+        frame = tick_batch_frame((data for _, _, data in kept), snapshot=snapshot)
+        return cls(frame, len(kept), kept, plain=not snapshot, snapshot=snapshot)
 
     @classmethod
     def notice(cls, frame: bytes, *, resync: str | None = None) -> SharedFrame:
@@ -196,13 +206,13 @@ class TickLane:
         stats.gaps += len(gaps)
         for gap in gaps:
             self._queue.append(
-                SharedFrame(gap.frame(), first={gap.symbol: gap.from_seq}, conflated=True)
+                SharedFrame(gap.frame(), gap=(gap.symbol, gap.from_seq), conflated=True)
             )
         if len(latest) > self.max_pending_symbols:
             self._overflow = True
         frame = tick_batch_frame((data for _, data in latest.values()), conflated=True)
-        first_of = {symbol: seq for symbol, (seq, _) in latest.items()}
-        self._queue.append(SharedFrame(frame, len(latest), first_of, dict(latest)))
+        ticks = [(symbol, seq, data) for symbol, (seq, data) in latest.items()]
+        self._queue.append(SharedFrame(frame, len(ticks), ticks))
         self._pending = len(latest) + sum(entry.count for entry in kept)
 
     def take(self, max_bytes: int = 0) -> bytes | None:
@@ -300,15 +310,15 @@ def _scan(
             kept.append(entry)
         elif entry.count:
             total += entry.count
-            for symbol, seq in entry.first.items():
+            for symbol, seq, data in entry.ticks:
                 if symbol not in first:
                     first[symbol] = seq
-            latest.update(entry.latest)
-        elif entry.conflated:
+                latest[symbol] = (seq, data)
+        elif entry.gap is not None:
             # A gap notice of an earlier conflation: its range is skipped too.
-            for symbol, seq in entry.first.items():
-                if symbol not in first:
-                    first[symbol] = seq
+            symbol, seq = entry.gap
+            if symbol not in first:
+                first[symbol] = seq
     return first, latest, kept, total
 
 
