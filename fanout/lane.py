@@ -402,17 +402,3 @@ class SnapshotCache:
                 seen.add(symbol)
                 ticks.append((symbol, entry.seq, entry.encoded))
         return SharedFrame.of_ticks(ticks, snapshot=True)
-
-    def snapshot(self, symbols: Iterable[str]) -> tuple[bytes, dict[str, int]]:
-        """A ``TickBatch(snapshot=True)`` frame of the known ``symbols`` and their seqs.
-
-        Updates continue from those seqs: the fanout takes snapshots only between flushes.
-        """
-        ticks: list[bytes] = []
-        seqs: dict[str, int] = {}
-        for symbol in symbols:
-            entry = self._latest.get(symbol)
-            if entry is not None and symbol not in seqs:
-                ticks.append(entry.encoded)
-                seqs[symbol] = entry.seq
-        return tick_batch_frame(ticks, snapshot=True), seqs

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from fanout.frames import encode_varint, gap_frame
 from fanout.lane import LaneStats, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
@@ -62,11 +62,9 @@ class FanoutClient:
         self,
         lane: TickLane,
         *,
-        max_batch_ticks: int = DEFAULT_MAX_BATCH_TICKS,
         max_pending_chat: int = DEFAULT_MAX_PENDING_CHAT,
     ) -> None:
         self.lane = lane
-        self.max_batch_ticks = max_batch_ticks
         self.max_pending_chat = max_pending_chat
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self.symbols: set[str] = set()
@@ -96,7 +94,7 @@ class FanoutClient:
         self._wake.set()
 
     def push(self, frame: bytes) -> None:
-        """Queue a control frame (snapshot, gap notice, error) ahead of the next batch."""
+        """Queue a control frame (an error, a resume notice) ahead of the lane's frames."""
         self._control.append(frame)
         self._wake.set()
 
@@ -200,11 +198,7 @@ class TickFanout(Service):
     # -- clients --------------------------------------------------------------------
 
     def connect(self) -> FanoutClient:
-        client = FanoutClient(
-            self._lane_factory(),
-            max_batch_ticks=self._max_batch_ticks,
-            max_pending_chat=self._max_pending_chat,
-        )
+        client = FanoutClient(self._lane_factory(), max_pending_chat=self._max_pending_chat)
         self._clients.add(client)
         return client
 
@@ -328,13 +322,14 @@ class TickFanout(Service):
                 # a backlog would starve the writers that take the frames to the clients.
                 await asyncio.sleep(0)
 
-    def ingest(self, records: Iterable[BusRecord]) -> None:  # noqa: PLR0912  # one inlined tick loop
+    def ingest(self, records: Sequence[BusRecord]) -> None:  # noqa: PLR0912  # one inlined tick loop
         """Apply tick records: cache, resync detection, group frames. Never awaits.
 
         Each tick is added once to each group holding its symbol; the groups are framed
         and pushed to their members at the end, so a snapshot taken between two calls
         lines up with the frames that follow it.
         """
+        self.records += len(records)
         cache = self.cache
         groups_by_symbol = self._groups_by_symbol
         listeners = self._listeners
@@ -346,7 +341,6 @@ class TickFanout(Service):
             stamp_ms = -1
             suffix = fanout_field
         for record in records:
-            self.records += 1
             encoded = record.value
             if stamp:
                 # Appended fields override earlier ones of the same number when parsed, so

@@ -803,8 +803,6 @@ def test_snapshot_frame_holds_each_known_symbol_once() -> None:
     assert frame.count == 2
     assert frame.first == {"B": 9, "A": 3}
     assert frame.latest == {"B": (9, enc("B", 9)), "A": (3, enc("A", 3))}
-    # The older bytes-and-seqs form agrees.
-    assert cache.snapshot(["B", "A", "Z", "A"]) == (frame.frame, {"B": 9, "A": 3})
 
     empty = cache.snapshot_frame(["Z"])
     assert empty.count == 0
