@@ -47,6 +47,7 @@ from grpc import aio
 from fanout.bars import BarFanout
 from fanout.chat import ChatRejected, ChatService, chat_frame, validate_room
 from fanout.frames import error_frame, gap_frame
+from fanout.lane import SharedFrame
 from fanout.service import FanoutClient, TickFanout
 from mdfeed.entitlements import ANONYMOUS, Entitlements, User
 from mdfeed.lifecycle import cancel_and_wait
@@ -443,14 +444,14 @@ class MarketDataServicer:
         fanout.unsubscribe(client, [symbol])
         cached = fanout.cache.get(symbol)
         if cached is not None and cached.seq > resume.after_seq + 1:
-            client.push(
-                gap_frame(
-                    symbol=symbol,
-                    from_seq=resume.after_seq + 1,
-                    to_seq=cached.seq - 1,
-                    reason=pb.GAP_REASON_RESUME_UNAVAILABLE,
-                )
+            # Through the lane: after the frames already queued, before the snapshot.
+            notice = gap_frame(
+                symbol=symbol,
+                from_seq=resume.after_seq + 1,
+                to_seq=cached.seq - 1,
+                reason=pb.GAP_REASON_RESUME_UNAVAILABLE,
             )
+            client.push_frame(SharedFrame.notice(notice))
         fanout.subscribe(client, [symbol])
 
     # -- unary ----------------------------------------------------------------------

@@ -319,6 +319,8 @@ def _scan(
             symbol, seq = entry.gap
             if symbol not in first:
                 first[symbol] = seq
+        else:
+            kept.append(entry)  # any other notice (a resume gap): delivered, in order
     return first, latest, kept, total
 
 

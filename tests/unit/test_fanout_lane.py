@@ -363,6 +363,25 @@ def test_a_resync_notice_survives_conflation_and_splits_the_sequences() -> None:
     assert frames[3] == tick_batch_frame([enc("B", 2), enc("A", 12, epoch=1)], conflated=True)
 
 
+def test_a_resume_notice_survives_conflation_in_its_place() -> None:
+    # A resume's RESUME_UNAVAILABLE notice goes through the lane: after the frames queued
+    # before it, and conflation must keep it (it has no ticks and is no conflation gap).
+    lane = TickLane(max_pending_ticks=4)
+    lane.push(ticks(("A", 1), ("A", 2)))
+    notice = SharedFrame.notice(
+        gap_frame(symbol="A", from_seq=3, to_seq=6, reason=pb.GAP_REASON_RESUME_UNAVAILABLE)
+    )
+    lane.push(notice)
+    lane.push(ticks(("A", 7), ("A", 8), ("A", 9)))  # 5 > 4: conflate
+    frames = drain(lane)
+    assert [show(f) for f in frames] == [
+        ("GAP_REASON_RESUME_UNAVAILABLE", "A", 3, 6),
+        ("GAP_REASON_CONFLATED", "A", 1, 8),
+        ("conflated", ("A", 9)),
+    ]
+    assert frames[0] is notice.frame
+
+
 def test_ticks_before_a_resync_are_void_even_without_new_ones() -> None:
     lane = TickLane(max_pending_ticks=4)
     lane.push(run("A", [1, 2, 3]))
