@@ -14,6 +14,7 @@ Only the composition root (the CLI) reads the environment; it builds a ``Notifie
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 from collections.abc import Mapping
@@ -32,7 +33,8 @@ class Notifier:
         self.address = address
         self.watchdog_s = watchdog_s
         self._task: asyncio.Task[None] | None = None
-        self.sent: list[str] = []  # what went out, for status lines and tests
+        #: The last messages that went out (bounded: a watchdog runs for months).
+        self.sent: collections.deque[str] = collections.deque(maxlen=64)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Notifier:

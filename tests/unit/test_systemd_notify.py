@@ -75,7 +75,7 @@ def test_outside_systemd_nothing_is_sent() -> None:
     notifier = Notifier.from_environ({})
     assert not notifier.active
     assert notifier.notify("READY=1") is False
-    assert notifier.sent == []
+    assert list(notifier.sent) == []
     assert Notifier.from_environ({"WATCHDOG_USEC": "x"}).watchdog_s is None
 
 

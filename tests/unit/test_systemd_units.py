@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mdfeed.cli import build_parser
+from mdfeed.metrics import DEFAULT_PORTS
 
 UNITS_DIR = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED_MDFEED = "/opt/mdfeed/venv/bin/mdfeed"
@@ -120,7 +121,7 @@ def test_security_exposure_is_at_most_2_5(unit: str) -> None:
 
 @pytest.mark.parametrize("unit", SERVICES)
 def test_service_conventions(unit: str) -> None:
-    _, port, env_name = SERVICES[unit]
+    command, port, env_name = SERVICES[unit]
     service = settings(unit)["Service"]
     assert one(unit, "Service", "Type") == "notify"
     assert one(unit, "Service", "NotifyAccess") == "main"
@@ -132,7 +133,10 @@ def test_service_conventions(unit: str) -> None:
     assert one(unit, "Unit", "StartLimitBurst")
     assert service["EnvironmentFile"] == ["/etc/mdfeed/mdfeed.env", f"-/etc/mdfeed/{env_name}.env"]
     environment = service["Environment"]
-    assert f"MDFEED__METRICS__PORT={port}" in environment
+    # The port is the command's own default (metrics.port = 0), so a metrics.port in the
+    # config file still applies; the units do not pin it.
+    assert not any(e.startswith("MDFEED__METRICS__PORT=") for e in environment)
+    assert DEFAULT_PORTS[command] == port
     assert "MDFEED__LOG__FORMAT=json" in environment
     assert one(unit, "Service", "DynamicUser") == "yes"
     assert one(unit, "Service", "MemoryDenyWriteExecute") == "yes"
