@@ -43,6 +43,10 @@ system-deps:
 # end-to-end test), pinned by web/package-lock.json.
 web/node_modules/.installed: web/package-lock.json
 	@echo "== npm packages for the chart page"
+	if ! command -v npm >/dev/null; then
+	  apt-get update -q
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+	fi
 	npm ci --prefix web --no-audit --no-fund
 	touch $@
 
