@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -58,7 +59,7 @@ async def run_ingest(
 
     stop = stop_on_signals()
     notifier = notifier or Notifier(None)
-    symbols = config.fix_session.symbols or config.venue.symbols
+    symbols = config.symbols
     if config.bus.kind == "memory":
         out.write(
             "warning: bus.kind is 'memory': ticks stay in this process and reach no other "
@@ -82,6 +83,7 @@ async def run_ingest(
                 f"{config.bus.kind} topic {config.bus.tick_topic}\n"
             )
             out.flush()
+            gc.freeze()  # as the other tick-path commands: long-lived state out of GC scans
             notifier.ready(f"connecting: {_session_name(config)}")
             try:
                 await _report_until(

@@ -157,7 +157,7 @@ async def run_pipeline(
             out.write(f"simulated venue listening on {config.venue.host}:{venue.port}\n")
         bus = await stack.enter_async_context(open_bus(config.bus))
         producer = await stack.enter_async_context(bus.producer())
-        symbols = config.fix_session.symbols or config.venue.symbols
+        symbols = config.symbols
         ingest = FixIngest(
             config.fix_session, symbols=symbols, producer=producer, topic=config.bus.tick_topic
         )
@@ -184,13 +184,15 @@ async def run_pipeline(
         notifier = notifier or Notifier(None)
         notifier.ready("pipeline running")
         deadline = None if duration_s is None else loop.time() + duration_s
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            status.show(status.render(ingest, venue, fanout))
-            if deadline is not None and loop.time() >= deadline:
-                break
-        status.finish()
-        out.write("stopping…\n")
-        await notifier.stopping()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                status.show(status.render(ingest, venue, fanout))
+                if deadline is not None and loop.time() >= deadline:
+                    break
+        finally:
+            status.finish()
+            out.write("stopping…\n")
+            await notifier.stopping()
     return 0

@@ -282,6 +282,12 @@ class MdfeedConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols the FIX session subscribes to: ``fix_session.symbols``, else (empty)
+        every symbol of the simulated venue."""
+        return self.fix_session.symbols or self.venue.symbols
+
 
 def config_names() -> list[str]:
     """Names of the example configs shipped with mdfeed (``embedded``, ``local-stack``)."""

@@ -131,7 +131,7 @@ async def run_datafeed(
             "warning: bus.kind is 'memory': no other process can publish bars to it, so "
             "/stream stays quiet; set bus.kind = 'kafka' to get the bars of 'mdfeed aggregate'\n"
         )
-    symbols = config.fix_session.symbols or config.venue.symbols
+    symbols = config.symbols
     async with (
         MetricsServer(config.metrics, "datafeed") as metrics,
         open_bus(config.bus) as bus,
