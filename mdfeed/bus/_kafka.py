@@ -396,6 +396,8 @@ async def _abandon(client: AIOKafkaProducer) -> None:
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, positions: dict[TopicPartition, int]) -> None:
         self.assigned = asyncio.Event()
+        #: Set on every assignment: the consumer resolves the new positions (for lag()).
+        self.reassigned = False
         self._positions = positions
 
     def on_partitions_revoked(self, revoked: object) -> None:
@@ -404,6 +406,7 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_assigned(self, assigned: object) -> None:
         # A partition (re)assigned starts from the group's offset: what we knew is stale.
         self._positions.clear()
+        self.reassigned = True
         self.assigned.set()
 
 
@@ -428,6 +431,7 @@ class KafkaConsumer(Service):
         self._state = "new"
         #: Offset after the last record returned, per partition (for lag()).
         self._positions: dict[TopicPartition, int] = {}
+        self._listener: _AssignmentListener | None = None
 
     async def start(self) -> None:
         """Connect, then take every partition or join the group; raises BusUnavailableError."""
@@ -452,14 +456,12 @@ class KafkaConsumer(Service):
             if self._group_id is None:
                 client.assign([TopicPartition(t, p) for t in self.topics for p in range(counts[t])])
             else:
-                listener = _AssignmentListener(self._positions)
+                listener = self._listener = _AssignmentListener(self._positions)
                 client.subscribe(list(self.topics), listener=listener)
                 async with asyncio.timeout(bus._join_timeout_s):
                     await listener.assigned.wait()
             # Resolve positions now, so "from the end" means the end as of start().
-            for tp in client.assignment():
-                with contextlib.suppress(IllegalStateError):
-                    self._positions[tp] = await client.position(tp)
+            await self._resolve_positions(client)
         except (KafkaError, TimeoutError) as exc:
             await client.stop()
             raise BusUnavailableError(
@@ -476,9 +478,21 @@ class KafkaConsumer(Service):
         if client is not None:
             await client.stop()
 
+    async def _resolve_positions(self, client: AIOKafkaConsumer) -> None:
+        if self._listener is not None:
+            self._listener.reassigned = False
+        for tp in client.assignment():
+            if tp not in self._positions:
+                with contextlib.suppress(IllegalStateError):
+                    self._positions[tp] = await client.position(tp)
+
     async def getmany(self, timeout_ms: int = 0, max_records: int = 1000) -> list[BusRecord]:
         client = self._running()
         batches = await client.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        if self._listener is not None and self._listener.reassigned:
+            # After a rebalance: the new partitions' positions, or lag() would read 0 for
+            # them until their first record.
+            await self._resolve_positions(client)
         positions = self._positions
         for tp, records in batches.items():
             if records:
