@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mdfeed.bus import Bus, BusConsumer
+from mdfeed.bus import Bus, BusConsumer, BusError
 from mdfeed.config import OhlcvConfig
 from mdfeed.lifecycle import Service, cancel_and_wait
 from mdfeed.metrics import Histogram
@@ -55,6 +55,7 @@ class BarServiceStats:
     bars_written: int = 0
     flushes: int = 0
     store_errors: int = 0
+    commit_errors: int = 0  # offset commits refused (bars and checkpoints were stored)
     restored: int = 0  # symbols taken over from a checkpoint
     replayed_skipped: int = 0  # redelivered records already in a checkpoint's state
     handed_over: int = 0  # symbols dropped when their partition went elsewhere
@@ -107,6 +108,7 @@ class BarService(Service):
         await consumer.start()
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="bar-service")
+        self._task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -116,6 +118,14 @@ class BarService(Service):
             with contextlib.suppress(StoreError):
                 await self.flush(consumer)
             await consumer.stop()
+
+    #: Why the consume loop ended on its own (it only ends by stop() otherwise).
+    failure: BaseException | None = None
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()
+            log.critical("the bar service stopped: %r", self.failure)
 
     async def _run(self, consumer: BusConsumer) -> None:
         interval_s = self.config.flush_interval_ms / 1000
@@ -148,6 +158,11 @@ class BarService(Service):
                 except StoreError as exc:
                     self.stats.store_errors += 1
                     log.error("bar store write failed, offsets not committed; retrying: %s", exc)
+                except BusError as exc:
+                    # Bars and checkpoints are stored; the records come again and the
+                    # checkpoints' offsets skip them. A rebalance is the usual cause.
+                    self.stats.commit_errors += 1
+                    log.warning("offset commit failed; continuing: %s", exc)
                 next_flush = time.monotonic() + interval_s
             else:
                 await asyncio.sleep(0)  # a backlog must not starve the rest of the process
@@ -169,6 +184,7 @@ class BarService(Service):
             return
         self._assignment = assignment
         partitions = {p for topic, p in assignment if topic == self._topic}
+        gone: set[str] = set()
         for symbol, (partition, _) in list(self._position.items()):
             if partition not in partitions:
                 self.aggregator.forget(symbol)
@@ -176,7 +192,10 @@ class BarService(Service):
                 self._skip_to.pop(symbol, None)
                 self._position.pop(symbol, None)
                 self._touched.discard(symbol)
+                gone.add(symbol)
                 self.stats.handed_over += 1
+        if gone and self._unwritten:
+            self._unwritten = [bar for bar in self._unwritten if bar.symbol not in gone]
 
     def lag(self) -> dict[str, int]:
         """Records of the tick topic not consumed yet (see BusConsumer.lag)."""

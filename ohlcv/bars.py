@@ -510,8 +510,16 @@ class BarAggregator:
         return list(self._symbols)
 
     def forget(self, symbol: str) -> None:
-        """Drop ``symbol``'s state (its partition went to another member)."""
+        """Drop ``symbol``'s state and its undrained bars (its partition went to another
+        member, which now writes them: an old revision must not overwrite its newer ones)."""
         self._symbols.pop(symbol, None)
+        kept = []
+        for bar in self._changed:
+            if bar.symbol == symbol:
+                bar.dirty = False
+            else:
+                kept.append(bar)
+        self._changed = kept
 
     def export_symbol(self, symbol: str) -> bytes:
         """``symbol``'s state (watermark and open bars) for a checkpoint; drain first.

@@ -76,6 +76,10 @@ async def run_aggregator(
         finally:
             await notifier.stopping()
             await service.stop()
+    if service.failure is not None:
+        # Exit non-zero: under systemd (Restart=on-failure) that is a restart.
+        out.write(f"mdfeed aggregate: the bar service stopped: {service.failure!r}\n")
+        return 1
     return 0
 
 
@@ -87,7 +91,7 @@ async def _report_until(
         f"store {config.store.kind}, bars {', '.join(config.ohlcv.resolutions)}\n"
     )
     out.flush()
-    while not stop.is_set():
+    while not stop.is_set() and service.failure is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=2.0)
         stats = service.stats

@@ -7,8 +7,9 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from mdfeed.bus import MemoryBus
+from mdfeed.bus import CommitFailedError, MemoryBus
 from mdfeed.config import BusConfig, OhlcvConfig
 from ohlcv.aggregator import BarService
 from ohlcv.bars import parse_resolutions, parse_session_timezone, recompute_bars
@@ -99,6 +100,45 @@ class FailingStore:
 
     async def save_checkpoints(self, checkpoints: object) -> None:
         raise StoreError("refused")
+
+
+class RefusingCommits(MemoryBus):
+    """The in-process bus, whose consumers' first commits fail (as after a rebalance)."""
+
+    refusals = 2
+
+    def consumer(self, *args: Any, **kwargs: Any) -> Any:
+        consumer = super().consumer(*args, **kwargs)
+        commit = consumer.commit
+        bus = self
+
+        async def refusing() -> None:
+            if bus.refusals > 0:
+                bus.refusals -= 1
+                raise CommitFailedError("the group rebalanced")
+            await commit()
+
+        consumer.commit = refusing  # type: ignore[method-assign]
+        return consumer
+
+
+async def test_a_refused_commit_does_not_stop_the_bars(tmp_path: Path) -> None:
+    config = dataclasses.replace(CONFIG, flush_interval_ms=20)
+    async with (
+        RefusingCommits(BusConfig(kind="memory")) as b,
+        SqliteBarStore(tmp_path / "bars.sqlite3") as store,
+    ):
+        service = BarService(b, store, config, from_beginning=True)
+        async with service, b.producer() as producer:
+            for tick in trades("AAPL", 60):
+                producer.send(b.config.tick_topic, b"AAPL", tick.SerializeToString())
+            assert await producer.flush(5)
+            # Two commits refused, then the loop goes on: later flushes succeed.
+            await until(lambda: service.stats.commit_errors == 2 and service.stats.flushes >= 1)
+            assert service.stats.records == 60
+            assert service.failure is None
+        bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
+        assert sum(bar.trade_count for bar in bars) == 60
 
 
 async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: Path) -> None:

@@ -497,6 +497,17 @@ def test_a_restored_checkpoint_continues_exactly(
     assert seen == expected
 
 
+def test_forget_drops_the_symbols_undrained_bars_too() -> None:
+    # Handed over to another member: its newer revisions must not be overwritten by ours.
+    agg = aggregator()
+    agg.apply(trade(T0, 100 * E8))
+    agg.apply(trade(T0, 101 * E8, symbol="MSFT"))
+    agg.forget("AAPL")
+    drained = agg.drain_changed()
+    assert drained
+    assert {bar.symbol for bar in drained} == {"MSFT"}
+
+
 def test_export_refuses_undrained_bars_and_import_checks_the_format() -> None:
     agg = aggregator()
     agg.apply(trade(T0, 100 * E8))
