@@ -238,6 +238,7 @@ class BarHub:
     def __init__(self) -> None:
         self._subscribers: dict[tuple[str, int], set[BarSubscription]] = {}
         self._latest: dict[tuple[str, int], pb.Bar] = {}
+        self._events: dict[tuple[str, int], tuple[pb.Bar, bytes]] = {}
         self.published = 0
 
     def publish(self, bar: pb.Bar) -> None:
@@ -259,6 +260,17 @@ class BarHub:
         if latest is not None:
             subscription.offer(latest)
         return subscription
+
+    def event(self, bar: pb.Bar) -> bytes:
+        """The SSE event of ``bar``, encoded once however many readers send it."""
+        key = (bar.symbol, bar.resolution)
+        cached = self._events.get(key)
+        if cached is not None and cached[0] is bar:
+            return cached[1]
+        data = json.dumps(bar_json(bar), separators=(",", ":"))
+        event = f"event: bar\ndata: {data}\n\n".encode()
+        self._events[key] = (bar, event)
+        return event
 
     def latest(self, symbol: str, resolution: pb.Resolution.ValueType) -> pb.Bar | None:
         return self._latest.get((symbol, int(resolution)))
@@ -746,8 +758,7 @@ class Datafeed(Service):
                     continue
                 if bar is None:
                     break
-                data = json.dumps(bar_json(bar), separators=(",", ":"))
-                await response.write(f"event: bar\ndata: {data}\n\n".encode())
+                await response.write(self.hub.event(bar))
         except (ConnectionResetError, ConnectionError):
             pass  # the reader went away
         finally:

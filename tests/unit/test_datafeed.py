@@ -346,6 +346,18 @@ def test_bar_json_is_seconds_and_float_prices() -> None:
     }
 
 
+def test_a_bars_stream_event_is_encoded_once_for_all_readers() -> None:
+    hub = BarHub()
+    first = bar(T0, 1.0)
+    event = hub.event(first)
+    assert event.startswith(b"event: bar\ndata: {")
+    assert event.endswith(b"\n\n")
+    assert json.loads(event.split(b"data: ", 1)[1]) == bar_json(first)
+    assert hub.event(first) is event  # the same bar again: the same bytes
+    revised = bar(T0, 2.0)
+    assert hub.event(revised) != event  # a new revision is encoded anew
+
+
 async def test_a_subscription_never_goes_back_in_time_and_stays_bounded() -> None:
     hub = BarHub()
     sub = hub.subscribe("AAPL", pb.RESOLUTION_1M)
