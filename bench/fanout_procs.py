@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:  # run as a script: the project's packages are one
     sys.path.insert(0, str(ROOT))
 
 from fanout.frames import encode_varint, tick_batch_frame  # noqa: E402
-from mdfeed.bus import BusRecord  # noqa: E402
+from mdfeed.kernel.bus import BusRecord  # noqa: E402
 from proto import mdfeed_pb2 as pb  # noqa: E402
 
 SERVICE = "mdfeed.v1.MarketData"
@@ -321,8 +321,8 @@ async def run_server(args: argparse.Namespace) -> None:  # noqa: PLR0915  # setu
     from fanout.grpc_server import MarketDataServicer
     from fanout.lane import TickLane
     from fanout.service import TickFanout
-    from mdfeed.bus import MemoryBus, open_bus
-    from mdfeed.config import BusConfig, load_config
+    from mdfeed.kernel.bus import MemoryBus, open_bus
+    from mdfeed.kernel.config import BusConfig, load_config
 
     lanes: list[TickLane] = []
 
@@ -713,8 +713,8 @@ async def run_raw_clients(args: argparse.Namespace) -> None:
 
 
 async def run_publisher(args: argparse.Namespace) -> None:
-    from mdfeed.bus import open_bus
-    from mdfeed.config import load_config
+    from mdfeed.kernel.bus import open_bus
+    from mdfeed.kernel.config import load_config
 
     config = dataclasses.replace(load_config("local-stack").bus, tick_topic=args.topic)
     names = symbols(args.symbols)
@@ -889,7 +889,7 @@ def run_mqtt_publisher(args: argparse.Namespace) -> None:
 async def run_mqtt_bridge(args: argparse.Namespace) -> None:
 
     from fanout.mqtt import MqttBridge
-    from mdfeed.config import MqttConfig
+    from mdfeed.kernel.config import MqttConfig
 
     config = MqttConfig(
         kind="external",

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from mdfeed.config import MdfeedConfig, load_config
+from mdfeed.kernel.config import MdfeedConfig, load_config
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, CassandraBarStore, SqliteBarStore
 from storage._bars_cassandra import bucket_of

@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mdfeed.bus import Bus, BusProducer, KafkaBus, MemoryBus
-from mdfeed.config import BusConfig, load_config
+from mdfeed.kernel.bus import Bus, BusProducer, KafkaBus, MemoryBus
+from mdfeed.kernel.config import BusConfig, load_config
 from proto import mdfeed_pb2 as pb
 
 BURST = 100_000

@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script: the project's packages are one
 import aiohttp  # noqa: E402
 import pytest  # noqa: E402
 
-from mdfeed.config import DatafeedConfig, MdfeedConfig, load_config  # noqa: E402
+from mdfeed.kernel.config import DatafeedConfig, MdfeedConfig, load_config  # noqa: E402
 from proto import mdfeed_pb2 as pb  # noqa: E402
 from storage import BarStore, CassandraBarStore, SqliteBarStore  # noqa: E402
 from storage.bar_contract import DAY, T0, M, S, make_bar  # noqa: E402

@@ -48,8 +48,8 @@ from bench.fanout_procs import (
 )
 from fanout.lane import TickLane
 from fanout.service import TickFanout
-from mdfeed.bus import MemoryBus
-from mdfeed.config import BusConfig, load_config
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, load_config
 
 SYMBOLS = symbols(50)
 COUNTS = (10, 100, 1000)

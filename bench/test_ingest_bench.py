@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 
 from fix_session.ingest import FixIngest
-from mdfeed.bus import open_bus
-from mdfeed.config import MdfeedConfig, load_config
+from mdfeed.kernel.bus import open_bus
+from mdfeed.kernel.config import MdfeedConfig, load_config
 from mdfeed.stack.scratch import free_port
 
 RATES = (20_000, 50_000, 100_000, 200_000)

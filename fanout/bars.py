@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 from fanout.service import FanoutClient
-from mdfeed.bus import Bus, BusConsumer
-from mdfeed.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.bus import Bus, BusConsumer
+from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["BarFanout", "bar_frame"]

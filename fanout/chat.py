@@ -47,10 +47,10 @@ from typing import Protocol
 import grpc
 
 from fanout.frames import encode_varint
-from mdfeed.bus import Bus, BusConsumer, BusProducer
-from mdfeed.config import ChatConfig
-from mdfeed.entitlements import User
-from mdfeed.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.bus import Bus, BusConsumer, BusProducer
+from mdfeed.kernel.config import ChatConfig
+from mdfeed.kernel.entitlements import User
+from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from proto import mdfeed_pb2 as pb
 from storage import ChatStore, StoreError
 

@@ -4,7 +4,7 @@ Serialize once: the streaming methods' response serializer passes bytes through,
 frames built by ``fanout.frames`` (one encoding per tick, shared by every client) and
 ``fanout.chat.chat_frame`` are written as they are.
 
-Authentication and entitlements (``mdfeed.entitlements``): with ``auth.enabled`` every
+Authentication and entitlements (``mdfeed.kernel.entitlements``): with ``auth.enabled`` every
 call carries metadata ``authorization: Bearer <token>``. A missing or unknown token ends
 the call with UNAUTHENTICATED; symbols or rooms the user is not entitled to get
 PERMISSION_DENIED naming them (an in-stream ``Error`` with code 7 on ``Connect``, which stays
@@ -49,8 +49,8 @@ from fanout.chat import ChatRejected, ChatService, chat_frame, validate_room
 from fanout.frames import error_frame, gap_frame
 from fanout.lane import SharedFrame
 from fanout.service import FanoutClient, TickFanout
-from mdfeed.entitlements import ANONYMOUS, Entitlements, User
-from mdfeed.lifecycle import cancel_and_wait
+from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
+from mdfeed.kernel.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, StoreError
 

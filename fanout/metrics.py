@@ -39,9 +39,9 @@ from prometheus_client.core import Metric
 from fanout.bars import BarFanout
 from fanout.chat import ChatService
 from fanout.mqtt import MqttBridge
-from fanout.runtime import Fanout
+from fanout.parts import FanoutParts
 from fanout.service import TickFanout
-from mdfeed.metrics import MetricsServer, counter, gauge
+from mdfeed.kernel.metrics import MetricsServer, counter, gauge
 
 __all__ = ["FanoutCollector", "register_fanout_metrics"]
 
@@ -66,8 +66,8 @@ class FanoutCollector:
         self._bars = bars
 
     @classmethod
-    def of(cls, fanout: Fanout) -> FanoutCollector:
-        """The collector of a started :class:`Fanout`."""
+    def of(cls, fanout: FanoutParts) -> FanoutCollector:
+        """The collector of a started fanout's parts."""
         return cls(ticks=fanout.ticks, chat=fanout.chat, bridge=fanout.bridge, bars=fanout.bars)
 
     def collect(self) -> Iterator[Metric]:
@@ -181,7 +181,7 @@ class FanoutCollector:
             yield counter("mdfeed_chat_rejected_total", "Chat posts refused.", chat.rejected)
 
 
-def register_fanout_metrics(metrics: MetricsServer, fanout: Fanout) -> None:
+def register_fanout_metrics(metrics: MetricsServer, fanout: FanoutParts) -> None:
     """Expose ``fanout`` (started) on ``metrics``: its collector and its consumers' lag."""
     metrics.register(FanoutCollector.of(fanout))
     if fanout.ticks is not None:

@@ -61,8 +61,8 @@ from google.protobuf.message import DecodeError
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from mdfeed.config import MqttConfig
-from mdfeed.lifecycle import Service
+from mdfeed.kernel.config import MqttConfig
+from mdfeed.kernel.lifecycle import Service
 from proto import mdfeed_pb2 as pb
 
 __all__ = [

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.mqtt import MqttTopics
-from mdfeed.config import MqttConfig
-from mdfeed.entitlements import Entitlements, User
+from mdfeed.kernel.config import MqttConfig
+from mdfeed.kernel.entitlements import Entitlements, User
 
 __all__ = [
     "MosquittoFiles",

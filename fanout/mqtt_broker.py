@@ -24,7 +24,7 @@ from typing import Any
 from amqtt.broker import Broker  # type: ignore[import-untyped]
 from amqtt.errors import BrokerError  # type: ignore[import-untyped]
 
-from mdfeed.lifecycle import Service
+from mdfeed.kernel.lifecycle import Service
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 

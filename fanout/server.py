@@ -20,7 +20,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
-from mdfeed.config import ConfigError, FanoutConfig
+from mdfeed.kernel.config import ConfigError, FanoutConfig
 
 __all__ = ["GrpcServer", "server_credentials"]
 

@@ -34,9 +34,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from fanout.frames import encode_varint, gap_frame
 from fanout.lane import LaneStats, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
-from mdfeed.bus import Bus, BusConsumer, BusRecord
-from mdfeed.lifecycle import Service, cancel_and_wait
-from mdfeed.metrics import Histogram
+from mdfeed.kernel.bus import Bus, BusConsumer, BusRecord
+from mdfeed.kernel.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.metrics import Histogram
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["FanoutClient", "TickFanout"]

@@ -19,7 +19,7 @@ Choices, and why:
   field validation is off (``Validate*=N``): the codec validates, and counts what it rejects.
 - One MarketDataRequest per symbol, MDReqID ``<symbol>.<n>``, so a reject (Y) names the
   symbol it is about.
-- Bus outage: see mdfeed.bus for the producer's bound. After it dropped ticks, increments
+- Bus outage: see mdfeed.kernel.bus for the producer's bound. After it dropped ticks, increments
   are held back per symbol until that symbol's fresh snapshot is published (the snapshot
   is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
 - Inbox overflow: the callback thread waits (it does not drop) while the inbox holds
@@ -49,9 +49,9 @@ from typing import Any
 import quickfix
 
 from fix_spec.codec import FixCodecError
-from mdfeed.bus import BusProducer
-from mdfeed.config import FixSessionConfig
-from mdfeed.metrics import Histogram
+from mdfeed.kernel.bus import BusProducer
+from mdfeed.kernel.config import FixSessionConfig
+from mdfeed.kernel.metrics import Histogram
 
 from .normalizer import BookNormalizer, InvalidEntryError
 

@@ -13,7 +13,7 @@ mdfeed_ingest_latency_seconds              histogram  message received -> ticks 
 mdfeed_ingest_stage_seconds_total{stage}   counter    time in decode, normalize, produce
 mdfeed_fix_logged_on                       gauge      1 while the FIX session is logged on
 mdfeed_fix_logons_total                    counter    logons (reconnects show here)
-mdfeed_bus_producer_*{producer="ingest"}   various    see mdfeed.metrics.producer_families
+mdfeed_bus_producer_*{producer="ingest"}   various    see mdfeed.kernel.metrics.producer_families
 =========================================  =========  ======================================
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from fix_session.ingest import FixIngest
-from mdfeed.metrics import MetricsServer, counter, gauge
+from mdfeed.kernel.metrics import MetricsServer, counter, gauge
 
 __all__ = ["IngestCollector", "register_ingest_metrics"]
 

@@ -35,10 +35,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mdfeed.bus import Bus, BusConsumer, BusError
-from mdfeed.config import OhlcvConfig
-from mdfeed.lifecycle import Service, cancel_and_wait
-from mdfeed.metrics import Histogram
+from mdfeed.kernel.bus import Bus, BusConsumer, BusError
+from mdfeed.kernel.config import OhlcvConfig
+from mdfeed.kernel.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.metrics import Histogram
 from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, Checkpoint, StoreError

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mdfeed.config import ConfigError
+from mdfeed.kernel.config import ConfigError
 from proto import mdfeed_pb2 as pb
 
 __all__ = [

@@ -62,10 +62,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from fanout.chat import ChatRejected, ChatService, validate_room
-from mdfeed.config import DatafeedConfig
-from mdfeed.entitlements import WILDCARD, User
-from mdfeed.lifecycle import Service
-from mdfeed.metrics import Histogram
+from mdfeed.kernel.config import DatafeedConfig
+from mdfeed.kernel.entitlements import WILDCARD, User
+from mdfeed.kernel.lifecycle import Service
+from mdfeed.kernel.metrics import Histogram
 from ohlcv.bars import RESOLUTIONS, resolution_from_udf
 from proto import mdfeed_pb2 as pb
 from storage.bars import BarStore

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from mdfeed.bus import BusProducer
-from mdfeed.metrics import MetricsServer, counter, gauge, labelled_histograms
+from mdfeed.kernel.bus import BusProducer
+from mdfeed.kernel.metrics import MetricsServer, counter, gauge, labelled_histograms
 from ohlcv.aggregator import BarService
 from ohlcv.datafeed import Datafeed
 

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from mdfeed.bus import Bus
-from mdfeed.config import OhlcvConfig
+from mdfeed.kernel.bus import Bus
+from mdfeed.kernel.config import OhlcvConfig
 from ohlcv.bars import BarKey, parse_resolutions, parse_session_timezone, recompute_bars
 from proto import mdfeed_pb2 as pb
 from storage import BarStore

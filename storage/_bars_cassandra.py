@@ -88,7 +88,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, NoHostAvai
 from cassandra.connection import ConnectionException
 from cassandra.query import PreparedStatement, tuple_factory
 
-from mdfeed.lifecycle import Resource
+from mdfeed.kernel.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
 from storage.bars import (
     Checkpoint,

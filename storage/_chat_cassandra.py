@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from cassandra import CoordinationFailure, Timeout
 from cassandra.query import PreparedStatement
 
-from mdfeed.lifecycle import Resource
+from mdfeed.kernel.lifecycle import Resource
 from proto import mdfeed_pb2 as pb
 from storage.cassandra import CassandraSession, Row, check_keyspace_name
 from storage.chat import check_append_args, check_history_args, check_room

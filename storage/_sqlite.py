@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from mdfeed.lifecycle import Resource
+from mdfeed.kernel.lifecycle import Resource
 from storage.errors import StoreClosedError, StoreError, StoreUnavailableError
 
 __all__ = ["SqliteDatabase", "immediate_transaction"]

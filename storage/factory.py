@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdfeed.config import OhlcvConfig, StoreConfig
+from mdfeed.kernel.config import OhlcvConfig, StoreConfig
 from storage._bars_cassandra import CassandraBarStore
 from storage._bars_sqlite import SqliteBarStore
 from storage._chat_cassandra import CassandraChatStore

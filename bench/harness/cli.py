@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mdfeed.cli_support import int_at_least, positive_float, run_async
-from mdfeed.lifecycle import stop_on_signals
+from mdfeed.cli.support import int_at_least, positive_float, run_async
+from mdfeed.kernel.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:  # the harness's modules load only when `mdfeed bench` runs
     from bench.harness.pipeline import PipelineOptions

@@ -22,7 +22,7 @@ import sys
 import time
 
 from bench.harness.stats import LatencyHistogram
-from mdfeed.cli_support import run_async
+from mdfeed.cli.support import run_async
 
 __all__ = ["main", "measure"]
 

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from bench.harness.stats import HOPS, LatencyHistogram
 from fix_session.venue import SimulatedVenue
-from mdfeed.config import VenueConfig
+from mdfeed.kernel.config import VenueConfig
 from mdfeed.stack.scratch import free_port
 
 __all__ = ["Counters", "Pipeline", "PipelineError", "PipelineOptions", "scrape"]

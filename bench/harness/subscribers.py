@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.harness.stats import HOPS, LatencyHistogram
-from mdfeed.cli_support import run_async
+from mdfeed.cli.support import run_async
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["HopRecorder", "main"]

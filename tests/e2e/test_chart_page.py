@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from fanout.chat import ChatService
-from mdfeed.bus import MemoryBus
-from mdfeed.config import BusConfig, ChatConfig, DatafeedConfig
-from mdfeed.entitlements import ANONYMOUS
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, ChatConfig, DatafeedConfig
+from mdfeed.kernel.entitlements import ANONYMOUS
 from mdfeed.stack.scratch import free_port
 from ohlcv.datafeed import Datafeed
 from proto import mdfeed_pb2 as pb

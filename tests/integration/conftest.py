@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mdfeed.config import MdfeedConfig, load_config
+from mdfeed.kernel.config import MdfeedConfig, load_config
 
 SERVERS = {"kafka": 9092, "cassandra": 9042, "mosquitto": 1883}
 

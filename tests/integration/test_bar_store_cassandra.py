@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 from storage import CassandraBarStore, Checkpoint, StoreError, StoreUnavailableError

@@ -13,9 +13,15 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from mdfeed.bus import BusUnavailableError, KafkaBus
-from mdfeed.bus.contract import CONTRACT_CHECKS, BusFactory, ContractCheck, collect, tick_value
-from mdfeed.config import BusConfig, MdfeedConfig
+from mdfeed.kernel.bus import BusUnavailableError, KafkaBus
+from mdfeed.kernel.bus.contract import (
+    CONTRACT_CHECKS,
+    BusFactory,
+    ContractCheck,
+    collect,
+    tick_value,
+)
+from mdfeed.kernel.config import BusConfig, MdfeedConfig
 from mdfeed.stack.scratch import free_port
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.bus import KafkaBus, ProducerStats
-from mdfeed.bus.contract import collect, tick_value
-from mdfeed.config import BusConfig
+from mdfeed.kernel.bus import KafkaBus, ProducerStats
+from mdfeed.kernel.bus.contract import collect, tick_value
+from mdfeed.kernel.config import BusConfig
 from mdfeed.stack.scratch import ScratchKafka, kafka_jars
 from proto import mdfeed_pb2 as pb
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from cassandra.cluster import Cluster
 
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from storage import CassandraChatStore, ChatStore, StoreUnavailableError
 from storage.cassandra import CassandraSession

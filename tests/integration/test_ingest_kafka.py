@@ -15,8 +15,8 @@ import pytest
 
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
-from mdfeed.bus import Bus, BusProducer, open_bus
-from mdfeed.config import BusConfig, FixSessionConfig, MdfeedConfig, VenueConfig
+from mdfeed.kernel.bus import Bus, BusProducer, open_bus
+from mdfeed.kernel.config import BusConfig, FixSessionConfig, MdfeedConfig, VenueConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 

@@ -1,6 +1,6 @@
 """The ingest over a real FIX session when Kafka is unavailable: at start, and mid-stream.
 
-Policy (mdfeed.bus): the producer buffers up to ``buffer_max_records``; past that the
+Policy (mdfeed.kernel.bus): the producer buffers up to ``buffer_max_records``; past that the
 newest ticks are dropped and counted, and the ingest holds each symbol's increments back
 until its fresh snapshot (requested when the bus takes records again). The FIX session
 stays up throughout. Recovery after a broker restart is tested on the producer itself
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
-from mdfeed.bus import BusProducer, KafkaBus
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.bus import BusProducer, KafkaBus
+from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import ScratchKafka, free_port, kafka_jars
 
 SYMBOLS = ("AAPL", "MSFT")

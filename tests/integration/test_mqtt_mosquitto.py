@@ -28,8 +28,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fanout.mqtt import MqttBridge
 from fanout.mqtt_acl import write_mosquitto_files
-from mdfeed.config import MdfeedConfig, MqttConfig
-from mdfeed.entitlements import Entitlements, User
+from mdfeed.kernel.config import MdfeedConfig, MqttConfig
+from mdfeed.kernel.entitlements import Entitlements, User
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 

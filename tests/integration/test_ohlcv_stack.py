@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.bus import open_bus
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.bus import open_bus
+from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 

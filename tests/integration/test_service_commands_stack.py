@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from fix_session.venue import SimulatedVenue
-from mdfeed.bus import open_bus
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.bus import open_bus
+from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Cluster, Session
 
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb
 
 

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb
 
 

@@ -7,7 +7,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from mdfeed.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb
 
 

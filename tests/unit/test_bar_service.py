@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mdfeed.bus import CommitFailedError, MemoryBus
-from mdfeed.config import BusConfig, OhlcvConfig
+from mdfeed.kernel.bus import CommitFailedError, MemoryBus
+from mdfeed.kernel.config import BusConfig, OhlcvConfig
 from ohlcv.aggregator import BarService
 from ohlcv.bars import parse_resolutions, parse_session_timezone, recompute_bars
 from proto import mdfeed_pb2 as pb

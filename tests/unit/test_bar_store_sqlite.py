@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.config import OhlcvConfig, StoreConfig
+from mdfeed.kernel.config import OhlcvConfig, StoreConfig
 from proto import mdfeed_pb2 as pb
 from storage import (
     CassandraBarStore,

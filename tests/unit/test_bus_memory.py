@@ -10,7 +10,7 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from mdfeed.bus import (
+from mdfeed.kernel.bus import (
     BusClosedError,
     CommitFailedError,
     KafkaBus,
@@ -18,8 +18,8 @@ from mdfeed.bus import (
     kafka_partition,
     open_bus,
 )
-from mdfeed.bus.contract import CONTRACT_CHECKS, ContractCheck, collect, tick_value
-from mdfeed.config import BusConfig
+from mdfeed.kernel.bus.contract import CONTRACT_CHECKS, ContractCheck, collect, tick_value
+from mdfeed.kernel.config import BusConfig
 
 
 def make_memory_bus(*, buffer_max_records: int | None = None) -> MemoryBus:
@@ -119,7 +119,7 @@ async def test_a_failing_on_resumed_callback_is_logged_and_delivery_goes_on(
         async with bus.producer(on_resumed=broken) as producer:
             for seq in range(20):
                 producer.send(topic, b"AAPL", tick_value("AAPL", seq))
-            with caplog.at_level(logging.ERROR, logger="mdfeed.bus"):
+            with caplog.at_level(logging.ERROR, logger="mdfeed.kernel.bus"):
                 assert await producer.flush(5)
             assert "on_resumed callback failed" in caplog.text
             producer.send(topic, b"AAPL", tick_value("AAPL", 20))

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from mdfeed.bus import BusClosedError
-from mdfeed.bus._buffered import BufferedProducer, Record, SessionError
+from mdfeed.kernel.bus import BusClosedError
+from mdfeed.kernel.bus._buffered import BufferedProducer, Record, SessionError
 
 TOPIC = "md.ticks"
 

@@ -16,9 +16,9 @@ import grpc
 import pytest
 
 from fanout.chat import ChatRejected, ChatService, RateLimiter, chat_frame
-from mdfeed.bus import MemoryBus
-from mdfeed.config import BusConfig, ChatConfig
-from mdfeed.entitlements import ANONYMOUS, User
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, ChatConfig
+from mdfeed.kernel.entitlements import ANONYMOUS, User
 from proto import mdfeed_pb2 as pb
 from storage import SqliteChatStore
 

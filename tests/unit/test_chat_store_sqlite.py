@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.config import StoreConfig
+from mdfeed.kernel.config import StoreConfig
 from storage import (
     CassandraChatStore,
     SqliteChatStore,

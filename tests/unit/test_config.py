@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.config import (
+from mdfeed.kernel.config import (
     ConfigError,
     MdfeedConfig,
     build_config,

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from fanout.chat import ChatService
-from mdfeed.bus import MemoryBus
-from mdfeed.config import BusConfig, ChatConfig, DatafeedConfig
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, ChatConfig, DatafeedConfig
 from ohlcv.datafeed import RESOLUTIONS_UDF, BarHub, Datafeed, ServiceChatPort, bar_json
 from proto import mdfeed_pb2 as pb
 from storage import SqliteChatStore

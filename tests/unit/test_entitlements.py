@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mdfeed.config import AuthConfig, ConfigError
-from mdfeed.entitlements import ANONYMOUS, Entitlements, load_entitlements
+from mdfeed.kernel.config import AuthConfig, ConfigError
+from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, load_entitlements
 
 USERS = """
 [users.alice]

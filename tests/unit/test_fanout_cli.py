@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fanout.cli import format_frame
-from mdfeed.bus import BusRecord
+from mdfeed.cli.clients import format_frame
+from mdfeed.kernel.bus import BusRecord
 from proto import mdfeed_pb2 as pb
 
 MDFEED = str(Path(sys.executable).parent / "mdfeed")
@@ -80,12 +80,12 @@ async def test_watch_reconnects_until_the_server_comes_up(
     import asyncio
     import io
 
-    from fanout.cli import watch
     from fanout.grpc_server import MarketDataServicer
     from fanout.server import GrpcServer
     from fanout.service import TickFanout
-    from mdfeed.bus import MemoryBus
-    from mdfeed.config import FanoutConfig
+    from mdfeed.cli.clients import watch
+    from mdfeed.kernel.bus import MemoryBus
+    from mdfeed.kernel.config import FanoutConfig
     from mdfeed.stack.scratch import free_port
 
     port = free_port()

@@ -15,8 +15,8 @@ from grpc import aio
 from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
 from fanout.lane import TickLane
 from fanout.service import TickFanout
-from mdfeed.bus import BusProducer, MemoryBus
-from mdfeed.config import BusConfig
+from mdfeed.kernel.bus import BusProducer, MemoryBus
+from mdfeed.kernel.config import BusConfig
 from proto import mdfeed_pb2 as pb
 
 

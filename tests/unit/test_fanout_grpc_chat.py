@@ -21,9 +21,9 @@ from fanout.chat import ChatService
 from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
 from fanout.server import GrpcServer, server_credentials
 from fanout.service import TickFanout
-from mdfeed.bus import BusProducer, MemoryBus
-from mdfeed.config import BusConfig, ChatConfig, ConfigError, FanoutConfig
-from mdfeed.entitlements import Entitlements, User
+from mdfeed.kernel.bus import BusProducer, MemoryBus
+from mdfeed.kernel.config import BusConfig, ChatConfig, ConfigError, FanoutConfig
+from mdfeed.kernel.entitlements import Entitlements, User
 from proto import mdfeed_pb2 as pb
 from storage import SqliteChatStore
 

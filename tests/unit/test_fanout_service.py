@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fanout.lane import TickLane
 from fanout.service import FanoutClient, TickFanout
-from mdfeed.bus import BusRecord, MemoryBus
+from mdfeed.kernel.bus import BusRecord, MemoryBus
 from proto import mdfeed_pb2 as pb
 
 

@@ -17,8 +17,8 @@ from fix_spec import fix44
 from fix_spec.fix44 import enums
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh as X
 from fix_spec.fix44.messages import MarketDataSnapshotFullRefresh as W
-from mdfeed.bus import MemoryBus
-from mdfeed.config import BusConfig, FixSessionConfig
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, FixSessionConfig
 from proto import mdfeed_pb2 as pb
 
 SYMBOLS = ("AAPL", "MSFT")

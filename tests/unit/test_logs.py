@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mdfeed.config import ConfigError, LogConfig, build_config
-from mdfeed.logs import JsonFormatter, log_handler
+from mdfeed.cli.logs import JsonFormatter, log_handler
+from mdfeed.kernel.config import ConfigError, LogConfig, build_config
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -19,9 +19,15 @@ from fanout.metrics import FanoutCollector
 from fanout.service import TickFanout
 from fix_session.ingest import FixIngest
 from fix_session.metrics import IngestCollector
-from mdfeed.bus import BusRecord, MemoryBus
-from mdfeed.config import BusConfig, ConfigError, DatafeedConfig, FixSessionConfig, MetricsConfig
-from mdfeed.metrics import (
+from mdfeed.kernel.bus import BusRecord, MemoryBus
+from mdfeed.kernel.config import (
+    BusConfig,
+    ConfigError,
+    DatafeedConfig,
+    FixSessionConfig,
+    MetricsConfig,
+)
+from mdfeed.kernel.metrics import (
     DEFAULT_PORTS,
     FunctionCollector,
     Histogram,
@@ -259,8 +265,8 @@ async def test_a_port_in_use_is_an_error_naming_metrics_port() -> None:
 
 _START_ONE = """
 import sys, uvloop
-from mdfeed.config import ConfigError, MetricsConfig
-from mdfeed.metrics import MetricsServer
+from mdfeed.kernel.config import ConfigError, MetricsConfig
+from mdfeed.kernel.metrics import MetricsServer
 
 async def main():
     server = MetricsServer(MetricsConfig(port=int(sys.argv[1])), "fanout")
@@ -327,7 +333,7 @@ def test_port_0_is_the_commands_own_default() -> None:
 
 
 def test_metrics_config_keys_are_checked() -> None:
-    from mdfeed.config import build_config
+    from mdfeed.kernel.config import build_config
 
     config = build_config({}, "test", {"MDFEED__METRICS__PORT": "9555"})
     assert config.metrics == dataclasses.replace(MetricsConfig(), port=9555)

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from fanout.cli import watch
-from mdfeed.app import run_pipeline
-from mdfeed.config import load_config
+from mdfeed.cli.clients import watch
+from mdfeed.cli.run import run_pipeline
+from mdfeed.kernel.config import load_config
 from mdfeed.stack.scratch import free_port
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]

@@ -14,8 +14,8 @@ from fanout.mqtt_acl import (
     password_hash,
     write_mosquitto_files,
 )
-from mdfeed.config import MqttConfig
-from mdfeed.entitlements import Entitlements, User
+from mdfeed.kernel.config import MqttConfig
+from mdfeed.kernel.entitlements import Entitlements, User
 
 BRIDGE = MqttConfig(topic_prefix="p1", username="mdfeed-fanout", password="bridge-pass")
 

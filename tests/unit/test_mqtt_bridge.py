@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from fanout.mqtt import MqttBridge, MqttTopics, resolution_level
 from fanout.mqtt_broker import EmbeddedBroker, EmbeddedBrokerError
-from mdfeed.config import MqttConfig
+from mdfeed.kernel.config import MqttConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 

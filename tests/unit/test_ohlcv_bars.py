@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdfeed.config import ConfigError
+from mdfeed.kernel.config import ConfigError
 from ohlcv import (
     RESOLUTIONS,
     BarAggregator,

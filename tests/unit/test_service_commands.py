@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from fix_session.venue import SimulatedVenue
-from mdfeed.config import OhlcvConfig, StoreConfig, VenueConfig
+from mdfeed.kernel.config import OhlcvConfig, StoreConfig, VenueConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 from storage import open_bar_store

@@ -6,7 +6,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from mdfeed.systemd import Notifier
+from mdfeed.cli.systemd import Notifier
 
 
 def _listener(path: Path) -> socket.socket:

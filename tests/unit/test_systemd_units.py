@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mdfeed.cli import build_parser
-from mdfeed.metrics import DEFAULT_PORTS
+from mdfeed.kernel.metrics import DEFAULT_PORTS
 
 UNITS_DIR = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED_MDFEED = "/opt/mdfeed/venv/bin/mdfeed"

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from fix_session.venue import register_cli, run_venue_command, serve
 from fix_spec import fix44
 from fix_spec.fix44.enums import EncryptMethod
 from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import Logon
-from mdfeed.config import ConfigError, VenueConfig
+from mdfeed.cli.venue import register_cli, run_venue_command, serve
+from mdfeed.kernel.config import ConfigError, VenueConfig
 
 # The venue subcommand as mdfeed/cli.py will mount it, in a process of its own.
 RUN_VENUE = """
 import argparse, sys
-from fix_session.venue import register_cli
+from mdfeed.cli.venue import register_cli
 parser = argparse.ArgumentParser(prog="mdfeed")
 register_cli(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

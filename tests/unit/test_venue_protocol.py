@@ -45,7 +45,7 @@ from fix_spec.fix44.messages import (
 from fix_spec.fix44.messages import (
     TestRequest as FixTestRequest,  # not TestRequest: pytest would collect it
 )
-from mdfeed.config import VenueConfig
+from mdfeed.kernel.config import VenueConfig
 
 FRAME_START = b"8=FIX.4.4\x019="
 CONFIG = VenueConfig(port=0, seed=42, rate_ticks_per_s=2000)

@@ -30,7 +30,7 @@ from fix_spec.fix44.messages import (
     MarketDataRequest,
     MarketDataSnapshotFullRefresh,
 )
-from mdfeed.config import VenueConfig
+from mdfeed.kernel.config import VenueConfig
 
 SESSION_ID = ("FIX.4.4", "MDFEED", "VENUE")
 

@@ -1,8 +1,8 @@
-"""The `mdfeed` command line: the composition root.
+"""The `mdfeed` command line: the parser of every subcommand and the entry point.
 
-This is the one place that reads the environment (``MDFEED_CONFIG``,
-``MDFEED__<SECTION>__<KEY>`` overrides, ``MDFEED_STACK_DIR``) and wires components from
-the frozen config.
+With ``mdfeed.cli.support`` the one place that reads the environment (``MDFEED_CONFIG``,
+``MDFEED__<SECTION>__<KEY>`` overrides, ``MDFEED_STACK_DIR``); the services a command
+runs are built from the frozen config by ``mdfeed.composition``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mdfeed import __version__
-from mdfeed.cli_support import add_config_option, config_from_args, run_service
-from mdfeed.config import ConfigError, dump_config
+from mdfeed.cli.support import add_config_option, config_from_args, run_service
+from mdfeed.kernel.config import ConfigError, dump_config
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from mdfeed.app import run_pipeline
+    from mdfeed.cli.run import run_pipeline
 
     return run_service(args, functools.partial(run_pipeline, duration_s=args.duration))
 
@@ -183,22 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--title", default=None, help="what the docstrings call the dictionary")
     fix.set_defaults(func=_cmd_codegen_fix)
 
-    _register_plugins(sub)
+    _register_commands(sub)
     return parser
 
 
-def _register_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bench.harness.cli import register_cli as register_bench
-    from fanout.cli import register_cli as register_fanout
-    from fix_session.cli import register_cli as register_ingest
-    from fix_session.venue import register_cli as register_venue
+    from mdfeed.cli.bars import register_cli as register_bars
+    from mdfeed.cli.clients import register_cli as register_clients
+    from mdfeed.cli.fanout import register_cli as register_fanout
+    from mdfeed.cli.ingest import register_cli as register_ingest
+    from mdfeed.cli.venue import register_cli as register_venue
     from mdfeed.stack import register_cli as register_stack
-    from ohlcv.cli import register_cli as register_ohlcv
 
     register_bench(sub)
     register_fanout(sub)
+    register_clients(sub)
     register_ingest(sub)
-    register_ohlcv(sub)
+    register_bars(sub)
     register_stack(sub)
     register_venue(sub)
 
@@ -218,6 +220,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

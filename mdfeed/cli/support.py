@@ -12,10 +12,10 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mdfeed.config import LogConfig, MdfeedConfig, config_names, load_config
+from mdfeed.kernel.config import LogConfig, MdfeedConfig, config_names, load_config
 
 if TYPE_CHECKING:
-    from mdfeed.systemd import Notifier
+    from mdfeed.cli.systemd import Notifier
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> MdfeedConfig:
 
 def setup_logging(log: LogConfig) -> None:
     """Configure logging from ``[log]`` (level, text or JSON lines)."""
-    from mdfeed.logs import setup_logging as setup
+    from mdfeed.cli.logs import setup_logging as setup
 
     setup(log)
 
@@ -68,7 +68,7 @@ def run_service(args: argparse.Namespace, main: Callable[..., Coroutine[Any, Any
 
     ``main(config, notifier=...)`` runs until SIGINT/SIGTERM; its result is the exit code.
     """
-    from mdfeed.systemd import Notifier
+    from mdfeed.cli.systemd import Notifier
 
     config = config_from_args(args)
     setup_logging(config.log)

@@ -8,7 +8,7 @@ record not yet confirmed (waiting + in flight).
 
 Records a window could not deliver go back to the front of the buffer, in their order, and
 the session with the bus is reopened (with backoff): a key's records never overtake each
-other. Past ``buffer_max_records`` send() drops the newest record (see :mod:`mdfeed.bus`).
+other. Past ``buffer_max_records`` send() drops the newest record (see :mod:`mdfeed.kernel.bus`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 
-from mdfeed.bus.errors import BusClosedError
-from mdfeed.bus.ports import ProducerStats, ResumedCallback
-from mdfeed.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.bus.errors import BusClosedError
+from mdfeed.kernel.bus.ports import ProducerStats, ResumedCallback
+from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 
 __all__ = ["BufferedProducer", "Record", "SessionError"]
 
-log = logging.getLogger("mdfeed.bus")
+log = logging.getLogger("mdfeed.kernel.bus")
 
 #: (topic, key, value) as send() received them.
 Record = tuple[str, bytes, bytes]

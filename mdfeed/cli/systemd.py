@@ -19,7 +19,7 @@ import logging
 import socket
 from collections.abc import Mapping
 
-from mdfeed.lifecycle import cancel_and_wait
+from mdfeed.kernel.lifecycle import cancel_and_wait
 
 __all__ = ["Notifier"]
 

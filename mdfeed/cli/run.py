@@ -1,8 +1,8 @@
-"""`mdfeed run`: the whole pipeline in one process, wired from one config.
+"""`mdfeed run`: the whole pipeline in one process, composed by ``mdfeed.composition``.
 
-With the embedded config: the simulated venue, the QuickFIX session, the in-process bus.
-With local-stack: the same against the real Kafka. Components join as they are built; what
-runs is what the status line reports, nothing more.
+With the embedded config: the simulated venue, the QuickFIX session, the in-process bus,
+the fanout, the bars and the datafeed. With local-stack: the same against the real Kafka,
+Cassandra and Mosquitto. This module adds the start-up banner and the status line.
 """
 
 from __future__ import annotations
@@ -12,25 +12,18 @@ import contextlib
 import gc
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from fanout.metrics import register_fanout_metrics
-from fanout.runtime import Fanout
+from fanout.parts import FanoutParts
 from fix_session.ingest import FixIngest
-from fix_session.metrics import register_ingest_metrics
 from fix_session.venue import SimulatedVenue
-from mdfeed.bus import Bus, open_bus
-from mdfeed.config import MdfeedConfig
-from mdfeed.lifecycle import stop_on_signals
-from mdfeed.metrics import MetricsServer
-from mdfeed.systemd import Notifier
-from ohlcv.aggregator import BarService
-from ohlcv.datafeed import Datafeed
-from ohlcv.metrics import register_bar_metrics, register_datafeed_metrics
-from proto import mdfeed_pb2 as pb
-from storage import open_bar_store
+from mdfeed.cli.systemd import Notifier
+from mdfeed.composition import compose
+from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.lifecycle import stop_on_signals
+
+#: What ``mdfeed run`` composes (the venue only while ``venue.enabled``).
+PIPELINE = frozenset({"venue", "ingest", "fanout", "bars", "datafeed"})
 
 
 def _price(e8: int | None) -> str:
@@ -47,7 +40,7 @@ class StatusLine:
         self._last: tuple[float, int, int, int] | None = None
 
     def render(
-        self, ingest: FixIngest, venue: SimulatedVenue | None, fanout: Fanout | None = None
+        self, ingest: FixIngest, venue: SimulatedVenue | None, fanout: FanoutParts | None = None
     ) -> str:
         now = time.monotonic()
         stats = ingest.stats
@@ -97,46 +90,6 @@ class StatusLine:
         self.out.flush()
 
 
-async def _start_bars(
-    stack: contextlib.AsyncExitStack,
-    config: MdfeedConfig,
-    bus: Bus,
-    fanout: Fanout,
-    symbols: Sequence[str],
-    *,
-    metrics: MetricsServer,
-) -> Datafeed:
-    """The bar store, the bar service and the datafeed, live bars to the chart and MQTT."""
-    store = await stack.enter_async_context(open_bar_store(config.store, config.ohlcv))
-    datafeed = await stack.enter_async_context(
-        Datafeed(
-            config.datafeed,
-            store,
-            chat=fanout.chat,
-            symbols=symbols,
-            session_timezone=config.ohlcv.session_timezone,
-            web_root=Path(config.datafeed.web_root),
-        )
-    )
-    bars = BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic)
-    hub = datafeed.hub
-    producer = await stack.enter_async_context(bus.producer())
-    topic = config.bus.bar_topic
-
-    def publish(changed: Sequence[pb.Bar]) -> None:
-        # The chart directly; gRPC and MQTT clients through the bar topic, as when the
-        # aggregator runs in a process of its own (fanout.bars).
-        for bar in changed:
-            hub.publish(bar)
-            producer.send(topic, bar.symbol.encode(), bar.SerializeToString())
-
-    bars.add_listener(publish)
-    await stack.enter_async_context(bars)
-    register_bar_metrics(metrics, bars, producer)
-    register_datafeed_metrics(metrics, datafeed)
-    return datafeed
-
-
 async def run_pipeline(
     config: MdfeedConfig,
     *,
@@ -148,36 +101,25 @@ async def run_pipeline(
     stop = stop_on_signals()
     loop = asyncio.get_running_loop()
     status = StatusLine(out)
-    async with contextlib.AsyncExitStack() as stack:
-        metrics = await stack.enter_async_context(MetricsServer(config.metrics, "run"))
-        venue: SimulatedVenue | None = None
-        if config.venue.enabled:
-            venue = SimulatedVenue(config.venue)
-            await stack.enter_async_context(venue)
-            out.write(f"simulated venue listening on {config.venue.host}:{venue.port}\n")
-        bus = await stack.enter_async_context(open_bus(config.bus))
-        producer = await stack.enter_async_context(bus.producer())
-        symbols = config.symbols
-        ingest = FixIngest(
-            config.fix_session, symbols=symbols, producer=producer, topic=config.bus.tick_topic
-        )
-        producer.on_resumed = ingest.resync
-        await stack.enter_async_context(ingest)
-        register_ingest_metrics(metrics, ingest)
+    services = PIPELINE if config.venue.enabled else PIPELINE - {"venue"}
+    async with compose(config, services, metrics="run") as running:
+        assert running.ingest is not None
+        assert running.fanout is not None
+        assert running.datafeed is not None
+        assert running.metrics is not None
+        if running.venue is not None:
+            out.write(f"simulated venue listening on {config.venue.host}:{running.venue.port}\n")
         out.write(
             f"bus: {config.bus.kind}; FIX session {config.fix_session.sender_comp_id} -> "
-            f"{config.fix_session.host}:{config.fix_session.port}, {len(symbols)} symbols\n"
+            f"{config.fix_session.host}:{config.fix_session.port}, {len(config.symbols)} symbols\n"
         )
-        fanout = await stack.enter_async_context(Fanout(config, bus))
-        register_fanout_metrics(metrics, fanout)
-        for line in fanout.describe():
+        for line in running.fanout.describe():
             out.write(line + "\n")
-        datafeed = await _start_bars(stack, config, bus, fanout, symbols, metrics=metrics)
         out.write(
             f"chart and TradingView datafeed on http://{config.datafeed.http_host}:"
-            f"{datafeed.port}/ (bars: {', '.join(config.ohlcv.resolutions)})\n"
+            f"{running.datafeed.port}/ (bars: {', '.join(config.ohlcv.resolutions)})\n"
         )
-        out.write(metrics.describe() + "\n")
+        out.write(running.metrics.describe() + "\n")
         # Everything long-lived exists now: keep it out of the collector's scans, which
         # otherwise put 25 ms pauses into the p99 of a 5,000-bar /history (bench/).
         gc.freeze()
@@ -188,7 +130,7 @@ async def run_pipeline(
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
-                status.show(status.render(ingest, venue, fanout))
+                status.show(status.render(running.ingest, running.venue, running.fanout))
                 if deadline is not None and loop.time() >= deadline:
                     break
         finally:

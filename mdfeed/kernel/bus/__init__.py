@@ -1,7 +1,7 @@
 """The bus: ticks and chat between the ingest, the fanout and the bar aggregator.
 
-Two adapters behind one port (:mod:`mdfeed.bus.ports`), passing one contract suite
-(:mod:`mdfeed.bus.contract`): :class:`MemoryBus`, in-process, the embedded default, and
+Two adapters behind one port (:mod:`mdfeed.kernel.bus.ports`), passing one contract suite
+(:mod:`mdfeed.kernel.bus.contract`): :class:`MemoryBus`, in-process, the embedded default, and
 :class:`KafkaBus` on aiokafka. :func:`open_bus` picks one from the config::
 
     async with open_bus(config.bus) as bus:
@@ -28,12 +28,17 @@ rather than skips. Keep the ``getmany()`` loop short and hand records on through
 queue: a Kafka member that stops polling for ``max_poll_interval`` is taken out of its group.
 """
 
-from mdfeed.bus._kafka import KafkaBus, KafkaConsumer, KafkaProducer
-from mdfeed.bus._memory import MemoryBus, MemoryConsumer, MemoryProducer
-from mdfeed.bus.errors import BusClosedError, BusError, BusUnavailableError, CommitFailedError
-from mdfeed.bus.factory import open_bus
-from mdfeed.bus.partitioning import kafka_partition
-from mdfeed.bus.ports import (
+from mdfeed.kernel.bus._kafka import KafkaBus, KafkaConsumer, KafkaProducer
+from mdfeed.kernel.bus._memory import MemoryBus, MemoryConsumer, MemoryProducer
+from mdfeed.kernel.bus.errors import (
+    BusClosedError,
+    BusError,
+    BusUnavailableError,
+    CommitFailedError,
+)
+from mdfeed.kernel.bus.factory import open_bus
+from mdfeed.kernel.bus.partitioning import kafka_partition
+from mdfeed.kernel.bus.ports import (
     Bus,
     BusConsumer,
     BusProducer,

@@ -37,11 +37,11 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from mdfeed.config import ConfigError, MetricsConfig
-from mdfeed.lifecycle import Service
+from mdfeed.kernel.config import ConfigError, MetricsConfig
+from mdfeed.kernel.lifecycle import Service
 
 if TYPE_CHECKING:
-    from mdfeed.bus import BusProducer
+    from mdfeed.kernel.bus import BusProducer
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -244,7 +244,7 @@ class MetricsServer(Service):
     """``GET /metrics`` on ``metrics.host:port`` for one command, from its own registry.
 
     ``async with MetricsServer(config.metrics, "fanout") as metrics:`` binds the port
-    (a port in use raises :class:`~mdfeed.config.ConfigError` naming ``metrics.port``),
+    (a port in use raises :class:`~mdfeed.kernel.config.ConfigError` naming ``metrics.port``),
     then ``metrics.register(collector)`` as the components come up. Bus producers and
     consumers are added by name (``add_producer``, ``add_lag_source``) rather than by
     each component's collector, so that one process with several components (``mdfeed

@@ -17,21 +17,19 @@ import asyncio
 import contextlib
 import gc
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
-from mdfeed.cli_support import (
+from mdfeed.cli.support import (
     add_config_option,
     config_from_args,
     run_async,
     run_service,
     setup_logging,
 )
-from mdfeed.config import MdfeedConfig
-from mdfeed.lifecycle import stop_on_signals
-from mdfeed.systemd import Notifier
-from proto import mdfeed_pb2 as pb
+from mdfeed.cli.systemd import Notifier
+from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:
     from fanout.bars import BarFanout
@@ -45,29 +43,13 @@ async def run_aggregator(
     config: MdfeedConfig, *, out: TextIO = sys.stderr, notifier: Notifier | None = None
 ) -> int:
     """The bar service until SIGINT/SIGTERM, with a progress line every few seconds."""
-    from mdfeed.bus import open_bus
-    from mdfeed.metrics import MetricsServer
-    from ohlcv.aggregator import BarService
-    from ohlcv.metrics import register_bar_metrics
-    from storage import open_bar_store
+    from mdfeed.composition import compose
 
     stop = stop_on_signals()
-    async with (
-        MetricsServer(config.metrics, "aggregate") as metrics,
-        open_bus(config.bus) as bus,
-        open_bar_store(config.store, config.ohlcv) as store,
-        bus.producer() as producer,
-    ):
-        service = BarService(bus, store, config.ohlcv, topic=config.bus.tick_topic)
-        topic = config.bus.bar_topic
-
-        def publish(changed: Sequence[pb.Bar]) -> None:
-            for bar in changed:  # to the fanouts: gRPC BarUpdate and MQTT bars/...
-                producer.send(topic, bar.symbol.encode(), bar.SerializeToString())
-
-        service.add_listener(publish)
-        await service.start()
-        register_bar_metrics(metrics, service, producer)
+    async with compose(config, {"bars"}, metrics="aggregate") as running:
+        service, metrics = running.bars, running.metrics
+        assert service is not None
+        assert metrics is not None
         out.write(metrics.describe() + "\n")
         notifier = notifier or Notifier(None)
         notifier.ready(f"group {config.ohlcv.group_id}")
@@ -75,7 +57,6 @@ async def run_aggregator(
             await _report_until(stop, service, config, out)
         finally:
             await notifier.stopping()
-            await service.stop()
     if service.failure is not None:
         # Exit non-zero: under systemd (Restart=on-failure) that is a restart.
         out.write(f"mdfeed aggregate: the bar service stopped: {service.failure!r}\n")
@@ -119,14 +100,7 @@ async def run_datafeed(
     (see the module docstring). READY once the HTTP server is bound and the bar consumer
     has started.
     """
-    from pathlib import Path
-
-    from fanout.bars import BarFanout
-    from mdfeed.bus import open_bus
-    from mdfeed.metrics import MetricsServer
-    from ohlcv.datafeed import Datafeed
-    from ohlcv.metrics import register_datafeed_metrics
-    from storage import open_bar_store
+    from mdfeed.composition import compose
 
     stop = stop_on_signals()
     notifier = notifier or Notifier(None)
@@ -135,41 +109,26 @@ async def run_datafeed(
             "warning: bus.kind is 'memory': no other process can publish bars to it, so "
             "/stream stays quiet; set bus.kind = 'kafka' to get the bars of 'mdfeed aggregate'\n"
         )
-    symbols = config.symbols
-    async with (
-        MetricsServer(config.metrics, "datafeed") as metrics,
-        open_bus(config.bus) as bus,
-        open_bar_store(config.store, config.ohlcv) as store,
-        Datafeed(
-            config.datafeed,
-            store,
-            chat=None,
-            symbols=symbols,
-            session_timezone=config.ohlcv.session_timezone,
-            web_root=Path(config.datafeed.web_root),
-        ) as datafeed,
-    ):
-        # The fanout's bar consumer, with the chart's hub as its one listener.
-        bars = BarFanout(bus, topic=config.bus.bar_topic)
-        bars.add_listener(datafeed.hub.publish)
-        async with bars:
-            register_datafeed_metrics(metrics, datafeed)
-            metrics.add_lag_source("bars", bars)
-            out.write(metrics.describe() + "\n")
-            where = f"http://{config.datafeed.http_host}:{datafeed.port}/"
-            out.write(
-                f"datafeed ready on {where} (store {config.store.kind}, live bars from "
-                f"{config.bus.kind} topic {config.bus.bar_topic}, no chat)\n"
-            )
-            out.flush()
-            # As in `mdfeed run` and `mdfeed fanout`: long-lived state out of the collector's
-            # scans, whose pauses set the p99 of a large /history (bench/test_datafeed_bench.py).
-            gc.freeze()
-            notifier.ready(f"serving {where}")
-            try:
-                await _report_datafeed_until(stop, datafeed, bars, out, interval_s)
-            finally:
-                await notifier.stopping()
+    async with compose(config, {"datafeed"}, metrics="datafeed") as running:
+        datafeed, bars, metrics = running.datafeed, running.live_bars, running.metrics
+        assert datafeed is not None
+        assert bars is not None
+        assert metrics is not None
+        out.write(metrics.describe() + "\n")
+        where = f"http://{config.datafeed.http_host}:{datafeed.port}/"
+        out.write(
+            f"datafeed ready on {where} (store {config.store.kind}, live bars from "
+            f"{config.bus.kind} topic {config.bus.bar_topic}, no chat)\n"
+        )
+        out.flush()
+        # As in `mdfeed run` and `mdfeed fanout`: long-lived state out of the collector's
+        # scans, whose pauses set the p99 of a large /history (bench/test_datafeed_bench.py).
+        gc.freeze()
+        notifier.ready(f"serving {where}")
+        try:
+            await _report_datafeed_until(stop, datafeed, bars, out, interval_s)
+        finally:
+            await notifier.stopping()
     return 0
 
 
@@ -204,21 +163,16 @@ def _time_ns(text: str | None, default: int) -> int:
 
 
 async def _reconcile(config: MdfeedConfig, args: argparse.Namespace) -> int:
-    from mdfeed.bus import open_bus
-    from ohlcv.reconcile import print_report, reconcile
-    from storage import open_bar_store
+    from mdfeed.composition import reconcile_bars
+    from ohlcv.reconcile import print_report
 
-    async with open_bus(config.bus) as bus, open_bar_store(config.store, config.ohlcv) as store:
-        report = await reconcile(
-            bus,
-            store,
-            config.ohlcv,
-            topic=config.bus.tick_topic,
-            from_ns=_time_ns(args.start, 0),
-            to_ns=_time_ns(args.end, 2**62),
-            idle_s=args.idle,
-            out=sys.stderr,
-        )
+    report = await reconcile_bars(
+        config,
+        from_ns=_time_ns(args.start, 0),
+        to_ns=_time_ns(args.end, 2**62),
+        idle_s=args.idle,
+        out=sys.stderr,
+    )
     print_report(report)
     return 0 if report.differences == 0 else 1
 

@@ -9,7 +9,7 @@
                                 and the partitions now belong to another member
 
 A producer never raises because the bus is down: it buffers, drops past its bound and
-reports through ``stats`` and ``on_resumed`` (see :mod:`mdfeed.bus`).
+reports through ``stats`` and ``on_resumed`` (see :mod:`mdfeed.kernel.bus`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mdfeed.bus._kafka import KafkaBus
-from mdfeed.bus._memory import MemoryBus
-from mdfeed.bus.ports import Bus
-from mdfeed.config import BusConfig
+from mdfeed.kernel.bus._kafka import KafkaBus
+from mdfeed.kernel.bus._memory import MemoryBus
+from mdfeed.kernel.bus.ports import Bus
+from mdfeed.kernel.config import BusConfig
 
 __all__ = ["open_bus"]
 

@@ -1,8 +1,9 @@
 """`mdfeed ingest`: the FIX market data session alone, publishing ticks to the bus.
 
 The standalone form of the ingest half of ``mdfeed run``, for running each service in a
-unit of its own (systemd/): a QuickFIX initiator (``fix_session.ingest.FixIngest``) whose
-ticks go to a bus producer on ``bus.tick_topic``. No simulated venue is started, whatever
+unit of its own (systemd/): ``mdfeed.composition`` composes the ``ingest`` service, a
+QuickFIX initiator (``fix_session.ingest.FixIngest``) whose ticks go to a bus producer on
+``bus.tick_topic``. No simulated venue is started, whatever
 ``venue.enabled`` says: the session connects to ``fix_session.host:port`` (start
 ``mdfeed venue`` there to try it). With ``bus.kind = "memory"`` the ticks stay inside this
 process, so a separate ``mdfeed aggregate`` or ``mdfeed fanout`` sees none; use Kafka.
@@ -22,14 +23,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from mdfeed.cli_support import add_config_option, run_service
-from mdfeed.config import MdfeedConfig
-from mdfeed.lifecycle import stop_on_signals
-from mdfeed.systemd import Notifier
+from mdfeed.cli.support import add_config_option, run_service
+from mdfeed.cli.systemd import Notifier
+from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:
     from fix_session.ingest import FixIngest
-    from mdfeed.bus import BusProducer
+    from mdfeed.kernel.bus import BusProducer
 
 __all__ = ["register_cli", "run_ingest"]
 
@@ -52,10 +53,7 @@ async def run_ingest(
     interval_s: float = PROGRESS_INTERVAL_S,
 ) -> int:
     """The FIX session alone until SIGINT/SIGTERM, with a progress line every `interval_s`."""
-    from fix_session.ingest import FixIngest
-    from fix_session.metrics import register_ingest_metrics
-    from mdfeed.bus import open_bus
-    from mdfeed.metrics import MetricsServer
+    from mdfeed.composition import compose
 
     stop = stop_on_signals()
     notifier = notifier or Notifier(None)
@@ -65,37 +63,30 @@ async def run_ingest(
             "warning: bus.kind is 'memory': ticks stay in this process and reach no other "
             "mdfeed command; set bus.kind = 'kafka' to feed aggregate/fanout\n"
         )
-    async with (
-        MetricsServer(config.metrics, "ingest") as metrics,
-        open_bus(config.bus) as bus,
-        bus.producer() as producer,
-    ):
-        ingest = FixIngest(
-            config.fix_session, symbols=symbols, producer=producer, topic=config.bus.tick_topic
+    async with compose(config, {"ingest"}, metrics="ingest") as running:
+        ingest, producer, metrics = running.ingest, running.tick_producer, running.metrics
+        assert ingest is not None
+        assert producer is not None
+        assert metrics is not None
+        out.write(metrics.describe() + "\n")
+        out.write(
+            f"ingest ready: {_session_name(config)}, {len(symbols)} symbols -> "
+            f"{config.bus.kind} topic {config.bus.tick_topic}\n"
         )
-        # After a bus outage that dropped ticks, fresh snapshots make the books whole again.
-        producer.on_resumed = ingest.resync
-        async with ingest:
-            register_ingest_metrics(metrics, ingest)
-            out.write(metrics.describe() + "\n")
-            out.write(
-                f"ingest ready: {_session_name(config)}, {len(symbols)} symbols -> "
-                f"{config.bus.kind} topic {config.bus.tick_topic}\n"
+        out.flush()
+        gc.freeze()  # as the other tick-path commands: long-lived state out of GC scans
+        notifier.ready(f"connecting: {_session_name(config)}")
+        try:
+            await _report_until(
+                stop,
+                ingest,
+                producer=producer,
+                notifier=notifier,
+                out=out,
+                interval_s=interval_s,
             )
-            out.flush()
-            gc.freeze()  # as the other tick-path commands: long-lived state out of GC scans
-            notifier.ready(f"connecting: {_session_name(config)}")
-            try:
-                await _report_until(
-                    stop,
-                    ingest,
-                    producer=producer,
-                    notifier=notifier,
-                    out=out,
-                    interval_s=interval_s,
-                )
-            finally:
-                await notifier.stopping()
+        finally:
+            await notifier.stopping()
     return 0
 
 

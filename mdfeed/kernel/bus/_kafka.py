@@ -2,7 +2,7 @@
 
 Producer
 --------
-``send()`` appends to the bounded buffer of :mod:`mdfeed.bus._buffered`; the drain task
+``send()`` appends to the bounded buffer of :mod:`mdfeed.kernel.bus._buffered`; the drain task
 takes a window of records, places each by key with Kafka's default partitioner, packs them
 into closed record batches (``create_batch``/``send_batch``: one await per batch, not per
 record) and waits for the whole window to be acknowledged before the next. The producer is
@@ -54,16 +54,16 @@ from aiokafka.errors import CommitFailedError as AIOKafkaCommitFailedError
 from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 
-from mdfeed.bus._buffered import BufferedProducer, Record, SessionError
-from mdfeed.bus.errors import BusClosedError, BusUnavailableError, CommitFailedError
-from mdfeed.bus.partitioning import KeyPartitioner
-from mdfeed.bus.ports import BusRecord, ResumedCallback
-from mdfeed.config import BusConfig
-from mdfeed.lifecycle import Service
+from mdfeed.kernel.bus._buffered import BufferedProducer, Record, SessionError
+from mdfeed.kernel.bus.errors import BusClosedError, BusUnavailableError, CommitFailedError
+from mdfeed.kernel.bus.partitioning import KeyPartitioner
+from mdfeed.kernel.bus.ports import BusRecord, ResumedCallback
+from mdfeed.kernel.config import BusConfig
+from mdfeed.kernel.lifecycle import Service
 
 __all__ = ["Compression", "KafkaBus", "KafkaConsumer", "KafkaProducer"]
 
-log = logging.getLogger("mdfeed.bus")
+log = logging.getLogger("mdfeed.kernel.bus")
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -411,7 +411,7 @@ class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaConsumer(Service):
-    """A consumer of a :class:`KafkaBus` (see :class:`~mdfeed.bus.ports.BusConsumer`)."""
+    """A consumer of a :class:`KafkaBus` (see :class:`~mdfeed.kernel.bus.ports.BusConsumer`)."""
 
     def __init__(
         self,

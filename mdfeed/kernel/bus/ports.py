@@ -1,8 +1,8 @@
 """The bus port: what a producer, a consumer and a bus offer, whichever adapter is behind.
 
-Adapters: :class:`~mdfeed.bus.MemoryBus` (in-process, the embedded default) and
-:class:`~mdfeed.bus.KafkaBus` (aiokafka). Both pass the same contract suite
-(:mod:`mdfeed.bus.contract`).
+Adapters: :class:`~mdfeed.kernel.bus.MemoryBus` (in-process, the embedded default) and
+:class:`~mdfeed.kernel.bus.KafkaBus` (aiokafka). Both pass the same contract suite
+(:mod:`mdfeed.kernel.bus.contract`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
-from mdfeed.config import BusConfig
+from mdfeed.kernel.config import BusConfig
 
 __all__ = ["Bus", "BusConsumer", "BusProducer", "BusRecord", "ProducerStats", "ResumedCallback"]
 
@@ -79,7 +79,7 @@ class BusProducer(Protocol):
         """Buffer one record; never blocks, never awaits. Call it from the event loop thread.
 
         When the buffer holds ``buffer_max_records`` the record is dropped and counted.
-        Raises :class:`~mdfeed.bus.errors.BusClosedError` after ``stop()``.
+        Raises :class:`~mdfeed.kernel.bus.errors.BusClosedError` after ``stop()``.
         """
 
     async def flush(self, timeout_s: float) -> bool:

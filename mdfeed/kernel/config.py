@@ -191,7 +191,7 @@ class AuthConfig:
 
     #: Off: every client is anonymous and entitled to everything (loopback development).
     enabled: bool = False
-    #: TOML file of users: ``[users.NAME] token, symbols, rooms`` (see mdfeed.entitlements).
+    #: TOML file of users: ``[users.NAME] token, symbols, rooms`` (see mdfeed.kernel.entitlements).
     users_file: str = ""
 
 
@@ -291,7 +291,7 @@ class MdfeedConfig:
 
 def config_names() -> list[str]:
     """Names of the example configs shipped with mdfeed (``embedded``, ``local-stack``)."""
-    folder = resources.files("mdfeed") / "configs"
+    folder = resources.files("mdfeed.kernel") / "configs"
     names = (p.name for p in folder.iterdir())
     return sorted(n.removesuffix(".toml") for n in names if n.endswith(".toml"))
 
@@ -299,7 +299,7 @@ def config_names() -> list[str]:
 def read_config_text(name_or_path: str) -> tuple[str, str]:
     """Return (source description, TOML text) for a shipped config name or a file path."""
     if name_or_path in config_names():
-        ref = resources.files("mdfeed") / "configs" / f"{name_or_path}.toml"
+        ref = resources.files("mdfeed.kernel") / "configs" / f"{name_or_path}.toml"
         return f"config '{name_or_path}'", ref.read_text(encoding="utf-8")
     path = Path(name_or_path)
     try:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mdfeed.config import AuthConfig, ConfigError
+from mdfeed.kernel.config import AuthConfig, ConfigError
 
 __all__ = [
     "ANONYMOUS",

@@ -1,7 +1,5 @@
-"""`mdfeed fanout`, `mdfeed watch SYMBOL...` and `mdfeed chat ROOM`.
+"""The client commands: `mdfeed watch SYMBOL...` and `mdfeed chat ROOM`.
 
-* ``mdfeed fanout``: the fanout alone (gRPC, MQTT bridge, chat) against the configured bus
-  and store, for running several instances side by side behind one Kafka.
 * ``mdfeed watch``: a small gRPC client printing quotes and trades as they arrive, with gap
   and resync notices; it reconnects when the server goes away.
 * ``mdfeed chat``: joins a room over ``Connect``, prints its messages and posts each line
@@ -13,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -24,10 +21,8 @@ import grpc
 from grpc import aio
 
 from fanout.grpc_server import SERVICE_NAME
-from mdfeed.cli_support import add_config_option, config_from_args, run_async, run_service
-from mdfeed.config import MdfeedConfig
-from mdfeed.lifecycle import cancel_and_wait, stop_on_signals
-from mdfeed.systemd import Notifier
+from mdfeed.cli.support import add_config_option, config_from_args, run_async
+from mdfeed.kernel.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["chat", "register_cli", "watch"]
@@ -256,45 +251,11 @@ async def _send_lines(
             )
 
 
-async def run_fanout(
-    config: MdfeedConfig, *, out: TextIO = sys.stderr, notifier: Notifier | None = None
-) -> int:
-    """The fanout alone, until SIGINT/SIGTERM; READY to systemd once it serves."""
-    from fanout.metrics import register_fanout_metrics
-    from fanout.runtime import Fanout
-    from mdfeed.bus import open_bus
-    from mdfeed.metrics import MetricsServer
-
-    stop = stop_on_signals()
-    async with (
-        MetricsServer(config.metrics, "fanout") as metrics,
-        open_bus(config.bus) as bus,
-        Fanout(config, bus) as fanout,
-    ):
-        register_fanout_metrics(metrics, fanout)
-        for line in fanout.describe():
-            out.write(line + "\n")
-        out.write(metrics.describe() + "\n")
-        out.write("fanout ready\n")
-        out.flush()
-        gc.freeze()  # long-lived state out of the collector's scans (latency tails)
-        notifier = notifier or Notifier(None)
-        notifier.ready(f"gRPC on port {fanout.grpc.port if fanout.grpc else '-'}")
-        await stop.wait()
-        out.write("stopping…\n")
-        await notifier.stopping()
-    return 0
-
-
 def _address(args: argparse.Namespace) -> str:
     if args.address:
         return str(args.address)
     config = config_from_args(args)
     return f"{config.fanout.grpc_host}:{config.fanout.grpc_port}"
-
-
-def _cmd_fanout(args: argparse.Namespace) -> int:
-    return run_service(args, run_fanout)
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -320,25 +281,6 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_mqtt_acl(args: argparse.Namespace) -> int:
-    from fanout.mqtt_acl import write_mosquitto_files
-    from mdfeed.config import ConfigError
-    from mdfeed.entitlements import load_entitlements
-
-    config = config_from_args(args)
-    if not config.auth.enabled:
-        raise ConfigError(
-            "auth.enabled: false, so every client is anonymous and there is no ACL to "
-            "generate; set auth.enabled = true and auth.users_file"
-        )
-    entitlements = load_entitlements(config.auth)
-    files = write_mosquitto_files(Path(args.out), entitlements, config.mqtt, port=args.port)
-    for path in (files.password_file, files.acl_file, files.conf_file):
-        print(f"wrote {path}")
-    print(f"{len(entitlements.users)} users; start Mosquitto with: mosquitto -c {files.conf_file}")
-    return 0
-
-
 def _client_options(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser, section="fanout")
     parser.add_argument(
@@ -356,36 +298,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    fanout = sub.add_parser(
-        "fanout",
-        help="run the fanout alone (gRPC + MQTT + chat) against the configured bus and store",
-        description=(
-            "Run the client-facing fanout without the FIX ingest: it consumes ticks and chat "
-            "from the configured bus, persists chat in the configured store and serves gRPC "
-            "(with health and reflection) and MQTT. Several can run side by side on one Kafka."
-        ),
-    )
-    add_config_option(fanout)
-    fanout.set_defaults(func=_cmd_fanout)
-
-    acl = sub.add_parser(
-        "mqtt-acl",
-        help="write Mosquitto password, ACL and listener files from the auth users file",
-        description=(
-            "Generate the Mosquitto side of the entitlements in [auth] users_file: a "
-            "password file (each user's token is its MQTT password; the fanout's own login "
-            "from mqtt.username/password), an ACL with per-symbol read topics, room topics "
-            "and the user's own post topic, and a listener config using both. See "
-            "fanout/MQTT.md."
-        ),
-    )
-    add_config_option(acl)
-    acl.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    acl.add_argument(
-        "--port", type=int, default=None, help="listener port (default: mqtt.port of the config)"
-    )
-    acl.set_defaults(func=_cmd_mqtt_acl)
-
+    """Add the ``watch`` and ``chat`` subcommands."""
     watch_p = sub.add_parser(
         "watch",
         help="print live quotes and trades of SYMBOL... from a running fanout",

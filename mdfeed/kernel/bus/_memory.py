@@ -5,7 +5,7 @@ kept across restarts. What it keeps:
 
 * Topics are created on first use (by a producer, a consumer or :meth:`MemoryBus.start` for
   the configured ones) with ``tick_partitions`` partitions. A keyed record goes to the
-  partition Kafka's default partitioner would choose (:mod:`mdfeed.bus.partitioning`).
+  partition Kafka's default partitioner would choose (:mod:`mdfeed.kernel.bus.partitioning`).
 * Retention: each partition keeps at least its newest ``retention_records`` records and at
   most 1.25 times that; older ones are deleted in chunks and the partition's start offset
   moves on, as Kafka's retention does. A consumer whose position has been deleted jumps,
@@ -23,12 +23,12 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from mdfeed.bus._buffered import BufferedProducer, Record
-from mdfeed.bus.errors import BusClosedError, CommitFailedError
-from mdfeed.bus.partitioning import KeyPartitioner
-from mdfeed.bus.ports import BusRecord, ResumedCallback
-from mdfeed.config import BusConfig
-from mdfeed.lifecycle import Service
+from mdfeed.kernel.bus._buffered import BufferedProducer, Record
+from mdfeed.kernel.bus.errors import BusClosedError, CommitFailedError
+from mdfeed.kernel.bus.partitioning import KeyPartitioner
+from mdfeed.kernel.bus.ports import BusRecord, ResumedCallback
+from mdfeed.kernel.config import BusConfig
+from mdfeed.kernel.lifecycle import Service
 
 __all__ = ["MemoryBus", "MemoryConsumer", "MemoryProducer"]
 
@@ -243,7 +243,7 @@ class MemoryProducer(BufferedProducer):
 
 
 class MemoryConsumer(Service):
-    """A consumer of a :class:`MemoryBus` (see :class:`~mdfeed.bus.ports.BusConsumer`)."""
+    """A consumer of a :class:`MemoryBus` (see :class:`~mdfeed.kernel.bus.ports.BusConsumer`)."""
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from mdfeed.config import LogConfig
+from mdfeed.kernel.config import LogConfig
 
 __all__ = ["JsonFormatter", "log_handler", "setup_logging"]
 

@@ -2,7 +2,7 @@
 
 Each check is an async function that takes a :class:`BusFactory` and raises
 ``AssertionError`` when the adapter breaks the contract. The unit tests run them on
-:class:`~mdfeed.bus.MemoryBus`, the integration tests on :class:`~mdfeed.bus.KafkaBus`
+:class:`~mdfeed.kernel.bus.MemoryBus`, the integration tests on :class:`~mdfeed.kernel.bus.KafkaBus`
 against a real broker::
 
     @pytest.mark.parametrize("check", CONTRACT_CHECKS.values(), ids=CONTRACT_CHECKS.keys())
@@ -21,9 +21,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from mdfeed.bus.errors import BusClosedError
-from mdfeed.bus.partitioning import kafka_partition
-from mdfeed.bus.ports import Bus, BusConsumer, BusProducer, BusRecord
+from mdfeed.kernel.bus.errors import BusClosedError
+from mdfeed.kernel.bus.partitioning import kafka_partition
+from mdfeed.kernel.bus.ports import Bus, BusConsumer, BusProducer, BusRecord
 from proto import mdfeed_pb2 as pb
 
 __all__ = [
