@@ -7,7 +7,7 @@ A post, from gRPC or MQTT, goes through ``ChatService.post``:
 1. validation: the room name, the author's permission for the room (PERMISSION_DENIED), the
    text (non-empty, at most ``chat.max_text_chars``: INVALID_ARGUMENT) and a token bucket per
    author (``chat.rate_per_user_hz`` sustained, ``chat.rate_burst`` burst:
-   RESOURCE_EXHAUSTED). A rejection is a ``ChatRejected`` carrying the gRPC status code;
+   RESOURCE_EXHAUSTED). A rejection is a ``ChatRejected`` (``mdfeed.kernel.chat``) with its code;
 2. the store assigns the next per-room sequence number and persists it (atomic across fanout
    processes). The message id is derived from (author, room, client_ref) when the client
    gave a ref, so a post retried after a lost acknowledgement is stored once;
@@ -44,10 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import grpc
-
 from fanout.frames import encode_varint
 from mdfeed.kernel.bus import Bus, BusConsumer, BusProducer
+from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.config import ChatConfig
 from mdfeed.kernel.entitlements import User
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
@@ -56,7 +55,6 @@ from storage import ChatStore, StoreError
 
 __all__ = [
     "ChatMember",
-    "ChatRejected",
     "ChatService",
     "RateLimiter",
     "chat_frame",
@@ -72,15 +70,6 @@ _ID_NAMESPACE = uuid.UUID("3f6c1d52-8f0e-4b8e-9a52-6d0f1c2b7e41")
 _CATCH_UP_EMPTY_POLLS = 100
 #: Longest client_ref kept (it is echoed in errors and hashed into the id).
 MAX_CLIENT_REF = 128
-
-
-class ChatRejected(Exception):  # noqa: N818 - a rejection, not a failure of mdfeed
-    """A post or request that is refused; ``code`` is the gRPC status code."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def validate_room(room: str) -> str | None:
@@ -202,10 +191,10 @@ class ChatService(Service):
         """Raise ``ChatRejected`` unless ``room`` is valid and ``user`` may use it."""
         error = validate_room(room)
         if error is not None:
-            raise ChatRejected(grpc.StatusCode.INVALID_ARGUMENT, error)
+            raise ChatRejected(ChatCode.INVALID_ARGUMENT, error)
         if not user.may_chat(room):
             raise ChatRejected(
-                grpc.StatusCode.PERMISSION_DENIED, f"room: {user.name} may not use room {room!r}"
+                ChatCode.PERMISSION_DENIED, f"room: {user.name} may not use room {room!r}"
             )
 
     async def post(self, user: User, room: str, text: str, client_ref: str = "") -> pb.ChatMessage:
@@ -213,21 +202,21 @@ class ChatService(Service):
         try:
             self.check_room(user, room)
             if not text.strip():
-                raise ChatRejected(grpc.StatusCode.INVALID_ARGUMENT, "text: empty message")
+                raise ChatRejected(ChatCode.INVALID_ARGUMENT, "text: empty message")
             limit = self.config.max_text_chars
             if len(text) > limit:
                 raise ChatRejected(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                    ChatCode.INVALID_ARGUMENT,
                     f"text: {len(text)} characters, at most {limit}",
                 )
             if len(client_ref) > MAX_CLIENT_REF:
                 raise ChatRejected(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                    ChatCode.INVALID_ARGUMENT,
                     f"client_ref: {len(client_ref)} characters, at most {MAX_CLIENT_REF}",
                 )
             if not self._limiter.allow(user.name):
                 raise ChatRejected(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    ChatCode.RESOURCE_EXHAUSTED,
                     f"rate limit: at most {self.config.rate_per_user_hz:g} posts/s "
                     f"(burst {self.config.rate_burst}) per user",
                 )
@@ -243,11 +232,11 @@ class ChatService(Service):
         except StoreError as exc:
             self.rejected += 1
             raise ChatRejected(
-                grpc.StatusCode.UNAVAILABLE, f"chat store unavailable, post not taken: {exc}"
+                ChatCode.UNAVAILABLE, f"chat store unavailable, post not taken: {exc}"
             ) from exc
         producer = self._producer
         if producer is None:
-            raise ChatRejected(grpc.StatusCode.UNAVAILABLE, "chat service is not running")
+            raise ChatRejected(ChatCode.UNAVAILABLE, "chat service is not running")
         producer.send(self._topic, room.encode(), message.SerializeToString())
         self.posted += 1
         return message
@@ -263,7 +252,7 @@ class ChatService(Service):
             return await self.store.history(room, after_seq, count)
         except StoreError as exc:
             raise ChatRejected(
-                grpc.StatusCode.UNAVAILABLE, f"chat store unavailable: {exc}"
+                ChatCode.UNAVAILABLE, f"chat store unavailable: {exc}"
             ) from exc
 
     # -- membership -----------------------------------------------------------------
@@ -278,7 +267,7 @@ class ChatService(Service):
                 after_seq = await self.store.last_seq(room)
             except StoreError as exc:
                 raise ChatRejected(
-                    grpc.StatusCode.UNAVAILABLE, f"chat store unavailable: {exc}"
+                    ChatCode.UNAVAILABLE, f"chat store unavailable: {exc}"
                 ) from exc
         memberships = self._rooms.setdefault(room, {})
         state = memberships.get(id(member))

@@ -45,10 +45,11 @@ from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from fanout.bars import BarFanout
-from fanout.chat import ChatRejected, ChatService, chat_frame, validate_room
+from fanout.chat import ChatService, chat_frame, validate_room
 from fanout.frames import error_frame, gap_frame
 from fanout.lane import SharedFrame
 from fanout.service import FanoutClient, TickFanout
+from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
 from mdfeed.kernel.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 _INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 _PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
 _UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
+_STATUS_OF_CODE = {status.value[0]: status for status in grpc.StatusCode}
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 M = TypeVar("M", bound=Message)
@@ -351,7 +353,7 @@ class MarketDataServicer:
             ref = frame.chat_post.client_ref if body == "chat_post" else ""
             if body == "resume":
                 ref = frame.resume.room
-            client.push(error_frame(exc.code.value[0], exc.message, ref))
+            client.push(error_frame(int(exc.code), exc.message, ref))
 
     async def _on_subscribe(self, connection: _Connection, request: pb.SubscribeRequest) -> None:
         client = connection.client
@@ -412,7 +414,7 @@ class MarketDataServicer:
 
     def _require_chat(self) -> ChatService:
         if self._chat is None:
-            raise ChatRejected(grpc.StatusCode.UNIMPLEMENTED, "chat is not enabled")
+            raise ChatRejected(ChatCode.UNIMPLEMENTED, "chat is not enabled")
         return self._chat
 
     async def _on_post(self, connection: _Connection, post: pb.ChatPost) -> None:
@@ -428,7 +430,7 @@ class MarketDataServicer:
             await self._join(connection, resume.room, resume.after_seq)
             return
         if target != "symbol":
-            raise ChatRejected(grpc.StatusCode.INVALID_ARGUMENT, "resume: room or symbol required")
+            raise ChatRejected(ChatCode.INVALID_ARGUMENT, "resume: room or symbol required")
         symbol = resume.symbol
         client = connection.client
         error = validate_symbols([symbol])
@@ -510,6 +512,6 @@ class MarketDataServicer:
                 user, request.room, request.after_seq, request.limit
             )
         except ChatRejected as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(_STATUS_OF_CODE[exc.code], exc.message)
             raise AssertionError("unreachable") from exc  # abort raises
         return pb.ChatHistoryResponse(messages=messages)

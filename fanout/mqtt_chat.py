@@ -4,8 +4,9 @@ against the entitlements and handed to the chat service."""
 
 from __future__ import annotations
 
-from fanout.chat import ChatRejected, ChatService
+from fanout.chat import ChatService
 from fanout.mqtt import MqttBridge
+from mdfeed.kernel.chat import ChatRejected
 from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
 from proto import mdfeed_pb2 as pb
 
@@ -54,5 +55,5 @@ class MqttChatLink:
         try:
             await self._chat.post(user, room, text, client_ref)
         except ChatRejected as exc:
-            return pb.Error(code=exc.code.value[0], message=exc.message, ref=client_ref)
+            return pb.Error(code=int(exc.code), message=exc.message, ref=client_ref)
         return None

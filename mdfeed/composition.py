@@ -35,6 +35,7 @@ from typing import TextIO
 
 from fanout.bars import BarFanout
 from fanout.chat import ChatService
+from fanout.chat_port import ServiceChatPort
 from fanout.grpc_server import MarketDataServicer
 from fanout.lane import TickLane
 from fanout.metrics import register_fanout_metrics
@@ -48,6 +49,7 @@ from fix_session.ingest import FixIngest
 from fix_session.metrics import register_ingest_metrics
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.bus import Bus, BusProducer, open_bus
+from mdfeed.kernel.chat import ChatPort
 from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.kernel.entitlements import Entitlements, load_entitlements
 from mdfeed.kernel.metrics import MetricsServer
@@ -117,7 +119,11 @@ async def compose(
                 register_fanout_metrics(built.metrics, built.fanout)
         if "datafeed" in services:
             assert bus is not None
-            chat = built.fanout.chat if built.fanout is not None else None
+            chat = (
+                ServiceChatPort(built.fanout.chat)
+                if built.fanout is not None and built.fanout.chat is not None
+                else None
+            )
             built.datafeed, built.live_bars = await _datafeed(
                 stack, config, bus, chat, built.metrics
             )
@@ -172,7 +178,7 @@ async def _datafeed(
     stack: contextlib.AsyncExitStack,
     config: MdfeedConfig,
     bus: Bus,
-    chat: ChatService | None,
+    chat: ChatPort | None,
     metrics: MetricsServer | None,
 ) -> tuple[Datafeed, BarFanout]:
     store = await stack.enter_async_context(open_bar_store(config.store, config.ohlcv))

@@ -30,14 +30,14 @@ Endpoints (aiohttp, bound to ``DatafeedConfig.http_host:http_port``):
 
 * Chat bridge for the page (browsers cannot speak the fanout's gRPC stream):
   ``POST /chat/{room}`` with JSON ``{author, text}`` answers the stored message (or 400 with
-  :class:`~fanout.chat.ChatRejected`'s message); ``GET /chat/{room}/stream?after=`` is an
+  ``ChatRejected``'s message); ``GET /chat/{room}/stream?after=`` is an
   SSE stream of ``chat`` events whose SSE ``id`` is the room seq, so a browser that
   reconnects resumes after ``Last-Event-ID`` and loses nothing. Without ``after`` it starts
   with the room's last :data:`CHAT_RECENT` messages. Chat is the no-loss lane: a reader that
   falls ``ChatConfig.client_queue_max`` messages behind is disconnected, not conflated, and
-  resumes from its last seq. The bridge is behind :class:`ChatPort`; :class:`ServiceChatPort`
-  runs it on :class:`~fanout.chat.ChatService`. The author is whoever the page says it is
-  (no token): keep the datafeed on a trusted network (loopback by default).
+  resumes from its last seq. The bridge is behind ``mdfeed.kernel.chat.ChatPort``;
+  ``fanout.chat_port`` runs it on the fanout's chat service. The author is whoever the
+  page says it is (no token): keep the datafeed on a trusted network (loopback by default).
 * The page: ``/`` and ``/static/*`` from the repository's ``web/`` folder; the chart library
   is ``web/node_modules/lightweight-charts`` (``npm ci --prefix web``). Without it the
   datafeed still starts, logs what to run, and the page says so.
@@ -48,22 +48,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import attrgetter, floordiv
 from pathlib import Path
-from typing import Protocol
 
-import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from fanout.chat import ChatRejected, ChatService, validate_room
+from mdfeed.kernel.chat import ChatCode, ChatPort, ChatRejected, ChatSubscription
 from mdfeed.kernel.config import DatafeedConfig
-from mdfeed.kernel.entitlements import WILDCARD, User
 from mdfeed.kernel.lifecycle import Service
 from mdfeed.kernel.metrics import Histogram
 from ohlcv.bars import RESOLUTIONS, resolution_from_udf
@@ -76,10 +71,7 @@ __all__ = [
     "RESOLUTIONS_UDF",
     "BarHub",
     "BarSubscription",
-    "ChatPort",
-    "ChatSubscription",
     "Datafeed",
-    "ServiceChatPort",
     "bar_json",
 ]
 
@@ -95,7 +87,6 @@ _PENDING_BARS = 2
 _EXCHANGE = "mdfeed"
 _SYMBOL_TYPE = "stock"
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000
-_AUTHOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SEARCH_LIMIT_MAX = 1000
 _WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 _CHART_LIB = Path(
@@ -295,112 +286,6 @@ class BarHub:
 # -- chat bridge ----------------------------------------------------------------------
 
 
-class ChatSubscription(Protocol):
-    """One reader of one room, in seq order, without gaps."""
-
-    async def next(self) -> pb.ChatMessage | None:
-        """The next message; None once closed (or disconnected for falling behind)."""
-
-    def close(self) -> None:
-        """Leave the room. Safe twice."""
-
-
-class ChatPort(Protocol):
-    """What the page's chat needs: post, the room's last seq, and a live reader."""
-
-    async def post(self, author: str, room: str, text: str) -> pb.ChatMessage:
-        """Store and publish a post; ``ChatRejected`` when refused."""
-
-    async def last_seq(self, room: str) -> int:
-        """The newest seq of ``room`` (0 when empty)."""
-
-    async def subscribe(self, room: str, after_seq: int) -> ChatSubscription:
-        """Every message of ``room`` after ``after_seq``, then live ones."""
-
-
-class _ChatReader:
-    """A ``ChatMember`` with a bounded queue: past ``limit`` it is cut off, losing nothing."""
-
-    def __init__(self, service: ChatService, room: str, limit: int) -> None:
-        self._service = service
-        self._room = room
-        self._limit = limit
-        self._queue: deque[pb.ChatMessage] = deque()
-        self._wake = asyncio.Event()
-        self._closed = False
-        self.overflowed = False
-
-    def deliver_chat(self, message: pb.ChatMessage, frame: bytes) -> None:
-        if self._closed:
-            return
-        if len(self._queue) >= self._limit:
-            # No-loss lane: cut the reader off; it resumes from its last seq.
-            self.overflowed = True
-            self.close()
-            return
-        self._queue.append(message)
-        self._wake.set()
-
-    async def next(self) -> pb.ChatMessage | None:
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wake.clear()
-            await self._wake.wait()
-        if self._closed and self.overflowed:
-            return None
-        return self._queue.popleft()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._service.leave(self, self._room)
-            self._wake.set()
-
-
-class ServiceChatPort:
-    """:class:`ChatPort` on the fanout's :class:`~fanout.chat.ChatService`.
-
-    A post is made as the user named ``author`` (checked like a user name: letters, digits,
-    ``_ . -``, at most 64), allowed in every room; the service validates room and text and
-    rate-limits per author.
-    """
-
-    def __init__(self, service: ChatService) -> None:
-        self.service = service
-
-    async def post(self, author: str, room: str, text: str) -> pb.ChatMessage:
-        if not _AUTHOR.match(author):
-            raise ChatRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"author: {author[:80]!r} is not a valid name (letters, digits and _ . -, "
-                "at most 64, starting with a letter or digit)",
-            )
-        user = User(name=author, token="", symbols=frozenset(), rooms=frozenset({WILDCARD}))
-        return await self.service.post(user, room, text)
-
-    async def last_seq(self, room: str) -> int:
-        _check_room(room)
-        try:
-            return await self.service.store.last_seq(room)
-        except StoreError as exc:
-            raise ChatRejected(
-                grpc.StatusCode.UNAVAILABLE, f"chat store unavailable: {exc}"
-            ) from exc
-
-    async def subscribe(self, room: str, after_seq: int) -> ChatSubscription:
-        _check_room(room)
-        reader = _ChatReader(self.service, room, self.service.config.client_queue_max)
-        await self.service.join(reader, room, after_seq)
-        return reader
-
-
-def _check_room(room: str) -> None:
-    error = validate_room(room)
-    if error is not None:
-        raise ChatRejected(grpc.StatusCode.INVALID_ARGUMENT, error)
-
-
 def _chat_json(message: pb.ChatMessage) -> dict[str, object]:
     return {
         "room": message.room,
@@ -413,10 +298,10 @@ def _chat_json(message: pb.ChatMessage) -> dict[str, object]:
 
 
 _CHAT_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
+    ChatCode.INVALID_ARGUMENT: 400,
+    ChatCode.PERMISSION_DENIED: 403,
+    ChatCode.RESOURCE_EXHAUSTED: 429,
+    ChatCode.UNAVAILABLE: 503,
 }
 
 
@@ -504,7 +389,7 @@ class Datafeed(Service):
         config: DatafeedConfig,
         bars: BarStore,
         *,
-        chat: ChatService | ChatPort | None,
+        chat: ChatPort | None,
         symbols: Sequence[str],
         session_timezone: str,
         hub: BarHub | None = None,
@@ -514,9 +399,7 @@ class Datafeed(Service):
     ) -> None:
         self.config = config
         self.bars = bars
-        self.chat: ChatPort | None = (
-            ServiceChatPort(chat) if isinstance(chat, ChatService) else chat
-        )
+        self.chat = chat
         self.symbols = tuple(symbols)
         self.session_timezone = session_timezone
         self.hub = hub if hub is not None else BarHub()

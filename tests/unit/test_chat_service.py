@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import grpc
 import pytest
 
-from fanout.chat import ChatRejected, ChatService, RateLimiter, chat_frame
+from fanout.chat import ChatService, RateLimiter, chat_frame
 from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.config import BusConfig, ChatConfig
 from mdfeed.kernel.entitlements import ANONYMOUS, User
 from proto import mdfeed_pb2 as pb
@@ -75,15 +75,15 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
 @pytest.mark.parametrize(
     ("user", "room", "text", "code", "message"),
     [
-        (ANONYMOUS, "", "hi", grpc.StatusCode.INVALID_ARGUMENT, "room: empty room name"),
-        (ANONYMOUS, "a/b", "hi", grpc.StatusCode.INVALID_ARGUMENT, "room: 'a/b' is not a valid"),
-        (ANONYMOUS, "lobby", "  ", grpc.StatusCode.INVALID_ARGUMENT, "text: empty message"),
-        (ANONYMOUS, "lobby", "x" * 11, grpc.StatusCode.INVALID_ARGUMENT, "text: 11 characters"),
-        (ALICE, "desk", "hi", grpc.StatusCode.PERMISSION_DENIED, "room: alice may not use"),
+        (ANONYMOUS, "", "hi", ChatCode.INVALID_ARGUMENT, "room: empty room name"),
+        (ANONYMOUS, "a/b", "hi", ChatCode.INVALID_ARGUMENT, "room: 'a/b' is not a valid"),
+        (ANONYMOUS, "lobby", "  ", ChatCode.INVALID_ARGUMENT, "text: empty message"),
+        (ANONYMOUS, "lobby", "x" * 11, ChatCode.INVALID_ARGUMENT, "text: 11 characters"),
+        (ALICE, "desk", "hi", ChatCode.PERMISSION_DENIED, "room: alice may not use"),
     ],
 )
 async def test_bad_posts_are_rejected_with_a_precise_code(  # noqa: PLR0917 - parametrized
-    tmp_path: Path, user: User, room: str, text: str, code: grpc.StatusCode, message: str
+    tmp_path: Path, user: User, room: str, text: str, code: ChatCode, message: str
 ) -> None:
     async with service(tmp_path, ChatConfig(max_text_chars=10)) as chat:
         with pytest.raises(ChatRejected) as info:
@@ -102,7 +102,7 @@ async def test_rate_limit_per_user(tmp_path: Path) -> None:
         await chat.post(ALICE, "lobby", "two")
         with pytest.raises(ChatRejected) as info:
             await chat.post(ALICE, "lobby", "three")
-        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert info.value.code == ChatCode.RESOURCE_EXHAUSTED
         await chat.post(ANONYMOUS, "lobby", "someone else is not limited")
         now[0] += 1.0
         assert (await chat.post(ALICE, "lobby", "three, later")).seq == 4
@@ -183,7 +183,7 @@ async def test_history_is_capped_and_checks_the_room(tmp_path: Path) -> None:
         assert [m.seq for m in await chat.history(ALICE, "lobby", 3, 10)] == [4, 5]
         with pytest.raises(ChatRejected) as info:
             await chat.history(ALICE, "desk", 0, 10)
-        assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert info.value.code == ChatCode.PERMISSION_DENIED
 
 
 async def test_rooms_are_independent_and_leave_stops_delivery(tmp_path: Path) -> None:

@@ -19,9 +19,10 @@ import aiohttp
 import pytest
 
 from fanout.chat import ChatService
+from fanout.chat_port import ServiceChatPort
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, ChatConfig, DatafeedConfig
-from ohlcv.datafeed import RESOLUTIONS_UDF, BarHub, Datafeed, ServiceChatPort, bar_json
+from ohlcv.datafeed import RESOLUTIONS_UDF, BarHub, Datafeed, bar_json
 from proto import mdfeed_pb2 as pb
 from storage import SqliteChatStore
 from storage._bars_sqlite import SqliteBarStore
@@ -76,7 +77,7 @@ async def running(
         feed = Datafeed(
             CONFIG,
             store,
-            chat=chat,
+            chat=ServiceChatPort(chat) if chat is not None else None,
             symbols=symbols,
             session_timezone="America/New_York",
             web_root=web_root,
