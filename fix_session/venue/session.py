@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fix_session.venue_market import Tick
-from fix_session.venue_wire import (
+from fix_session.venue.market import Tick
+from fix_session.venue.wire import (
     SOH,
     FrameSplitter,
     Garbled,
@@ -55,7 +55,7 @@ from fix_spec.fix44.messages import (
 )
 
 if TYPE_CHECKING:
-    from fix_session.venue import SimulatedVenue
+    from fix_session.venue.server import SimulatedVenue
 
 # One logger for the whole venue, whichever module logs.
 log = logging.getLogger("fix_session.venue")

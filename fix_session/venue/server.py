@@ -40,7 +40,7 @@ Not covered: encryption, Username/Password checks, session schedules, SendingTim
 accuracy checks, message replay on ResendRequest, queueing of messages received after
 a gap (they are processed at once), the FIX 4.4 NextExpectedMsgSeqNum(789) logon.
 
-Market data (see `fix_session.venue_market` for the model):
+Market data (see `fix_session.venue.market` for the model):
 
 * MarketDataRequest (V) with SubscriptionRequestType 0 (snapshot) or 1 (snapshot and
   incremental updates): one MarketDataSnapshotFullRefresh (W) per known symbol (`depth`
@@ -63,7 +63,7 @@ Market data (see `fix_session.venue_market` for the model):
   `write_high_water` unsent bytes the stream waits (counted in `stats.stream_stalls`)
   instead of buffering without bound: the rate is then the reader's pace. A backlog of
   more than 0.1 s (a blocked loop) is dropped rather than sent as a burst. Market data
-  is written as wire text, not through the typed codec (see `fix_session.venue_wire`).
+  is written as wire text, not through the typed codec (see `fix_session.venue.wire`).
   Measured on the 2-core development machine against a reader in another process:
   200,000 entries/s held exactly (~10,800 X/s); the ceiling is ~530,000 entries/s
   (~27,000 X/s of 20 entries, one core) on uvloop, as ``mdfeed venue`` runs, and
@@ -105,29 +105,13 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
-from fix_session.venue_market import BookSnapshot, Market
-from fix_session.venue_session import (
-    SessionState,
-    SymbolStats,
-    VenueSession,
-    VenueStats,
-    incremental_refresh_fields,
-)
-from fix_session.venue_wire import utc_time_only, utc_timestamp
+from fix_session.venue.market import BookSnapshot, Market
+from fix_session.venue.session import SessionState, VenueSession, VenueStats
+from fix_session.venue.wire import utc_time_only, utc_timestamp
 from mdfeed.kernel.config import VenueConfig
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 
-__all__ = [
-    "BookSnapshot",
-    "SessionState",
-    "SimulatedVenue",
-    "SymbolStats",
-    "VenueSession",
-    "VenueStats",
-    "incremental_refresh_fields",
-]
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("fix_session.venue")
 #: A backlog older than this is dropped instead of being sent as one burst.
 _MAX_BACKLOG_S = 0.1
 #: One wakeup produces at most this much of a second's entries.
@@ -422,8 +406,3 @@ class SimulatedVenue(Service):
         for session in sessions:
             session.send_ticks(ticks, sending_time, self.max_entries_per_message)
         return produced
-
-
-# ---------------------------------------------------------------------------------------
-# mdfeed venue
-# ---------------------------------------------------------------------------------------
