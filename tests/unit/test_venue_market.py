@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from fix_session.venue_market import MAX_SPREAD_TICKS, Market, SymbolBook, price_text
+from fix_session.venue.market import MAX_SPREAD_TICKS, Market, SymbolBook, price_text
 from fix_spec import fix44
 from fix_spec.fix44.enums import MDEntryType, MDUpdateAction
 from fix_spec.fix44.groups import MDIncGrpNoMDEntries

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fix_session.venue_wire import (
+from fix_session.venue.wire import (
     FrameSplitter,
     Garbled,
     checksum,

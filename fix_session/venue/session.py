@@ -1,9 +1,52 @@
-"""One FIX 4.4 session of the simulated venue: a connection, its sequence numbers and timers.
+"""The FIX 4.4 session layer of the simulated venue: one connection, its numbers and timers.
 
-`VenueSession` implements the session layer that `fix_session.venue` documents and
-writes the market data its venue hands it. It is created by `SimulatedVenue` for each
-accepted connection; tests reach it through `SimulatedVenue.sessions` and
-`SimulatedVenue.wait_logged_on`.
+`AcceptorSession` is the acceptor side of one FIX session; `VenueSession`
+(`fix_session.venue.market_data`) is the session the venue runs on each connection, this
+layer with market data on top. A session needs from its venue only what `SessionHost`
+names: the config, two timeouts, and the calls it makes when it logs on, saves or loads its
+sequence numbers and closes. So the session does not import the venue, and the venue is
+free to be whatever serves that protocol.
+
+Session layer (FIX 4.4, one session per TCP connection, several connections at once):
+
+* Logon (A): CompIDs checked against the config (SenderCompID = `target_comp_id`,
+  TargetCompID = `sender_comp_id`), EncryptMethod 0, HeartBtInt >= 0.
+  ResetSeqNumFlag(141)=Y resets both sequence numbers to 1 (the Logon must be 34=1) and
+  the reply Logon echoes HeartBtInt and 141=Y. Without it the session resumes the
+  numbers saved when the last connection with the same CompIDs closed (kept in memory
+  for the life of the `SimulatedVenue`), so an initiator with ResetOnLogon=N works too.
+  A first message that is not a Logon, wrong CompIDs, or a Logon with a bad
+  MsgSeqNum get a Logout with Text, then the connection is closed.
+* Heartbeat (0) after HeartBtInt seconds without sending; TestRequest (1) answered by a
+  Heartbeat carrying TestReqID(112); the venue's own TestRequest after 1.2 x HeartBtInt
+  of silence, and the connection dropped (Logout, close) when another 1.2 x HeartBtInt
+  passes without any message.
+* MsgSeqNum checks: a gap gets a ResendRequest (2) for the missing range and the message
+  is processed; PossDupFlag(43)=Y resends inside a requested range are processed once
+  (SequenceReset-GapFill closes the range), other PossDup duplicates are ignored; a number
+  too low without PossDupFlag gets a Logout naming both numbers and a disconnect.
+* ResendRequest (2) is answered with one SequenceReset-GapFill (35=4, 43=Y, 122, 123=Y,
+  36 = the next number): market data is not replayed, the initiator resubscribes for a
+  fresh snapshot instead. SequenceReset (4) in GapFill and Reset mode is honoured.
+* Logout (5) both ways: answered and closed; `SimulatedVenue.stop` sends one and waits
+  briefly for the answer.
+* Bytes that do not decode (garbage, broken BodyLength or CheckSum, a missing required
+  tag, a bad value) get a session Reject (3) with RefSeqNum(45) (0 when the bytes carry
+  no MsgSeqNum), RefTagID(371), SessionRejectReason(373) and Text, and the session stays
+  up. Frames are cut from the stream by BodyLength; after garbage the reader
+  resynchronises on the next ``8=FIX.4.4<SOH>9=``. A message that framed correctly but
+  failed validation consumes its sequence number; a garbled frame does not.
+* Application messages go to `AcceptorSession._on_application`; here they get a
+  BusinessMessageReject (j), and `VenueSession` serves MarketDataRequest (V).
+
+Not covered: encryption, Username/Password checks, session schedules, SendingTime
+accuracy checks, message replay on ResendRequest, queueing of messages received after
+a gap (they are processed at once), the FIX 4.4 NextExpectedMsgSeqNum(789) logon.
+
+Test hooks on a session: `send_raw`, `build_message` and `send_message` (also on
+`SimulatedVenue`, for its newest logged-on session), ``await logout(text)`` and `abort`
+(drop the TCP connection with no Logout) to test reconnects, and `stats`, the counters of
+this connection.
 """
 
 from __future__ import annotations
@@ -13,20 +56,19 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
-from fix_session.venue_market import Tick
-from fix_session.venue_wire import (
+from fix_session.venue.stats import VenueStats
+from fix_session.venue.wire import (
     SOH,
     FrameSplitter,
     Garbled,
+    clean_text,
     fields_text,
     find_msg_type,
     find_seq_num,
     frame,
-    utc_time_only,
     utc_timestamp,
 )
 from fix_spec import fix44
@@ -34,11 +76,7 @@ from fix_spec.codec import FixDecodeError
 from fix_spec.fix44.enums import (
     BusinessRejectReason,
     EncryptMethod,
-    MDEntryType,
-    MDReqRejReason,
-    MDUpdateType,
     SessionRejectReason,
-    SubscriptionRequestType,
 )
 from fix_spec.fix44.header import Header, Message
 from fix_spec.fix44.messages import (
@@ -46,23 +84,56 @@ from fix_spec.fix44.messages import (
     Heartbeat,
     Logon,
     Logout,
-    MarketDataRequest,
-    MarketDataRequestReject,
     Reject,
     ResendRequest,
     SequenceReset,
     TestRequest,
 )
-
-if TYPE_CHECKING:
-    from fix_session.venue import SimulatedVenue
+from mdfeed.kernel.config import VenueConfig
 
 # One logger for the whole venue, whichever module logs.
 log = logging.getLogger("fix_session.venue")
 
 #: Silence, in heartbeat intervals, before a TestRequest and again before disconnecting.
 _SILENCE_FACTOR = 1.2
-_TEXT_LIMIT = 200
+
+
+class SessionHost(Protocol):
+    """What a session needs from the venue that accepted its connection."""
+
+    @property
+    def config(self) -> VenueConfig:
+        """The venue's config: the CompIDs a Logon must carry, the symbols."""
+        ...
+
+    @property
+    def logon_timeout_s(self) -> float:
+        """Seconds a new connection has to log on before it is closed."""
+        ...
+
+    @property
+    def logout_timeout_s(self) -> float:
+        """Seconds `AcceptorSession.logout` waits for the answering Logout by default."""
+        ...
+
+    def session_logged_on(self, session: AcceptorSession) -> None:
+        """`session` completed its Logon."""
+        ...
+
+    def session_closed(self, session: AcceptorSession) -> None:
+        """`session`'s connection is closed; it sends and receives nothing more."""
+        ...
+
+    def save_sequence_numbers(self, comp_ids: tuple[str, str], next_out: int, next_in: int) -> None:
+        """Keep a closing session's next MsgSeqNums for the next Logon without a reset.
+
+        `comp_ids` is the initiator's (SenderCompID, TargetCompID).
+        """
+        ...
+
+    def load_sequence_numbers(self, comp_ids: tuple[str, str]) -> tuple[int, int]:
+        """The (next out, next in) MsgSeqNums saved for `comp_ids`, or (1, 1)."""
+        ...
 
 
 class SessionState(enum.Enum):
@@ -72,126 +143,6 @@ class SessionState(enum.Enum):
     LOGGED_ON = "logged on"
     LOGGING_OUT = "logging out"
     CLOSED = "closed"
-
-
-@dataclass(slots=True)
-class SymbolStats:
-    """What was sent for one symbol."""
-
-    #: Entries in MarketDataIncrementalRefresh (X) messages, trades included.
-    entries: int = 0
-    #: Of `entries`, the trades (269=2).
-    trades: int = 0
-    #: MarketDataSnapshotFullRefresh (W) messages.
-    snapshots: int = 0
-    #: Entries in those W messages.
-    snapshot_entries: int = 0
-
-
-_INT_STATS = (
-    "connections",
-    "logons",
-    "messages_sent",
-    "bytes_sent",
-    "messages_received",
-    "bytes_received",
-    "entries_sent",
-    "snapshot_entries_sent",
-    "heartbeats_sent",
-    "test_requests_sent",
-    "resend_requests_sent",
-    "resend_requests_received",
-    "rejects_sent",
-    "rejects_received",
-    "decode_errors",
-    "md_requests_received",
-    "md_rejects_sent",
-    "stream_stalls",
-)
-
-
-@dataclass(slots=True)
-class VenueStats:
-    """Counters of one session, or (`SimulatedVenue.stats`) of every session summed."""
-
-    connections: int = 0
-    logons: int = 0
-    messages_sent: int = 0
-    bytes_sent: int = 0
-    messages_received: int = 0
-    bytes_received: int = 0
-    #: X entries sent (the rate the venue is paced at counts these).
-    entries_sent: int = 0
-    snapshot_entries_sent: int = 0
-    heartbeats_sent: int = 0
-    test_requests_sent: int = 0
-    resend_requests_sent: int = 0
-    resend_requests_received: int = 0
-    #: Session Rejects (3) sent, one per message or chunk that did not decode.
-    rejects_sent: int = 0
-    #: Session Rejects (3) received from the initiator.
-    rejects_received: int = 0
-    #: Received bytes that did not decode (garbage, broken frames, invalid messages).
-    decode_errors: int = 0
-    md_requests_received: int = 0
-    md_rejects_sent: int = 0
-    #: Stream wakeups skipped because a reader had fallen behind (venue-wide).
-    stream_stalls: int = 0
-    sent_by_type: dict[str, int] = field(default_factory=dict)
-    received_by_type: dict[str, int] = field(default_factory=dict)
-    per_symbol: dict[str, SymbolStats] = field(default_factory=dict)
-
-    def add(self, other: VenueStats) -> None:
-        """Add another set of counters to this one."""
-        for name in _INT_STATS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in (
-            (self.sent_by_type, other.sent_by_type),
-            (self.received_by_type, other.received_by_type),
-        ):
-            for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
-        for symbol, s in other.per_symbol.items():
-            total = self.per_symbol.setdefault(symbol, SymbolStats())
-            total.entries += s.entries
-            total.trades += s.trades
-            total.snapshots += s.snapshots
-            total.snapshot_entries += s.snapshot_entries
-
-    def copy(self) -> VenueStats:
-        """An independent copy."""
-        out = VenueStats()
-        out.add(self)
-        return out
-
-
-@dataclass(slots=True)
-class _Subscription:
-    md_req_id: str
-    book: bool
-    trades: bool
-
-
-def incremental_refresh_fields(
-    md_req_id: str | None, entries: Iterable[Sequence[tuple[int, str]]]
-) -> list[tuple[int, str]]:
-    """The body fields of an X: MDReqID(262), NoMDEntries(268) = the count, the entries.
-
-    Entries are written as given, so a test can leave a tag out or put ``NaN`` or
-    ``-1.00`` in MDEntryPx(270): ``venue.send_message("X", incremental_refresh_fields(
-    "req-1", [[(279, "0"), (269, "0"), (55, "AAPL"), (270, "NaN"), (271, "100")]]))``.
-    """
-    items = [list(e) for e in entries]
-    out: list[tuple[int, str]] = [] if md_req_id is None else [(262, md_req_id)]
-    out.append((268, str(len(items))))
-    for entry in items:
-        out.extend(entry)
-    return out
-
-
-def _clean_text(text: str) -> str:
-    """Text(58) that cannot break the frame it goes into."""
-    return text.replace(SOH, "|").replace("\r", " ").replace("\n", " ")[:_TEXT_LIMIT]
 
 
 # The codec explains a decode error in words; SessionRejectReason(373) wants a code.
@@ -218,16 +169,19 @@ def _reject_reason(error: FixDecodeError) -> SessionRejectReason:
     return SessionRejectReason.OTHER
 
 
-class VenueSession:
+class AcceptorSession:
     """One initiator connection and its FIX session.
 
     Read its attributes freely; the methods documented as test hooks may be called from
-    tests on the venue's event loop.
+    tests on the venue's event loop. A subclass serves the application messages
+    (`_on_application`), writes its own through `_send` (typed) or `_write` (wire text
+    framed with `_header_text` and the next `next_out_seq`), and lets go of what it holds
+    when the session ends (`_session_ended`).
     """
 
     def __init__(
         self,
-        venue: SimulatedVenue,
+        venue: SessionHost,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
@@ -250,7 +204,6 @@ class VenueSession:
         self._sender = config.sender_comp_id
         self._target = config.target_comp_id
         self._header_text = f"49={self._sender}{SOH}56={self._target}{SOH}"
-        self._subs: dict[str, _Subscription] = {}
         self._gaps: list[tuple[int, int]] = []
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -261,8 +214,6 @@ class VenueSession:
         self._logout_deadline = 0.0
         self._splitter = FrameSplitter()
         self._closed = asyncio.Event()
-        for symbol in config.symbols:
-            self.stats.per_symbol[symbol] = SymbolStats()
 
     # -- public view -------------------------------------------------------------------
 
@@ -270,11 +221,6 @@ class VenueSession:
     def logged_on(self) -> bool:
         """True between a successful Logon and the start of a logout."""
         return self.state is SessionState.LOGGED_ON
-
-    @property
-    def subscriptions(self) -> dict[str, str]:
-        """Streaming symbols and the MDReqID each one is sent under (a copy)."""
-        return {symbol: sub.md_req_id for symbol, sub in self._subs.items()}
 
     @property
     def write_buffer_size(self) -> int:
@@ -388,7 +334,7 @@ class VenueSession:
                 await asyncio.wait_for(self._writer.wait_closed(), 2.0)
             except (TimeoutError, ConnectionError, OSError):
                 self._transport.abort()
-            self._venue._session_closed(self)
+            self._venue.session_closed(self)
 
     def _set_closed(self) -> None:
         if self.state is not SessionState.CLOSED:
@@ -396,10 +342,13 @@ class VenueSession:
             self.state = SessionState.CLOSED
             self._closed.set()
             if was_logged_on:
-                self._venue._save_seq(self)
-            if self._subs:
-                self._subs.clear()
-                self._venue._subscriptions_changed()
+                self._venue.save_sequence_numbers(
+                    (self._target, self._sender), self.next_out_seq, self.next_in_seq
+                )
+            self._session_ended()
+
+    def _session_ended(self) -> None:
+        """The session has just closed (its sequence numbers are saved): a subclass hook."""
 
     def _close(self, reason: str) -> None:
         """Close after what is written is flushed."""
@@ -412,11 +361,11 @@ class VenueSession:
         """Logout with `text`, then close without waiting for the answer."""
         log.warning("venue: %s: %s", self.peer, text)
         if not self._transport.is_closing():
-            self._send(Logout(text=_clean_text(text)))
+            self._send(Logout(text=clean_text(text)))
         self._close(text)
 
     def _start_logout(self, text: str, wait: float) -> None:
-        self._send(Logout(text=_clean_text(text) or None))
+        self._send(Logout(text=clean_text(text) or None))
         self.state = SessionState.LOGGING_OUT
         self._logout_deadline = self._loop.time() + wait
 
@@ -481,68 +430,6 @@ class VenueSession:
         )
         self._write(fix44.encode(message), 1, message.MSG_TYPE)
 
-    def send_ticks(self, ticks: Sequence[Tick], sending_time: str, max_entries: int) -> None:
-        """Write the entries of `ticks` this session subscribed to, as X messages."""
-        subs = self._subs
-        if not subs or self.state is not SessionState.LOGGED_ON or self._transport.is_closing():
-            return
-        per_symbol = self.stats.per_symbol
-        # MDReqID -> [entry texts, entry count]; a tick's entries never straddle two X.
-        pending: dict[str, tuple[list[str], list[int]]] = {}
-        out: list[bytes] = []
-        entries = 0
-        for tick in ticks:
-            sub = subs.get(tick.symbol)
-            if sub is None or not (sub.trades if tick.is_trade else sub.book):
-                continue
-            n = tick.entries
-            sym_stats = per_symbol[tick.symbol]
-            sym_stats.entries += n
-            if tick.is_trade:
-                sym_stats.trades += n
-            entries += n
-            batch = pending.get(sub.md_req_id)
-            if batch is None:
-                pending[sub.md_req_id] = ([tick.text], [n])
-                continue
-            texts, count = batch
-            if count[0] + n > max_entries:
-                out.append(self._frame_x(sub.md_req_id, texts, count[0], sending_time))
-                pending[sub.md_req_id] = ([tick.text], [n])
-            else:
-                texts.append(tick.text)
-                count[0] += n
-        for md_req_id, (texts, count) in pending.items():
-            out.append(self._frame_x(md_req_id, texts, count[0], sending_time))
-        if out:
-            self.stats.entries_sent += entries
-            self._write(b"".join(out), len(out), "X")
-
-    def _frame_x(self, md_req_id: str, texts: list[str], count: int, sending_time: str) -> bytes:
-        seq = self.next_out_seq
-        self.next_out_seq = seq + 1
-        body = (
-            f"35=X{SOH}{self._header_text}34={seq}{SOH}52={sending_time}{SOH}"
-            f"262={md_req_id}{SOH}268={count}{SOH}{''.join(texts)}"
-        )
-        return frame(body.encode("latin-1"))
-
-    def _send_snapshot(self, symbol: str, md_req_id: str) -> None:
-        now = time.time_ns()
-        book = self._venue.market.books[symbol]
-        entries, count = book.snapshot_entries(utc_time_only(now))
-        seq = self.next_out_seq
-        self.next_out_seq = seq + 1
-        body = (
-            f"35=W{SOH}{self._header_text}34={seq}{SOH}52={utc_timestamp(now)}{SOH}"
-            f"262={md_req_id}{SOH}55={symbol}{SOH}268={count}{SOH}{entries}"
-        )
-        self._write(frame(body.encode("latin-1")), 1, "W")
-        sym_stats = self.stats.per_symbol[symbol]
-        sym_stats.snapshots += 1
-        sym_stats.snapshot_entries += count
-        self.stats.snapshot_entries_sent += count
-
     # -- reading -----------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
@@ -583,7 +470,7 @@ class VenueSession:
                 session_reject_reason=(
                     _reject_reason(error) if error is not None else SessionRejectReason.OTHER
                 ),
-                text=_clean_text(text),
+                text=clean_text(text),
             )
         )
         self.stats.rejects_sent += 1
@@ -639,17 +526,19 @@ class VenueSession:
             self._on_sequence_reset(message)
         elif isinstance(message, Logout):
             self._on_logout(message)
-        elif isinstance(message, MarketDataRequest):
-            self._on_market_data_request(message)
         else:
-            self._send(
-                BusinessMessageReject(
-                    ref_seq_num=message.header.msg_seq_num,
-                    ref_msg_type=message.MSG_TYPE,
-                    business_reject_reason=BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE,
-                    text=f"this venue serves market data only, not MsgType {message.MSG_TYPE}",
-                )
+            self._on_application(message)
+
+    def _on_application(self, message: Message) -> None:
+        """An application message, in sequence: rejected here, served by a subclass."""
+        self._send(
+            BusinessMessageReject(
+                ref_seq_num=message.header.msg_seq_num,
+                ref_msg_type=message.MSG_TYPE,
+                business_reject_reason=BusinessRejectReason.UNSUPPORTED_MESSAGE_TYPE,
+                text=f"this venue serves market data only, not MsgType {message.MSG_TYPE}",
             )
+        )
 
     # -- sequence numbers --------------------------------------------------------------
 
@@ -743,7 +632,9 @@ class VenueSession:
             self.next_in_seq = 1
             self._gaps.clear()
         elif self.state is SessionState.AWAITING_LOGON:
-            self.next_out_seq, self.next_in_seq = self._venue._load_seq(self._target, self._sender)
+            self.next_out_seq, self.next_in_seq = self._venue.load_sequence_numbers(
+                (self._target, self._sender)
+            )
         else:
             self._fatal("Logon received on a logged-on session without ResetSeqNumFlag")
             return
@@ -769,7 +660,7 @@ class VenueSession:
         log.info(
             "venue: %s: logged on (HeartBtInt %s, reset %s)", self.peer, message.heart_bt_int, reset
         )
-        self._venue._session_logged_on(self)
+        self._venue.session_logged_on(self)
 
     def _on_logout(self, message: Logout) -> None:
         if self.state is SessionState.LOGGING_OUT:
@@ -778,53 +669,3 @@ class VenueSession:
         log.info("venue: %s: Logout from the initiator: %s", self.peer, message.text)
         self._send(Logout())
         self._close("Logout from the initiator")
-
-    # -- market data -------------------------------------------------------------------
-
-    def _md_reject(self, md_req_id: str, reason: MDReqRejReason, text: str) -> None:
-        self._send(
-            MarketDataRequestReject(md_req_id=md_req_id, md_req_rej_reason=reason, text=text)
-        )
-        self.stats.md_rejects_sent += 1
-
-    def _on_market_data_request(self, message: MarketDataRequest) -> None:
-        self.stats.md_requests_received += 1
-        req_id = message.md_req_id
-        kind = message.subscription_request_type
-        symbols = [entry.symbol for entry in message.no_related_sym]
-        if kind is SubscriptionRequestType.DISABLE_PREVIOUS_SNAPSHOT:
-            changed = [s for s in symbols if s is not None and self._subs.pop(s, None) is not None]
-            if changed:
-                self._venue._subscriptions_changed()
-            return
-        streaming = kind is SubscriptionRequestType.SNAPSHOT_AND_UPDATES
-        if streaming and message.md_update_type is MDUpdateType.FULL_REFRESH:
-            self._md_reject(
-                req_id,
-                MDReqRejReason.UNSUPPORTED_MD_UPDATE_TYPE,
-                "only incremental refresh (265=1) streaming is supported",
-            )
-            return
-        types = {entry.md_entry_type for entry in message.no_md_entry_types}
-        book = MDEntryType.BID in types or MDEntryType.OFFER in types
-        trades = MDEntryType.TRADE in types
-        if not (book or trades):
-            self._md_reject(
-                req_id,
-                MDReqRejReason.UNSUPPORTED_MD_ENTRY_TYPE,
-                "supported MDEntryTypes are 0 (bid), 1 (offer) and 2 (trade)",
-            )
-            return
-        known = self._venue.market.books
-        added = False
-        for symbol in symbols:
-            if symbol is None or symbol not in known:
-                name = "no Symbol(55)" if symbol is None else f"unknown symbol {symbol!r}"
-                self._md_reject(req_id, MDReqRejReason.UNKNOWN_SYMBOL, _clean_text(name))
-                continue
-            self._send_snapshot(symbol, req_id)
-            if streaming:
-                self._subs[symbol] = _Subscription(req_id, book, trades)
-                added = True
-        if added:
-            self._venue._subscriptions_changed()

@@ -1,75 +1,26 @@
-"""A simulated FIX 4.4 market data venue: an asyncio acceptor that streams a random market.
+"""`SimulatedVenue`: the acceptor that listens, holds the market and paces the stream.
 
-`SimulatedVenue` is what the ingest connects to when no real venue is configured (the
-embedded default), and what tests drive: it speaks enough FIX 4.4 for a QuickFIX
-initiator and can be told to misbehave. It is built on asyncio rather than QuickFIX so
-it can stream at high rates from one Python process and write arbitrary bytes.
+The venue accepts any number of connections and runs a `VenueSession`
+(`fix_session.venue.market_data`) on each; it serves those sessions what they need of it
+(`MarketDataHost`: the config, the market, the saved sequence numbers, and the calls they
+make when they log on, subscribe and close). Its own work is the stream: one loop that
+draws entries from the market (`fix_session.venue.market`) and hands the same ticks to
+every streaming session.
 
-Session layer (FIX 4.4, one session per TCP connection, several connections at once):
-
-* Logon (A): CompIDs checked against the config (SenderCompID = `target_comp_id`,
-  TargetCompID = `sender_comp_id`), EncryptMethod 0, HeartBtInt >= 0.
-  ResetSeqNumFlag(141)=Y resets both sequence numbers to 1 (the Logon must be 34=1) and
-  the reply Logon echoes HeartBtInt and 141=Y. Without it the session resumes the
-  numbers saved when the last connection with the same CompIDs closed (kept in memory
-  for the life of the `SimulatedVenue`), so an initiator with ResetOnLogon=N works too.
-  A first message that is not a Logon, wrong CompIDs, or a Logon with a bad
-  MsgSeqNum get a Logout with Text, then the connection is closed.
-* Heartbeat (0) after HeartBtInt seconds without sending; TestRequest (1) answered by a
-  Heartbeat carrying TestReqID(112); the venue's own TestRequest after 1.2 x HeartBtInt
-  of silence, and the connection dropped (Logout, close) when another 1.2 x HeartBtInt
-  passes without any message.
-* MsgSeqNum checks: a gap gets a ResendRequest (2) for the missing range and the message
-  is processed; PossDupFlag(43)=Y resends inside a requested range are processed once
-  (SequenceReset-GapFill closes the range), other PossDup duplicates are ignored; a number
-  too low without PossDupFlag gets a Logout naming both numbers and a disconnect.
-* ResendRequest (2) is answered with one SequenceReset-GapFill (35=4, 43=Y, 122, 123=Y,
-  36 = the next number): market data is not replayed, the initiator resubscribes for a
-  fresh snapshot instead. SequenceReset (4) in GapFill and Reset mode is honoured.
-* Logout (5) both ways: answered and closed; `stop()` sends one and waits briefly for
-  the answer.
-* Bytes that do not decode (garbage, broken BodyLength or CheckSum, a missing required
-  tag, a bad value) get a session Reject (3) with RefSeqNum(45) (0 when the bytes carry
-  no MsgSeqNum), RefTagID(371), SessionRejectReason(373) and Text, and the session stays
-  up. Frames are cut from the stream by BodyLength; after garbage the reader
-  resynchronises on the next ``8=FIX.4.4<SOH>9=``. A message that framed correctly but
-  failed validation consumes its sequence number; a garbled frame does not.
-* Application messages other than MarketDataRequest get a BusinessMessageReject (j).
-
-Not covered: encryption, Username/Password checks, session schedules, SendingTime
-accuracy checks, message replay on ResendRequest, queueing of messages received after
-a gap (they are processed at once), the FIX 4.4 NextExpectedMsgSeqNum(789) logon.
-
-Market data (see `fix_session.venue_market` for the model):
-
-* MarketDataRequest (V) with SubscriptionRequestType 0 (snapshot) or 1 (snapshot and
-  incremental updates): one MarketDataSnapshotFullRefresh (W) per known symbol (`depth`
-  bids and offers with MDEntryPositionNo(290), plus the last trade as 269=2), then
-  MarketDataIncrementalRefresh (X) for the subscribed symbols. One V for many symbols
-  or one V per symbol both work; each X carries the MDReqID(262) of its subscription,
-  so symbols subscribed together share X messages. Subscribing a symbol again moves it
-  to the new MDReqID and sends a fresh W. MDEntryTypes select book entries (0 and/or 1
-  give both sides) and trades (2). The venue always publishes its configured depth,
-  whatever MarketDepth(264) asks.
-* SubscriptionRequestType 2 stops the X entries of the listed symbols.
-* Rejected with MarketDataRequestReject (Y): each unknown symbol (281=0, Text naming it;
-  the known symbols of the same request are served), MDUpdateType(265)=0 full refresh
-  streaming (281=6), no supported MDEntryType (281=8).
 * Rate: `rate_ticks_per_s` X entries per second across the subscribed symbols (trades
   included), paced against the loop clock and produced in one batch per wakeup (at
-  least 1 ms apart), at most `max_entries_per_message` entries per X (default 20); the
-  entries of one market step (a shift's delete and new) always share an X. Symbols
-  nobody subscribed to do not move. While any streaming connection holds more than
-  `write_high_water` unsent bytes the stream waits (counted in `stats.stream_stalls`)
-  instead of buffering without bound: the rate is then the reader's pace. A backlog of
-  more than 0.1 s (a blocked loop) is dropped rather than sent as a burst. Market data
-  is written as wire text, not through the typed codec (see `fix_session.venue_wire`).
-  Measured on the 2-core development machine against a reader in another process:
-  200,000 entries/s held exactly (~10,800 X/s); the ceiling is ~530,000 entries/s
-  (~27,000 X/s of 20 entries, one core) on uvloop, as ``mdfeed venue`` runs, and
-  ~320,000 on the stock asyncio loop.
+  least 1 ms apart), at most `max_entries_per_message` entries per X (default 20).
+  Symbols nobody subscribed to do not move. While any streaming connection holds more
+  than `write_high_water` unsent bytes the stream waits (counted in
+  `stats.stream_stalls`) instead of buffering without bound: the rate is then the
+  reader's pace. A backlog of more than 0.1 s (a blocked loop) is dropped rather than
+  sent as a burst. Market data is written as wire text, not through the typed codec
+  (see `fix_session.venue.wire`). Measured on the 2-core development machine against a
+  reader in another process: 200,000 entries/s held exactly (~10,800 X/s); the ceiling
+  is ~530,000 entries/s (~27,000 X/s of 20 entries, one core) on uvloop, as
+  ``mdfeed venue`` runs, and ~320,000 on the stock asyncio loop.
 
-Test hooks, all on `SimulatedVenue` unless noted:
+Test hooks, all on `SimulatedVenue`:
 
 * ``await start()`` / ``await stop()`` (stop is idempotent; ``async with`` does both).
   Port 0 binds a free port; `port` is the bound port, and a restart after stop binds
@@ -77,23 +28,14 @@ Test hooks, all on `SimulatedVenue` unless noted:
 * `sessions` (live connections, `VenueSession`), ``await wait_logged_on(timeout)``.
 * `send_raw` writes bytes verbatim; `build_message` and `send_message` frame any fields
   with the session's header and a correct or deliberately wrong BodyLength or CheckSum,
-  consuming a real MsgSeqNum by default; `incremental_refresh_fields` lays out an X body
-  to break on purpose (a NaN or negative price, a missing tag).
+  consuming a real MsgSeqNum by default (`fix_session.venue.session`).
 * `pause_stream` / `resume_stream` / `set_rate`; `book(symbol)` is the venue's current
   book of a symbol, to compare with what the ingest rebuilt.
 * `stats`: messages, bytes and entries sent, per message type and per symbol, logons,
-  ResendRequests and Rejects received, decode errors; `VenueSession.stats` per connection.
-* `VenueSession.logout(text)` and `VenueSession.abort()` (drop the TCP connection with no
-  Logout) to test reconnects.
-* What QuickFIX 1.16 (UseDataDictionary=Y) does with broken input, as the interop test
-  shows: a bad CheckSum is dropped and the gap it leaves is resent as a gap fill; a group
-  count that does not match gets a Reject (3); MDEntryPx ``NaN`` passes its dictionary
-  check and reaches ``fromApp``, so the ingest's own decoding has to catch it.
+  ResendRequests and Rejects received, decode errors; `VenueSession.stats` per connection
+  (`fix_session.venue.stats`).
 * Determinism: a non-zero `seed` replays the same market (each symbol's path depends
   only on the seed and the symbol); with seed 0 the venue draws one, kept in `seed`.
-
-``mdfeed venue`` (``mdfeed.cli.venue``) runs the venue until Ctrl-C with a status line
-every second.
 """
 
 from __future__ import annotations
@@ -105,29 +47,15 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
-from fix_session.venue_market import BookSnapshot, Market
-from fix_session.venue_session import (
-    SessionState,
-    SymbolStats,
-    VenueSession,
-    VenueStats,
-    incremental_refresh_fields,
-)
-from fix_session.venue_wire import utc_time_only, utc_timestamp
+from fix_session.venue.market import BookSnapshot, Market
+from fix_session.venue.market_data import VenueSession
+from fix_session.venue.session import AcceptorSession
+from fix_session.venue.stats import VenueStats
+from fix_session.venue.wire import utc_time_only, utc_timestamp
 from mdfeed.kernel.config import VenueConfig
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 
-__all__ = [
-    "BookSnapshot",
-    "SessionState",
-    "SimulatedVenue",
-    "SymbolStats",
-    "VenueSession",
-    "VenueStats",
-    "incremental_refresh_fields",
-]
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("fix_session.venue")
 #: A backlog older than this is dropped instead of being sent as one burst.
 _MAX_BACKLOG_S = 0.1
 #: One wakeup produces at most this much of a second's entries.
@@ -137,7 +65,7 @@ _WAKEABLE_SLEEP_S = 0.05
 
 
 class SimulatedVenue(Service):
-    """The simulated FIX 4.4 market data venue; see the module docstring.
+    """The simulated FIX 4.4 market data venue; see this module and `fix_session.venue`.
 
     ``max_entries_per_message`` caps the entries of one X; ``write_high_water`` is the
     unsent bytes per connection past which the stream waits for the reader.
@@ -274,6 +202,35 @@ class SimulatedVenue(Service):
         self._rate = entries_per_s
         self._wake.set()
 
+    # -- what its sessions call (MarketDataHost) ---------------------------------------
+
+    def session_logged_on(self, session: AcceptorSession) -> None:
+        """Wake `wait_logged_on`."""
+        del session
+        self._logon_event.set()
+
+    def session_closed(self, session: AcceptorSession) -> None:
+        """Forget a closed session; its counters stay in `stats`."""
+        if isinstance(session, VenueSession) and session in self._sessions:
+            self._sessions.remove(session)
+            self._closed_stats.add(session.stats)
+
+    def save_sequence_numbers(self, comp_ids: tuple[str, str], next_out: int, next_in: int) -> None:
+        """Keep a session's next MsgSeqNums for the life of the venue."""
+        self._seq_store[comp_ids] = (next_out, next_in)
+
+    def load_sequence_numbers(self, comp_ids: tuple[str, str]) -> tuple[int, int]:
+        """The MsgSeqNums saved for `comp_ids`, or (1, 1)."""
+        return self._seq_store.get(comp_ids, (1, 1))
+
+    def subscriptions_changed(self) -> None:
+        """Move only the symbols some session streams, and wake the stream."""
+        symbols: set[str] = set()
+        for session in self._sessions:
+            symbols.update(session.subscriptions)
+        self.market.set_active(symbols)
+        self._wake.set()
+
     # -- raw access for tests ----------------------------------------------------------
 
     def session(self) -> VenueSession:
@@ -347,31 +304,8 @@ class SimulatedVenue(Service):
             if task is not None:
                 self._tasks.discard(task)
 
-    def _session_logged_on(self, session: VenueSession) -> None:
-        del session
-        self._logon_event.set()
-
-    def _session_closed(self, session: VenueSession) -> None:
-        if session in self._sessions:
-            self._sessions.remove(session)
-            self._closed_stats.add(session.stats)
-
-    def _save_seq(self, session: VenueSession) -> None:
-        key = (session._target, session._sender)
-        self._seq_store[key] = (session.next_out_seq, session.next_in_seq)
-
-    def _load_seq(self, sender: str, target: str) -> tuple[int, int]:
-        return self._seq_store.get((sender, target), (1, 1))
-
-    def _subscriptions_changed(self) -> None:
-        symbols: set[str] = set()
-        for session in self._sessions:
-            symbols.update(session._subs)
-        self.market.set_active(symbols)
-        self._wake.set()
-
     def _streaming_sessions(self) -> list[VenueSession]:
-        return [s for s in self._sessions if s._subs and s.state is SessionState.LOGGED_ON]
+        return [s for s in self._sessions if s.streaming]
 
     async def _stream_loop(self) -> None:
         """Pace X entries at `rate` per second, one batch per wakeup."""
@@ -422,8 +356,3 @@ class SimulatedVenue(Service):
         for session in sessions:
             session.send_ticks(ticks, sending_time, self.max_entries_per_message)
         return produced
-
-
-# ---------------------------------------------------------------------------------------
-# mdfeed venue
-# ---------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ BEGIN_STRING = "FIX.4.4"
 FRAME_START = b"8=FIX.4.4\x019="
 #: Frames announcing a longer body than this are treated as garbage, not waited for.
 MAX_BODY_LENGTH = 1 << 20
+#: Text(58) the venue writes is cut to this many characters.
+TEXT_LIMIT = 200
 
 _TRAILER_LEN = len(b"10=000\x01")
 _SEQ_RE = re.compile(rb"\x0134=(\d{1,9})\x01")
@@ -67,6 +69,11 @@ def frame(
 def fields_text(fields: Iterable[tuple[int, str]]) -> str:
     """``tag=value<SOH>`` for each field, in the order given (values are not checked)."""
     return "".join(f"{tag}={value}{SOH}" for tag, value in fields)
+
+
+def clean_text(text: str) -> str:
+    """Text(58) that cannot break the frame it goes into."""
+    return text.replace(SOH, "|").replace("\r", " ").replace("\n", " ")[:TEXT_LIMIT]
 
 
 def utc_timestamp(ns: int) -> str:
