@@ -320,7 +320,7 @@ async def run_server(args: argparse.Namespace) -> None:  # noqa: PLR0915  # setu
 
     from fanout.grpc_server import MarketDataServicer
     from fanout.lane import TickLane
-    from fanout.service import TickFanout
+    from fanout.tick_fanout import TickFanout
     from mdfeed.kernel.bus import MemoryBus, open_bus
     from mdfeed.kernel.config import BusConfig, load_config
 

@@ -46,9 +46,9 @@ from grpc import aio
 
 from fanout.bars import BarFanout
 from fanout.chat import ChatService, chat_frame, validate_room
-from fanout.frames import error_frame, gap_frame
-from fanout.lane import SharedFrame
-from fanout.service import FanoutClient, TickFanout
+from fanout.client import FanoutClient
+from fanout.frames import SharedFrame, error_frame, gap_frame
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
 from mdfeed.kernel.lifecycle import cancel_and_wait

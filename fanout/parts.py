@@ -14,7 +14,7 @@ from fanout.grpc_server import MarketDataServicer
 from fanout.mqtt import MqttBridge
 from fanout.mqtt_broker import EmbeddedBroker
 from fanout.server import GrpcServer
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.kernel.entitlements import Entitlements
 from storage import BarStore, ChatStore

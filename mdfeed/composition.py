@@ -44,7 +44,7 @@ from fanout.mqtt_broker import EmbeddedBroker
 from fanout.mqtt_chat import MqttChatLink
 from fanout.parts import FanoutParts
 from fanout.server import GrpcServer
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
 from fix_session.ingest import FixIngest
 from fix_session.metrics import register_ingest_metrics
 from fix_session.venue import SimulatedVenue

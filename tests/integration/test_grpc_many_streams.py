@@ -22,7 +22,7 @@ from grpc import aio
 
 from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
 from fanout.lane import TickLane
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.bus import BusProducer, open_bus
 from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb
