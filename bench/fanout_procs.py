@@ -318,9 +318,9 @@ class _LaneTotals:
 async def run_server(args: argparse.Namespace) -> None:  # noqa: PLR0915  # setup + handlers
     from grpc import aio
 
-    from fanout.grpc_server import MarketDataServicer
     from fanout.lane import TickLane
     from fanout.tick_fanout import TickFanout
+    from fanout.transports.grpc_service import MarketDataServicer
     from mdfeed.kernel.bus import MemoryBus, open_bus
     from mdfeed.kernel.config import BusConfig, load_config
 
