@@ -888,7 +888,7 @@ def run_mqtt_publisher(args: argparse.Namespace) -> None:
 
 async def run_mqtt_bridge(args: argparse.Namespace) -> None:
 
-    from fanout.mqtt import MqttBridge
+    from fanout.transports.mqtt_bridge import MqttBridge
     from mdfeed.kernel.config import MqttConfig
 
     config = MqttConfig(

@@ -38,13 +38,13 @@ from fanout.chat import ChatService
 from fanout.chat_port import ServiceChatPort
 from fanout.lane import TickLane
 from fanout.metrics import register_fanout_metrics
-from fanout.mqtt import MqttBridge
-from fanout.mqtt_broker import EmbeddedBroker
-from fanout.mqtt_chat import MqttChatLink
 from fanout.parts import FanoutParts
 from fanout.tick_fanout import TickFanout
 from fanout.transports.grpc_server import GrpcServer
 from fanout.transports.grpc_service import MarketDataServicer
+from fanout.transports.mqtt_bridge import MqttBridge
+from fanout.transports.mqtt_broker import EmbeddedBroker
+from fanout.transports.mqtt_chat import MqttChatLink
 from fix_session.ingest import FixIngest
 from fix_session.metrics import register_ingest_metrics
 from fix_session.venue import SimulatedVenue
