@@ -318,9 +318,9 @@ class _LaneTotals:
 async def run_server(args: argparse.Namespace) -> None:  # noqa: PLR0915  # setup + handlers
     from grpc import aio
 
-    from fanout.grpc_server import MarketDataServicer
     from fanout.lane import TickLane
-    from fanout.service import TickFanout
+    from fanout.tick_fanout import TickFanout
+    from fanout.transports.grpc_service import MarketDataServicer
     from mdfeed.kernel.bus import MemoryBus, open_bus
     from mdfeed.kernel.config import BusConfig, load_config
 
@@ -888,7 +888,7 @@ def run_mqtt_publisher(args: argparse.Namespace) -> None:
 
 async def run_mqtt_bridge(args: argparse.Namespace) -> None:
 
-    from fanout.mqtt import MqttBridge
+    from fanout.transports.mqtt_bridge import MqttBridge
     from mdfeed.kernel.config import MqttConfig
 
     config = MqttConfig(

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fanout.frames import tick_batch_frame
-from fanout.lane import SharedFrame, TickLane
+from fanout.frames import SharedFrame, tick_batch_frame
+from fanout.lane import TickLane
 from proto import mdfeed_pb2 as pb
 
 N = 200_000

@@ -47,7 +47,7 @@ from bench.fanout_procs import (
     window_rate,
 )
 from fanout.lane import TickLane
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, load_config
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from fanout.service import FanoutClient
+from fanout.client import FanoutClient
 from mdfeed.kernel.bus import Bus, BusConsumer
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from proto import mdfeed_pb2 as pb

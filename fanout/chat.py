@@ -1,6 +1,7 @@
 """Chat: validated, sequenced, persisted posts, delivered to every member exactly once.
 
-Chat is the no-loss lane (Principle 3): never conflated, never dropped.
+Chat is the no-loss lane (docs/architecture.md, "Principles": 3. two delivery lanes): never
+conflated, never dropped.
 
 A post, from gRPC or MQTT, goes through ``ChatService.post``:
 

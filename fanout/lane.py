@@ -1,24 +1,21 @@
-"""Tick lanes: shared frames, one bounded conflating queue of them per client.
+"""Tick lanes: one bounded, conflating queue of shared frames per client.
 
-Serialize once, build once (Principles 3 and 5). Clients that subscribe to the same set of
-symbols form a ``SubscriptionGroup``. The fanout adds each tick once per group (not once
-per client); after every batch of bus records it flushes each group into ``SharedFrame``s
-(at most ``max_batch_ticks`` ticks each, built once) and pushes a reference to every
-member's ``TickLane``. The cost per tick is O(groups holding its symbol); the cost per
-client is one queue append per frame, so a thousand clients of one symbol set cost little
-more than one.
+The subscription groups (``fanout.groups``) push ``SharedFrame``s (``fanout.frames``) to
+their members through ``LaneMember.push_frame``; a member (``fanout.client.FanoutClient``)
+queues them on its ``TickLane``, and its transport takes them from there.
 
-Policy of a client's ``TickLane`` (a slow reader loses granularity, never the connection,
-and never slows anyone else):
+Policy of a client's ``TickLane`` (docs/architecture.md, "Principles": 3. two delivery
+lanes: a slow reader loses granularity, never the connection, and never slows anyone else):
 
 * ``push`` never blocks and never awaits. While the client keeps up, frames queue in order
   and it gets every tick.
 * When a push would take the ticks pending past ``max_pending_ticks``, the lane conflates:
   the queued frames are replaced by one frame flagged ``conflated`` holding the latest tick
   of each symbol they carried, preceded by a ``GapNotice`` (reason CONFLATED) for each
-  symbol whose earlier ticks ``[from_seq, to_seq]`` were skipped (Principle 4). Resync
-  notices and subscribe snapshots in the queue are kept whole, in order, and ticks before a
-  resync never merge with ticks after it.
+  symbol whose earlier ticks ``[from_seq, to_seq]`` were skipped (docs/architecture.md,
+  "Principles": 4. sequence numbers end to end). Resync notices and subscribe snapshots in
+  the queue are kept whole, in order, and ticks before a resync never merge with ticks
+  after it.
 * A client whose conflated frame would still hold more than ``max_pending_symbols``
   symbols cannot be conflated within bounds: ``disconnect_reason`` says so.
 * A client that takes nothing for ``max_stall_s`` while frames wait is stuck, not slow (a
@@ -32,23 +29,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
-from fanout.frames import gap_frame, tick_batch_frame
+from fanout.frames import SharedFrame, gap_frame, tick_batch_frame
 from proto import mdfeed_pb2 as pb
 
-__all__ = [
-    "Gap",
-    "LaneMember",
-    "LaneStats",
-    "SharedFrame",
-    "SnapshotCache",
-    "SnapshotEntry",
-    "SubscriptionGroup",
-    "TickLane",
-]
+__all__ = ["Gap", "LaneMember", "LaneStats", "TickLane"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,58 +55,6 @@ class Gap:
             to_seq=self.to_seq,
             reason=pb.GAP_REASON_CONFLATED,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SharedFrame:
-    """One encoded ``ServerFrame``, shared by every lane it is pushed to.
-
-    Tick frames keep their ticks, ``(symbol, seq, encoded)`` in order: conflation reads
-    them (``first``, ``latest``), and only when a lane conflates, so framing does no
-    per-symbol bookkeeping. A notice (``resync`` or a conflation ``gap``) has no ticks;
-    ``resync`` names a symbol whose sequence started again.
-    """
-
-    frame: bytes
-    count: int = 0
-    ticks: Sequence[tuple[str, int, bytes]] = ()
-    #: A conflation gap notice: the symbol and the first seq it skips.
-    gap: tuple[str, int] | None = None
-    resync: str | None = None
-    conflated: bool = False
-    #: A plain tick batch (no snapshot or conflated flag, not a notice): consecutive plain
-    #: frames may be joined into one message, since a protobuf parser merges the repeated
-    #: ``ticks`` of concatenated ``ServerFrame``s.
-    plain: bool = False
-    #: The snapshot sent on subscribe: conflation keeps it whole (it confirms the subscribe).
-    snapshot: bool = False
-
-    @property
-    def first(self) -> dict[str, int]:
-        """Per symbol, the first seq the frame carries (or, for a gap notice, skips)."""
-        first: dict[str, int] = {}
-        if self.gap is not None:
-            first[self.gap[0]] = self.gap[1]
-        for symbol, seq, _ in self.ticks:
-            first.setdefault(symbol, seq)
-        return first
-
-    @property
-    def latest(self) -> dict[str, tuple[int, bytes]]:
-        """Per symbol, the last (seq, encoded tick) the frame carries."""
-        return {symbol: (seq, data) for symbol, seq, data in self.ticks}
-
-    @classmethod
-    def of_ticks(
-        cls, ticks: Iterable[tuple[str, int, bytes]], *, snapshot: bool = False
-    ) -> SharedFrame:
-        kept = ticks if isinstance(ticks, list | tuple) else list(ticks)
-        frame = tick_batch_frame((data for _, _, data in kept), snapshot=snapshot)
-        return cls(frame, len(kept), kept, plain=not snapshot, snapshot=snapshot)
-
-    @classmethod
-    def notice(cls, frame: bytes, *, resync: str | None = None) -> SharedFrame:
-        return cls(frame, resync=resync)
 
 
 @dataclass(slots=True)
@@ -324,83 +260,8 @@ def _scan(
     return first, latest, kept, total
 
 
-class SubscriptionGroup:
-    """The clients subscribed to exactly ``symbols``; ticks are framed once for all."""
-
-    __slots__ = ("_ticks", "members", "symbols")
-
-    def __init__(self, symbols: frozenset[str]) -> None:
-        self.symbols = symbols
-        self.members: set[LaneMember] = set()
-        self._ticks: list[tuple[str, int, bytes]] = []
-
-    def add(self, symbol: str, seq: int, encoded: bytes) -> None:
-        self._ticks.append((symbol, seq, encoded))
-
-    def flush(self, max_batch_ticks: int) -> None:
-        """Frame the ticks added since the last flush and push them to every member."""
-        ticks = self._ticks
-        if not ticks:
-            return
-        self._ticks = []
-        members = self.members
-        for start in range(0, len(ticks), max_batch_ticks):
-            shared = SharedFrame.of_ticks(ticks[start : start + max_batch_ticks])
-            for member in members:
-                member.push_frame(shared)
-
-    def broadcast(self, frame: SharedFrame) -> None:
-        for member in self.members:
-            member.push_frame(frame)
-
-
 class LaneMember(Protocol):
-    """What a group pushes to: a client with a ``TickLane`` (``fanout.service``)."""
+    """What a group pushes to: a client with a ``TickLane`` (``fanout.client``)."""
 
     def push_frame(self, frame: SharedFrame) -> None:
         """Queue ``frame`` on the client's lane and wake its writer. Never blocks."""
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotEntry:
-    seq: int
-    encoded: bytes
-
-
-@dataclass(slots=True)
-class SnapshotCache:
-    """The latest encoded tick per symbol, for snapshot-on-subscribe."""
-
-    _latest: dict[str, SnapshotEntry] = field(default_factory=dict)
-
-    def update(self, symbol: str, seq: int, encoded: bytes) -> bool:
-        """Keep the tick if it is newer than the cached one; True if it was kept."""
-        current = self._latest.get(symbol)
-        if current is not None and seq <= current.seq:
-            return False
-        self._latest[symbol] = SnapshotEntry(seq, encoded)
-        return True
-
-    def reset(self, symbol: str) -> None:
-        """Forget ``symbol`` (upstream resync: its sequence starts again)."""
-        self._latest.pop(symbol, None)
-
-    def get(self, symbol: str) -> SnapshotEntry | None:
-        return self._latest.get(symbol)
-
-    def __len__(self) -> int:
-        return len(self._latest)
-
-    def __contains__(self, symbol: object) -> bool:
-        return symbol in self._latest
-
-    def snapshot_frame(self, symbols: Iterable[str]) -> SharedFrame:
-        """A ``TickBatch(snapshot=True)`` of the known ``symbols``, as a lane frame."""
-        ticks: list[tuple[str, int, bytes]] = []
-        seen: set[str] = set()
-        for symbol in symbols:
-            entry = self._latest.get(symbol)
-            if entry is not None and symbol not in seen:
-                seen.add(symbol)
-                ticks.append((symbol, entry.seq, entry.encoded))
-        return SharedFrame.of_ticks(ticks, snapshot=True)

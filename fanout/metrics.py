@@ -38,9 +38,9 @@ from prometheus_client.core import Metric
 
 from fanout.bars import BarFanout
 from fanout.chat import ChatService
-from fanout.mqtt import MqttBridge
 from fanout.parts import FanoutParts
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
+from fanout.transports.mqtt_bridge import MqttBridge
 from mdfeed.kernel.metrics import MetricsServer, counter, gauge
 
 __all__ = ["FanoutCollector", "register_fanout_metrics"]

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from fanout.bars import BarFanout
 from fanout.chat import ChatService
-from fanout.grpc_server import MarketDataServicer
-from fanout.mqtt import MqttBridge
-from fanout.mqtt_broker import EmbeddedBroker
-from fanout.server import GrpcServer
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
+from fanout.transports.grpc_server import GrpcServer
+from fanout.transports.grpc_service import MarketDataServicer
+from fanout.transports.mqtt_bridge import MqttBridge
+from fanout.transports.mqtt_broker import EmbeddedBroker
 from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.kernel.entitlements import Entitlements
 from storage import BarStore, ChatStore

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import grpc
 from grpc import aio
 
-from fanout.grpc_server import SERVICE_NAME
+from fanout.transports.grpc_service import SERVICE_NAME
 from mdfeed.cli.support import add_config_option, config_from_args, run_async
 from mdfeed.kernel.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb

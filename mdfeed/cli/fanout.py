@@ -50,7 +50,7 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
 
 
 def _cmd_mqtt_acl(args: argparse.Namespace) -> int:
-    from fanout.mqtt_acl import write_mosquitto_files
+    from fanout.transports.mqtt_acl import write_mosquitto_files
     from mdfeed.kernel.config import ConfigError
     from mdfeed.kernel.entitlements import load_entitlements
 

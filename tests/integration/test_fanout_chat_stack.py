@@ -23,7 +23,7 @@ import pytest
 from grpc import aio
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fanout.grpc_server import SERVICE_NAME
+from fanout.transports.grpc_service import SERVICE_NAME
 from mdfeed.kernel.config import MdfeedConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb

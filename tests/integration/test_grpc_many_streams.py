@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from grpc import aio
 
-from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
 from fanout.lane import TickLane
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
+from fanout.transports.grpc_service import SERVICE_NAME, MarketDataServicer
 from mdfeed.kernel.bus import BusProducer, open_bus
 from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb

@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fanout.mqtt import MqttBridge
-from fanout.mqtt_acl import write_mosquitto_files
+from fanout.transports.mqtt_acl import write_mosquitto_files
+from fanout.transports.mqtt_bridge import MqttBridge
 from mdfeed.kernel.config import MdfeedConfig, MqttConfig
 from mdfeed.kernel.entitlements import Entitlements, User
 from mdfeed.stack.scratch import free_port

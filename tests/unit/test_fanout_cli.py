@@ -80,9 +80,9 @@ async def test_watch_reconnects_until_the_server_comes_up(
     import asyncio
     import io
 
-    from fanout.grpc_server import MarketDataServicer
-    from fanout.server import GrpcServer
-    from fanout.service import TickFanout
+    from fanout.tick_fanout import TickFanout
+    from fanout.transports.grpc_server import GrpcServer
+    from fanout.transports.grpc_service import MarketDataServicer
     from mdfeed.cli.clients import watch
     from mdfeed.kernel.bus import MemoryBus
     from mdfeed.kernel.config import FanoutConfig

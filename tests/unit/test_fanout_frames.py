@@ -1,4 +1,5 @@
-"""fanout.frames: tick frames are concatenated encoded ticks, byte-identical to protobuf's."""
+"""fanout.frames: tick frames are concatenated encoded ticks, byte-identical to protobuf's;
+a shared frame keeps the ticks conflation reads."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.frames import encode_varint, error_frame, gap_frame, tick_batch_frame
+from fanout.frames import SharedFrame, encode_varint, error_frame, gap_frame, tick_batch_frame
 from proto import mdfeed_pb2 as pb
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -125,3 +126,27 @@ def test_joined_plain_frames_parse_as_one_batch_of_all_their_ticks() -> None:
     ]  # fmt: skip
     assert not frame.ticks.conflated
     assert not frame.ticks.snapshot
+
+
+def _enc(symbol: str, seq: int) -> bytes:
+    return pb.Tick(
+        symbol=symbol, seq=seq, kind=pb.TICK_KIND_QUOTE, bid_px_e8=seq
+    ).SerializeToString()
+
+
+def test_shared_frame_of_ticks_records_first_and_latest_per_symbol() -> None:
+    sent = [("A", 4), ("B", 9), ("A", 5), ("A", 6)]
+    frame = SharedFrame.of_ticks((symbol, seq, _enc(symbol, seq)) for symbol, seq in sent)
+    assert frame.count == 4
+    assert frame.first == {"A": 4, "B": 9}
+    assert frame.latest == {"A": (6, _enc("A", 6)), "B": (9, _enc("B", 9))}
+    assert frame.resync is None
+    assert not frame.conflated
+    assert frame.plain
+    assert not frame.snapshot
+    assert frame.frame == tick_batch_frame([_enc(symbol, seq) for symbol, seq in sent])
+    gap = gap_frame(symbol="A", from_seq=1, to_seq=6, reason=pb.GAP_REASON_RESYNC)
+    notice = SharedFrame.notice(gap, resync="A")
+    assert (notice.count, notice.first, notice.latest, notice.resync) == (0, {}, {}, "A")
+    assert not notice.plain
+    assert notice.frame == gap

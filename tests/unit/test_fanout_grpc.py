@@ -12,9 +12,9 @@ import grpc
 import pytest
 from grpc import aio
 
-from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
 from fanout.lane import TickLane
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
+from fanout.transports.grpc_service import SERVICE_NAME, MarketDataServicer
 from mdfeed.kernel.bus import BusProducer, MemoryBus
 from mdfeed.kernel.config import BusConfig
 from proto import mdfeed_pb2 as pb
@@ -147,6 +147,42 @@ async def test_bad_subscribe_requests_get_invalid_argument(
                 pass
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert info.value.details() == message
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "message"),
+    [
+        (pb.SubscribeRequest(symbols=[""]), "INVALID_ARGUMENT", "symbols[0]: empty symbol"),
+        (
+            pb.SubscribeRequest(symbols=["AAPL"], rooms=["bad room"]),
+            "INVALID_ARGUMENT",
+            None,
+        ),
+        (
+            pb.SubscribeRequest(symbols=["AAPL"], bar_resolutions=[pb.RESOLUTION_1M]),
+            "UNIMPLEMENTED",
+            "bar updates are not enabled on this server",
+        ),
+    ],
+)
+async def test_subscribe_and_connects_subscribe_refuse_a_request_alike(
+    request_: pb.SubscribeRequest, status: str, message: str | None
+) -> None:
+    async with asyncio.timeout(10), stack() as s:
+        with pytest.raises(aio.AioRpcError) as info:
+            async for _ in s.subscribe_call(request_):
+                pass
+        assert info.value.code().name == status
+        if message is not None:
+            assert info.value.details() == message
+        call = s.connect_call()
+        await call.write(pb.ClientFrame(subscribe=request_))
+        frame = await call.read()
+        assert isinstance(frame, pb.ServerFrame)
+        assert frame.error.code == grpc.StatusCode[status].value[0]
+        assert frame.error.message == f"subscribe: {info.value.details()}"
+        assert s.fanout.client_count == 1  # the stream goes on, subscribed to nothing
+        call.cancel()
 
 
 async def test_history_methods_without_stores_are_unimplemented() -> None:

@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fanout.chat import ChatService
-from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
-from fanout.server import GrpcServer, server_credentials
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
+from fanout.transports.grpc_server import GrpcServer, server_credentials
+from fanout.transports.grpc_service import SERVICE_NAME, MarketDataServicer
 from mdfeed.kernel.bus import BusProducer, MemoryBus
 from mdfeed.kernel.config import BusConfig, ChatConfig, ConfigError, FanoutConfig
 from mdfeed.kernel.entitlements import Entitlements, User

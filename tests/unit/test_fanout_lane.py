@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.frames import gap_frame, tick_batch_frame
-from fanout.lane import Gap, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
+from fanout.frames import SharedFrame, gap_frame, tick_batch_frame
+from fanout.groups import SubscriptionGroup
+from fanout.lane import Gap, TickLane
+from fanout.snapshot_cache import SnapshotCache
 from proto import mdfeed_pb2 as pb
 
 SYMBOLS = "ABCD"
@@ -98,7 +100,7 @@ class Recorder:
 
 
 class LaneClient:
-    """A group member with a real lane, as ``fanout.service.FanoutClient`` has."""
+    """A group member with a real lane, as ``fanout.client.FanoutClient`` has."""
 
     def __init__(self, lane: TickLane) -> None:
         self.lane = lane
@@ -722,107 +724,5 @@ def test_bounds_must_be_positive(bounds: dict[str, Any]) -> None:
         TickLane(**bounds)
 
 
-# -- subscription groups --------------------------------------------------------------
-
-
-def test_group_frames_ticks_once_and_pushes_the_same_frame_to_every_member() -> None:
-    group = SubscriptionGroup(frozenset("AB"))
-    members = [Recorder() for _ in range(3)]
-    group.members.update(members)
-    sent = [("A", 1), ("B", 1), ("A", 2), ("A", 3), ("B", 2)]
-    for symbol, seq in sent:
-        group.add(symbol, seq, enc(symbol, seq))
-    group.flush(2)
-    frames = members[0].frames
-    assert [show(f.frame) for f in frames] == [
-        ("ticks", ("A", 1), ("B", 1)),
-        ("ticks", ("A", 2), ("A", 3)),
-        ("ticks", ("B", 2)),
-    ]
-    assert [f.count for f in frames] == [2, 2, 1]
-    assert frames[1].first == {"A": 2}
-    assert frames[1].latest == {"A": (3, enc("A", 3))}
-    for member in members[1:]:
-        assert len(member.frames) == len(frames)
-        assert all(a is b for a, b in zip(member.frames, frames, strict=True))
-    group.flush(2)  # nothing added since: nothing pushed
-    assert all(len(m.frames) == 3 for m in members)
-    group.add("B", 3, enc("B", 3))
-    group.flush(2)
-    assert [show(f.frame) for f in members[0].frames[3:]] == [("ticks", ("B", 3))]
-    notice = resync("A", 1, 3)
-    group.broadcast(notice)
-    assert all(m.frames[-1] is notice for m in members)
-    assert all(len(m.frames) == 5 for m in members)
-
-
-def test_group_members_read_the_shared_bytes() -> None:
-    group = SubscriptionGroup(frozenset("A"))
-    clients = [LaneClient(TickLane()) for _ in range(2)]
-    group.members.update(clients)
-    group.add("A", 1, enc("A", 1))
-    group.flush(256)
-    first, second = (c.lane.take() for c in clients)
-    assert first is not None
-    assert first is second
-    assert show(first) == ("ticks", ("A", 1))
-
-
-def test_shared_frame_of_ticks_records_first_and_latest_per_symbol() -> None:
-    frame = ticks(("A", 4), ("B", 9), ("A", 5), ("A", 6))
-    assert frame.count == 4
-    assert frame.first == {"A": 4, "B": 9}
-    assert frame.latest == {"A": (6, enc("A", 6)), "B": (9, enc("B", 9))}
-    assert frame.resync is None
-    assert not frame.conflated
-    assert show(frame.frame) == ("ticks", ("A", 4), ("B", 9), ("A", 5), ("A", 6))
-    notice = resync("A", 1, 6)
-    assert (notice.count, notice.first, notice.latest, notice.resync) == (0, {}, {}, "A")
-
-
 def test_gap_frame_is_a_conflated_gap_notice() -> None:
     assert show(Gap("A", 3, 7).frame()) == ("GAP_REASON_CONFLATED", "A", 3, 7)
-
-
-# -- snapshot cache -------------------------------------------------------------------
-
-
-def test_snapshot_cache_keeps_the_latest_and_ignores_older_seqs() -> None:
-    cache = SnapshotCache()
-    assert cache.update("A", 1, enc("A", 1))
-    assert cache.update("A", 3, enc("A", 3))
-    assert not cache.update("A", 2, enc("A", 2))  # late tick: the newer one stays
-    assert not cache.update("A", 3, b"redelivered")  # same seq: the first one stays
-    assert cache.update("B", 9, enc("B", 9))
-    assert len(cache) == 2
-    assert "A" in cache
-    assert "Z" not in cache
-    entry = cache.get("A")
-    assert entry is not None
-    assert (entry.seq, entry.encoded) == (3, enc("A", 3))
-    assert cache.get("Z") is None
-
-    cache.reset("A")
-    assert "A" not in cache
-    assert len(cache) == 1
-    assert cache.update("A", 1, enc("A", 1, epoch=1))  # upstream resync: seqs start again
-    entry = cache.get("A")
-    assert entry is not None
-    assert (entry.seq, entry.encoded) == (1, enc("A", 1, epoch=1))
-    cache.reset("Z")  # unknown: nothing to forget, no error
-
-
-def test_snapshot_frame_holds_each_known_symbol_once() -> None:
-    cache = SnapshotCache()
-    cache.update("A", 3, enc("A", 3))
-    cache.update("B", 9, enc("B", 9))
-    frame = cache.snapshot_frame(["B", "A", "Z", "A"])
-    assert show(frame.frame) == ("snapshot", ("B", 9), ("A", 3))
-    assert frame.frame == tick_batch_frame([enc("B", 9), enc("A", 3)], snapshot=True)
-    assert frame.count == 2
-    assert frame.first == {"B": 9, "A": 3}
-    assert frame.latest == {"B": (9, enc("B", 9)), "A": (3, enc("A", 3))}
-
-    empty = cache.snapshot_frame(["Z"])
-    assert empty.count == 0
-    assert show(empty.frame) == ("snapshot",)

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fanout.lane import TickLane
 from fanout.metrics import FanoutCollector
-from fanout.service import TickFanout
+from fanout.tick_fanout import TickFanout
 from fix_session.ingest import FixIngest
 from fix_session.metrics import IngestCollector
 from mdfeed.kernel.bus import BusRecord, MemoryBus

@@ -17,8 +17,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fanout.mqtt import MqttBridge, MqttTopics, resolution_level
-from fanout.mqtt_broker import EmbeddedBroker, EmbeddedBrokerError
+from fanout.transports.mqtt_bridge import MqttBridge
+from fanout.transports.mqtt_broker import EmbeddedBroker, EmbeddedBrokerError
+from fanout.transports.mqtt_topics import MqttTopics, resolution_level
 from mdfeed.kernel.config import MqttConfig
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb

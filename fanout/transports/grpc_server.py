@@ -1,4 +1,6 @@
-"""The gRPC server of the fanout: MarketData, health checking and reflection, TLS optional.
+"""The grpc.aio server of the fanout: MarketData, health checking and reflection, TLS optional.
+
+The ``MarketData`` handlers are ``fanout.transports.grpc_service``; this module serves them.
 
 * ``grpc.health.v1.Health``: ``""`` and ``mdfeed.v1.MarketData`` are SERVING while the
   fanout runs and NOT_SERVING once it stops, so load balancers drain it first.
@@ -19,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from fanout.grpc_server import SERVICE_NAME, MarketDataServicer
+from fanout.transports.grpc_service import SERVICE_NAME, MarketDataServicer
 from mdfeed.kernel.config import ConfigError, FanoutConfig
 
 __all__ = ["GrpcServer", "server_credentials"]

@@ -5,7 +5,7 @@ against the entitlements and handed to the chat service."""
 from __future__ import annotations
 
 from fanout.chat import ChatService
-from fanout.mqtt import MqttBridge
+from fanout.transports.mqtt_bridge import MqttBridge
 from mdfeed.kernel.chat import ChatRejected
 from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
 from proto import mdfeed_pb2 as pb

@@ -6,8 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from fanout.client import FanoutClient
 from fanout.lane import TickLane
-from fanout.service import FanoutClient, TickFanout
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.bus import BusRecord, MemoryBus
 from proto import mdfeed_pb2 as pb
 

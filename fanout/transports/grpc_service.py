@@ -1,8 +1,10 @@
 """The ``MarketData`` gRPC service (grpc.aio): ticks and chat over one connection.
 
-Serialize once: the streaming methods' response serializer passes bytes through, so the
-frames built by ``fanout.frames`` (one encoding per tick, shared by every client) and
-``fanout.chat.chat_frame`` are written as they are.
+Serialize once (docs/architecture.md, "Principles": 5. serialize once): the streaming
+methods' response serializer passes bytes through, so the frames built by ``fanout.frames``
+(one encoding per tick, shared by every client) and ``fanout.chat.chat_frame`` are written as
+they are. Each call's ``FanoutClient`` (``fanout.client``) yields them, from its lane and its
+chat and control queues; ``GrpcServer`` (``fanout.transports.grpc_server``) serves this.
 
 Authentication and entitlements (``mdfeed.kernel.entitlements``): with ``auth.enabled`` every
 call carries metadata ``authorization: Bearer <token>``. A missing or unknown token ends
@@ -46,9 +48,9 @@ from grpc import aio
 
 from fanout.bars import BarFanout
 from fanout.chat import ChatService, chat_frame, validate_room
-from fanout.frames import error_frame, gap_frame
-from fanout.lane import SharedFrame
-from fanout.service import FanoutClient, TickFanout
+from fanout.client import FanoutClient
+from fanout.frames import SharedFrame, error_frame, gap_frame
+from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.entitlements import ANONYMOUS, Entitlements, User
 from mdfeed.kernel.lifecycle import cancel_and_wait
@@ -264,19 +266,10 @@ class MarketDataServicer:
     ) -> AsyncIterator[bytes]:
         user = await self._user(context)
         request = await self._parsed(raw, context)
-        error = validate_symbols(request.symbols, allow_empty=bool(request.rooms))
-        if error is None:
-            error = _validate_rooms(request.rooms)
-        if error is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-        denied = _denied(user, request.symbols, request.rooms)
-        if denied is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
-        if request.bar_resolutions:
-            problem = self._bar_problem(request.bar_resolutions)
-            if problem is not None:
-                code, message = problem
-                await context.abort(code, message)
+        problem = self._subscribe_problem(user, request)
+        if problem is not None:
+            code, message = problem
+            await context.abort(code, message)
         if request.rooms and self._chat is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "chat is not enabled")
         fanout = self._fanout
@@ -357,22 +350,11 @@ class MarketDataServicer:
 
     async def _on_subscribe(self, connection: _Connection, request: pb.SubscribeRequest) -> None:
         client = connection.client
-        error = validate_symbols(request.symbols, allow_empty=bool(request.rooms))
-        if error is None:
-            error = _validate_rooms(request.rooms)
-        if error is not None:
-            client.push(error_frame(_INVALID_ARGUMENT, f"subscribe: {error}"))
+        problem = self._subscribe_problem(connection.user, request)
+        if problem is not None:
+            code, message = problem
+            client.push(error_frame(code.value[0], f"subscribe: {message}"))
             return
-        denied = _denied(connection.user, request.symbols, request.rooms)
-        if denied is not None:
-            client.push(error_frame(_PERMISSION_DENIED, f"subscribe: {denied}"))
-            return
-        if request.bar_resolutions:
-            problem = self._bar_problem(request.bar_resolutions)
-            if problem is not None:
-                code, message = problem
-                client.push(error_frame(code.value[0], f"subscribe: {message}"))
-                return
         self._fanout.subscribe(client, request.symbols)
         if request.bar_resolutions and self._bars is not None:
             self._bars.subscribe(client, request.symbols, request.bar_resolutions)
@@ -398,6 +380,23 @@ class MarketDataServicer:
         chat.check_room(connection.user, room)
         await chat.join(connection, room, after_seq)
         connection.rooms.add(room)
+
+    def _subscribe_problem(
+        self, user: User, request: pb.SubscribeRequest
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Why ``user`` cannot subscribe as ``request`` asks (the status and the reason), or
+        None when it can: the same checks on ``Subscribe`` and on ``Connect``'s subscribe."""
+        error = validate_symbols(request.symbols, allow_empty=bool(request.rooms))
+        if error is None:
+            error = _validate_rooms(request.rooms)
+        if error is not None:
+            return grpc.StatusCode.INVALID_ARGUMENT, error
+        denied = _denied(user, request.symbols, request.rooms)
+        if denied is not None:
+            return grpc.StatusCode.PERMISSION_DENIED, denied
+        if request.bar_resolutions:
+            return self._bar_problem(request.bar_resolutions)
+        return None
 
     def _bar_problem(
         self, resolutions: Iterable[pb.Resolution.ValueType]

@@ -2,14 +2,15 @@
 
 ``TickFanout`` consumes every partition of the tick topic from the latest offset (every
 fanout instance sees all ticks) and keeps the ``SnapshotCache`` current. Clients with the
-same symbol set share a ``SubscriptionGroup`` (``fanout.lane``): each tick is added once per
+same symbol set share a ``SubscriptionGroup`` (``fanout.groups``): each tick is added once per
 group holding its symbol, and after each batch of records every touched group is framed
 once and the shared frames pushed to its members' lanes. So the consume loop costs
 O(groups) per tick and O(members) per frame, never O(clients) per tick, and never awaits
 per client.
 
-A ``FanoutClient`` is one connection: its ``TickLane`` (snapshots, tick frames, gap and
-resync notices, in order), chat frames (never dropped) and control frames (errors).
+``connect`` makes a ``FanoutClient`` (``fanout.client``) for a transport's connection, with
+its own ``TickLane`` (``fanout.lane``); ``subscribe`` queues its snapshot and moves it to the
+group of its new symbol set.
 
 Hop timestamps (``hop_timestamps=True``, on in ``mdfeed fanout`` and ``mdfeed run``): each
 tick gets ``bus_time_ns`` (the record's bus timestamp) and ``fanout_time_ns`` (when this
@@ -26,108 +27,29 @@ what the client held up to ``to_seq`` is void and the stream continues at ``from
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from fanout.frames import encode_varint, gap_frame
-from fanout.lane import LaneStats, SharedFrame, SnapshotCache, SubscriptionGroup, TickLane
+from fanout.client import DEFAULT_MAX_PENDING_CHAT, FanoutClient
+from fanout.frames import SharedFrame, encode_varint, gap_frame
+from fanout.groups import SubscriptionGroup, SubscriptionGroups
+from fanout.lane import LaneStats, TickLane
+from fanout.snapshot_cache import SnapshotCache
 from mdfeed.kernel.bus import Bus, BusConsumer, BusRecord
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
 from proto import mdfeed_pb2 as pb
 
-__all__ = ["FanoutClient", "TickFanout"]
+__all__ = ["TickFanout"]
 
 log = logging.getLogger(__name__)
 
 #: Ticks per ``TickBatch`` frame: per-message overhead dominates a grpc.aio stream, so batch.
 DEFAULT_MAX_BATCH_TICKS = 256
-#: Queued tick frames of a client that fell behind are joined into messages up to this size
-#: (well under gRPC's default 4 MB receive limit).
-DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
-#: Undelivered chat frames a client may hold before it is disconnected.
-DEFAULT_MAX_PENDING_CHAT = 10_000
 # Tick.bus_time_ns (field 14) and Tick.fanout_time_ns (field 15), varint wire type.
 _TAG_BUS_TIME = b"\x70"
 _TAG_FANOUT_TIME = b"\x78"
-
-
-class FanoutClient:
-    """One connected client: its tick lane and its pending control frames."""
-
-    def __init__(
-        self,
-        lane: TickLane,
-        *,
-        max_pending_chat: int = DEFAULT_MAX_PENDING_CHAT,
-    ) -> None:
-        self.lane = lane
-        self.max_pending_chat = max_pending_chat
-        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
-        self.symbols: set[str] = set()
-        self._control: deque[bytes] = deque()
-        self._chat: deque[bytes] = deque()
-        self._wake = asyncio.Event()
-
-    def deliver_chat(self, message: pb.ChatMessage, frame: bytes) -> None:
-        """Queue a chat frame; chat is never dropped, so a client too far behind is closed.
-
-        It can reconnect and resume from its last seq without losing anything.
-        """
-        if self.lane.closed:
-            return
-        if len(self._chat) >= self.max_pending_chat:
-            self.close(
-                f"chat backlog: {len(self._chat)} undelivered chat messages "
-                f"(limit {self.max_pending_chat}); resume from seq to continue"
-            )
-            return
-        self._chat.append(frame)
-        self._wake.set()
-
-    def push_frame(self, frame: SharedFrame) -> None:
-        """Queue a shared tick frame (or an in-order notice) on the lane; never blocks."""
-        self.lane.push(frame)
-        self._wake.set()
-
-    def push(self, frame: bytes) -> None:
-        """Queue a control frame (an error, a resume notice) ahead of the lane's frames."""
-        self._control.append(frame)
-        self._wake.set()
-
-    def close(self, reason: str) -> None:
-        self.lane.close(reason)
-        self._wake.set()
-
-    async def frames(self, *, check_interval_s: float = 0.5) -> AsyncIterator[bytes]:
-        """Encoded server frames until the lane must disconnect; then the iterator ends.
-
-        Control frames (errors) and chat go first, then the lane's frames in order
-        (snapshots, tick batches, gap and resync notices).
-        """
-        lane = self.lane
-        control = self._control
-        chat = self._chat
-        while True:
-            while control:
-                yield control.popleft()
-            while chat and not lane.closed:
-                yield chat.popleft()
-            if lane.disconnect_reason() is not None:
-                return
-            frame = lane.take(self.max_message_bytes)
-            if frame is not None:
-                yield frame
-                continue
-            self._wake.clear()
-            if control or chat or lane.queued_frames:
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(check_interval_s):
-                    await self._wake.wait()
 
 
 class TickFanout(Service):
@@ -155,9 +77,7 @@ class TickFanout(Service):
         self._max_batch_ticks = max_batch_ticks
         self._max_pending_chat = max_pending_chat
         self.cache = SnapshotCache()
-        self._groups: dict[frozenset[str], SubscriptionGroup] = {}
-        self._groups_by_symbol: dict[str, list[SubscriptionGroup]] = {}
-        self._group_of: dict[FanoutClient, SubscriptionGroup] = {}
+        self._groups = SubscriptionGroups()
         self._clients: set[FanoutClient] = set()
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -232,7 +152,7 @@ class TickFanout(Service):
             return
         client.push_frame(self.cache.snapshot_frame(new))
         client.symbols.update(new)
-        self._regroup(client)
+        self._groups.place(client, client.symbols)
 
     def unsubscribe(self, client: FanoutClient, symbols: Iterable[str]) -> None:
         """Stop ``symbols``; frames already queued for the client may still carry them."""
@@ -240,33 +160,7 @@ class TickFanout(Service):
         if not gone:
             return
         client.symbols.difference_update(gone)
-        self._regroup(client)
-
-    def _regroup(self, client: FanoutClient) -> None:
-        """Move ``client`` to the group of its current symbol set."""
-        old = self._group_of.pop(client, None)
-        if old is not None:
-            old.members.discard(client)
-            if not old.members:
-                self._drop_group(old)
-        if not client.symbols:
-            return
-        key = frozenset(client.symbols)
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = SubscriptionGroup(key)
-            for symbol in key:
-                self._groups_by_symbol.setdefault(symbol, []).append(group)
-        group.members.add(client)
-        self._group_of[client] = group
-
-    def _drop_group(self, group: SubscriptionGroup) -> None:
-        del self._groups[group.symbols]
-        for symbol in group.symbols:
-            groups = self._groups_by_symbol[symbol]
-            groups.remove(group)
-            if not groups:
-                del self._groups_by_symbol[symbol]
+        self._groups.place(client, client.symbols)
 
     @property
     def group_count(self) -> int:
@@ -331,7 +225,7 @@ class TickFanout(Service):
         """
         self.records += len(records)
         cache = self.cache
-        groups_by_symbol = self._groups_by_symbol
+        groups_by_symbol = self._groups.by_symbol
         listeners = self._listeners
         touched: set[SubscriptionGroup] = set()
         from_string = pb.Tick.FromString

@@ -1,12 +1,13 @@
 """The embedded MQTT broker of the default single-process run (amqtt, in-process).
 
-Production runs Mosquitto (``mqtt.kind = "external"``, with ``fanout.mqtt_acl``'s password
-and ACL files). The embedded broker is for the first run on one machine: it listens on a
+Production runs Mosquitto (``mqtt.kind = "external"``, with the password and ACL files of
+``fanout.transports.mqtt_acl``). The embedded broker is for the first run on one machine
+(docs/architecture.md, "Principles": 2. embedded default for the first run): it listens on a
 loopback address only, lets anyone in anonymously (so it refuses any non-loopback host:
 there is no ACL to protect it) and keeps retained messages in memory for its lifetime,
 which is what gives a new subscriber the last quote of each symbol. amqtt forwards about
-2.4K messages/s with paho on loopback (the architecture notes' measurement): enough behind
-the bridge's per-symbol conflation, not for production fan-out.
+2.4K messages/s with paho on loopback (docs/architecture.md, "Measured facts that shaped
+the design"): enough behind the bridge's per-symbol conflation, not for production fan-out.
 
 Only the plugins named in the config are loaded: amqtt's entry-point plugin loading and
 its ``$SYS`` plugin are deprecated and warn (pytest turns warnings into errors), and
