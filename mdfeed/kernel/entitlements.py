@@ -1,7 +1,7 @@
 """Who may connect, and to which symbols and chat rooms.
 
 One users file (TOML) feeds every door: gRPC token auth, chat room permissions and the
-Mosquitto password and ACL files (``fanout.mqtt_acl``). A user entry::
+Mosquitto password and ACL files (``fanout.transports.mqtt_acl``). A user entry::
 
     [users.alice]
     token = "s3cret-alice"          # gRPC: metadata "authorization: Bearer s3cret-alice";
