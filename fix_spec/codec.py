@@ -212,14 +212,6 @@ def _format_timestamp(ns: int) -> str:
     return f"{text}.{frac:09d}"
 
 
-def utc_timestamp_ns(value: dt.datetime) -> int:
-    """A timezone-aware datetime as the nanoseconds a UTCTimestamp field holds."""
-    if value.tzinfo is None:
-        raise ValueError("a naive datetime is ambiguous: give it a timezone")
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
 _PARSERS: dict[ValueType, Callable[[str], Any] | None] = {
     ValueType.STRING: None,
     ValueType.INT: _parse_int,
