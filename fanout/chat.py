@@ -39,15 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from fanout.frames import encode_varint
 from mdfeed.kernel.bus import Bus, BusConsumer, BusProducer
 from mdfeed.kernel.chat import ChatCode, ChatRejected
+from mdfeed.kernel.clock import MonotonicS, WallClockNs, monotonic_s, wall_ns
 from mdfeed.kernel.config import ChatConfig
 from mdfeed.kernel.entitlements import User
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
@@ -94,7 +93,7 @@ class RateLimiter:
     """A token bucket per key: ``rate_hz`` sustained, ``burst`` at once."""
 
     def __init__(
-        self, rate_hz: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, rate_hz: float, burst: int, clock: MonotonicS = monotonic_s
     ) -> None:
         self.rate_hz = rate_hz
         self.burst = burst
@@ -141,8 +140,8 @@ class ChatService(Service):
         config: ChatConfig | None = None,
         *,
         topic: str | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock_ns: WallClockNs = wall_ns,
+        monotonic: MonotonicS = monotonic_s,
     ) -> None:
         self.store = store
         self.config = config or ChatConfig()

@@ -27,13 +27,13 @@ lanes: a slow reader loses granularity, never the connection, and never slows an
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout.frames import SharedFrame, gap_frame, tick_batch_frame
+from mdfeed.kernel.clock import MonotonicS, monotonic_s
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["Gap", "LaneMember", "LaneStats", "TickLane"]
@@ -87,7 +87,7 @@ class TickLane:
         max_pending_ticks: int = 10_000,
         max_pending_symbols: int = 5_000,
         max_stall_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicS = monotonic_s,
     ) -> None:
         if max_pending_ticks < 1 or max_pending_symbols < 1 or max_stall_s <= 0:
             raise ValueError("lane bounds must be positive")

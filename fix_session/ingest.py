@@ -39,7 +39,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +50,7 @@ import quickfix
 
 from fix_spec.codec import FixCodecError
 from mdfeed.kernel.bus import BusProducer
+from mdfeed.kernel.clock import WallClockNs, wall_ns
 from mdfeed.kernel.config import FixSessionConfig
 from mdfeed.kernel.metrics import Histogram
 
@@ -198,7 +199,7 @@ class FixIngest:
         symbols: Sequence[str],
         producer: BusProducer,
         topic: str,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: WallClockNs = wall_ns,
         inbox_max_messages: int = 50_000,
     ) -> None:
         if not symbols:

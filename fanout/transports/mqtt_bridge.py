@@ -41,7 +41,6 @@ import dataclasses
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -52,6 +51,7 @@ from fanout.transports.mqtt_posts import PostHandler, PostIntake
 from fanout.transports.mqtt_rate import QuoteRate
 from fanout.transports.mqtt_stats import MqttStats
 from fanout.transports.mqtt_topics import MqttTopics
+from mdfeed.kernel.clock import MonotonicS, monotonic_s
 from mdfeed.kernel.config import MqttConfig
 from mdfeed.kernel.lifecycle import Service
 from proto import mdfeed_pb2 as pb
@@ -80,7 +80,7 @@ class MqttBridge(Service):
         max_pending_chat: int = 10_000,
         max_pending_posts: int = 1_000,
         drain_timeout_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicS = monotonic_s,
     ) -> None:
         if max_pending_chat < 1 or max_pending_posts < 1:
             raise ValueError("max_pending_chat and max_pending_posts must be at least 1")
