@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,7 +39,9 @@ __all__ = [
     "Handler",
     "Json",
     "announce",
+    "check_compiled",
     "children",
+    "compiled_modules",
     "cpu_seconds",
     "listener_pid",
     "poll",
@@ -247,3 +249,22 @@ def listener_pid(port: int) -> int | None:
                 if os.readlink(fd) in inodes:
                     return int(entry.name)
     return None
+
+
+def compiled_modules(names: Sequence[str] = ("ohlcv.bars", "fix_spec.codec")) -> dict[str, str]:
+    """Where the modules that the build compiles (see setup.py) were imported from."""
+    import importlib
+
+    return {name: str(importlib.import_module(name).__file__) for name in names}
+
+
+def check_compiled(files: dict[str, str] | None = None) -> None:
+    """Raise unless every module of ``compiled_modules()`` (or ``files``) is the compiled
+    one (a ``.so``): a benchmark that imports the source tree measures pure Python."""
+    files = compiled_modules() if files is None else files
+    wrong = {name: path for name, path in files.items() if not path.endswith(".so")}
+    if wrong:
+        raise RuntimeError(
+            "benchmarks must run on the installed, compiled build (`make install`), not the "
+            "source tree: " + ", ".join(f"{name} is {path}" for name, path in wrong.items())
+        )

@@ -157,6 +157,16 @@ def test_a_subscriber_process_is_driven_with_json_lines() -> None:
     assert child.proc.returncode == 0
 
 
+def test_benchmarks_refuse_the_pure_python_source_of_a_compiled_module() -> None:
+    from bench.harness.children import check_compiled, compiled_modules
+
+    files = compiled_modules()
+    assert set(files) == {"ohlcv.bars", "fix_spec.codec"}
+    check_compiled(files)  # the tests, like the benchmarks, import the installed build
+    with pytest.raises(RuntimeError, match=r"ohlcv\.bars is /src/ohlcv/bars\.py"):
+        check_compiled({**files, "ohlcv.bars": "/src/ohlcv/bars.py"})
+
+
 def _sample(t: float, worst: float, **rates: float) -> RateSample:
     return RateSample(t_s=t, target_per_s=1000, rates=rates, client_max_ms=worst, fanout_lag=0)
 
