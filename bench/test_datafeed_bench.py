@@ -4,9 +4,11 @@ Not part of `make test`; run with `make bench` (Cassandra from the local stack: 
 up cassandra`; without it the Cassandra half is skipped and says so).
 
 The box has two cores, so the measured :class:`~ohlcv.datafeed.Datafeed` runs in a process
-of its own (this file run as a script, on uvloop as ``mdfeed`` runs), and the client (an
-aiohttp ``ClientSession``, one keep-alive connection, requests one after the other) does
-not share its GIL. Each backend is preloaded with SERIES 1m and SERIES 1s bars of one
+of its own (this file run as a script, on uvloop as ``mdfeed`` runs, driven as
+bench.harness.children describes), and the client (an aiohttp ``ClientSession``, one
+keep-alive connection, requests one after the other) does not share its GIL. The server
+runs the installed, compiled build (``ohlcv.bars``, ``fix_spec.codec``) and says so, or
+the benchmark fails. Each backend is preloaded with SERIES 1m and SERIES 1s bars of one
 symbol (the 1m series crosses a 30-day Cassandra bucket, the 1s series midnight UTC, so
 5000 bars are two partitions), in a file or keyspace of its own, dropped afterwards.
 
@@ -25,28 +27,29 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: the project's packages are one level up
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+import pytest
 
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
-
-from mdfeed.kernel.config import DatafeedConfig, MdfeedConfig, load_config  # noqa: E402
-from proto import mdfeed_pb2 as pb  # noqa: E402
-from storage import BarStore, CassandraBarStore, SqliteBarStore  # noqa: E402
-from storage.bar_contract import DAY, T0, M, S, make_bar  # noqa: E402
-from storage.cassandra import CassandraSession  # noqa: E402
+from bench.harness.children import (
+    Child,
+    Json,
+    announce,
+    check_compiled,
+    compiled_modules,
+    serve_commands,
+)
+from mdfeed.kernel.config import DatafeedConfig, MdfeedConfig, load_config
+from proto import mdfeed_pb2 as pb
+from storage import BarStore, CassandraBarStore, SqliteBarStore
+from storage.bar_contract import DAY, T0, M, S, make_bar
+from storage.cassandra import CassandraSession
 
 SYMBOL = "BENCH"
 SERIES = 6000
@@ -94,11 +97,8 @@ def _open_store(spec: dict[str, Any]) -> BarStore:
 
 
 async def _serve(spec: dict[str, Any]) -> None:
-    from ohlcv.datafeed import Datafeed
+    from ohlcv.datafeed import RESOLUTIONS_UDF, Datafeed
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with _open_store(spec) as store:
         feed = Datafeed(
             DatafeedConfig(http_host="127.0.0.1", http_port=0),
@@ -111,15 +111,10 @@ async def _serve(spec: dict[str, Any]) -> None:
             if spec["gc_freeze"]:  # what a composition root may do once started
                 gc.collect()
                 gc.freeze()
-            print(json.dumps({"port": feed.port}), flush=True)
-            while line := await reader.readline():
-                command = json.loads(line)
-                if command["do"] == "quit":
-                    break
-                # {"do": "store", "case": [udf, kind, count]}: the peer, timed here.
-                udf, kind, count = command["case"]
-                from ohlcv.datafeed import RESOLUTIONS_UDF
 
+            async def store_samples(command: Json) -> Json:
+                # {"cmd": "store", "case": [udf, kind, count]}: the peer, timed here.
+                udf, kind, count = command["case"]
                 resolution = RESOLUTIONS_UDF[udf]
                 from_s, to_s, countback = _case_args(udf, kind, count)
                 samples = []
@@ -130,49 +125,27 @@ async def _serve(spec: dict[str, Any]) -> None:
                         samples.append((time.perf_counter() - started) * 1000)
                     if len(got) != count:
                         raise AssertionError(f"store gave {len(got)} bars, expected {count}")
-                print(json.dumps({"samples": samples}), flush=True)
+                return {"samples": samples}
+
+            announce(port=feed.port, compiled=compiled_modules())
+            await serve_commands({"store": store_samples})
 
 
 class _Server:
-    """The datafeed process, driven over stdin/stdout (one JSON line per command)."""
+    """The datafeed process (this file run as a script, see ``_main``)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, json.dumps(spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        self.port = int(self._answer()["port"])
-
-    def _answer(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"datafeed process exited with {self.proc.wait()}")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        self.child = Child(__file__, json.dumps(spec), name="datafeed process")
+        ready = self.child.read()
+        check_compiled(ready["compiled"])  # the server measured is the compiled build
+        self.port = int(ready["port"])
 
     def store_samples(self, case: tuple[str, str, int]) -> list[float]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"do": "store", "case": case}) + "\n")
-        self.proc.stdin.flush()
-        samples: list[float] = self._answer()["samples"]
+        samples: list[float] = self.child.request(cmd="store", case=case)["samples"]
         return samples
 
     def close(self) -> None:
-        if self.proc.stdin is not None and self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"do": "quit"}) + "\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.child.close()
 
 
 # -- the client -------------------------------------------------------------------------

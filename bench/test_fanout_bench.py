@@ -99,5 +99,6 @@ def test_fanout_core_rates() -> None:
     out = Path(".benchmarks")
     out.mkdir(exist_ok=True)
     (out / "fanout_core.json").write_text(json.dumps(results, indent=2))
-    # Serialize once has to beat re-encoding per client, or it is not worth having.
+    # Serialize once has to beat re-encoding per client, or it is not worth having
+    # (docs/architecture.md, "Principles": 5. serialize once).
     assert base > results["peer: ServerFrame re-encoding Ticks"]

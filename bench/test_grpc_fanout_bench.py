@@ -2,9 +2,10 @@
 
 Not part of `make test`; run with `make bench` (the Kafka and MQTT figures need the local
 stack: `mdfeed stack up`). The server, the clients, the publishers each run in a process
-of their own (bench/fanout_procs.py): on two cores the measured process must not share
-its GIL with its load. Figures are wall-clock windows after a warm-up; every one is
-printed beside a target or a limit measured in the same run:
+of their own (bench.harness: servers, subscribers, publishers, driven as its children
+module describes): on two cores the measured process must not share its GIL with its load.
+Figures are wall-clock windows after a warm-up; every one is printed beside a target or a
+limit measured in the same run:
 
 - deliveries/s (ticks received, summed over the clients) to N = 10, 100, 1000 gRPC
   Subscribe streams of 50 symbols each, one TCP connection per stream, with 1M
@@ -34,18 +35,15 @@ import uuid
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.fanout_procs import (
-    Child,
-    children,
-    cpu_seconds,
-    listener_pid,
+from bench.harness.children import Child, children, cpu_seconds, listener_pid, rss_kb
+from bench.harness.stats import (
+    latency_from_json,
+    latency_histogram,
     merge_counts,
-    percentiles,
-    rss_kb,
-    symbols,
-    tick_records,
+    percentiles_ms,
     window_rate,
 )
+from bench.harness.ticks import symbols, tick_records
 from fanout.lane import TickLane
 from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.bus import MemoryBus
@@ -60,8 +58,17 @@ TARGET_IDLE_KB = 50.0
 CLIENT_PROCS = 2
 
 CORE: dict[int, float] = {}
-#: Latency runs decode one message in this many per client (see fanout_procs._Receipts).
+#: Latency runs decode one message in this many per client (bench.harness.subscribers).
 PARSE_EVERY = 8
+
+#: The processes, as (module, role): see bench.harness.servers, subscribers, publishers.
+SERVER = ("bench.harness.servers", "fanout")
+RAW_SERVER = ("bench.harness.servers", "raw")
+GRPC_CLIENTS = ("bench.harness.subscribers", "grpc")
+RAW_CLIENTS = ("bench.harness.subscribers", "raw")
+MQTT_CLIENTS = ("bench.harness.subscribers", "mqtt")
+#: Clients that time nothing: deliveries and memory are measured, not latency.
+NOT_TIMING = ("--record", "0")
 
 
 def _up(host: str, port: int) -> bool:
@@ -140,10 +147,11 @@ class GrpcRun:
 
 
 def _grpc_run(n: int, warmup_s: float = 1.0, seconds: float = 4.0) -> GrpcRun:
-    with children(("server",)) as (server,):
+    with children(SERVER) as (server,):
         port = str(server.read()["port"])
         server.request(cmd="prime")
-        with children(*[("grpc-clients", "--port", port)] * CLIENT_PROCS) as clients:
+        specs = [(*GRPC_CLIENTS, "--port", port, *NOT_TIMING)] * CLIENT_PROCS
+        with children(*specs) as clients:
             for client in clients:
                 client.read()
             for client, count in zip(clients, _split(n, CLIENT_PROCS), strict=True):
@@ -184,9 +192,9 @@ def _grpc_run(n: int, warmup_s: float = 1.0, seconds: float = 4.0) -> GrpcRun:
 
 def _raw_run(n: int, ticks_per_frame: int, warmup_s: float = 0.5, seconds: float = 3.0) -> float:
     """Deliveries/s (ticks in the frames received) of the raw-socket limit."""
-    with children(("raw-server",)) as (server,):
+    with children(RAW_SERVER) as (server,):
         port = str(server.read()["port"])
-        with children(*[("raw-clients", "--port", port)] * CLIENT_PROCS) as clients:
+        with children(*[(*RAW_CLIENTS, "--port", port)] * CLIENT_PROCS) as clients:
             for client in clients:
                 client.read()
             for client, count in zip(clients, _split(n, CLIENT_PROCS), strict=True):
@@ -254,11 +262,13 @@ def _latency_run(rate: int, subscribers: int, warmup_s: float, seconds: float) -
     topic = f"bench_fanout_latency_{uuid.uuid4().hex[:10]}"
     # The publisher first: it creates the topic and waits for an acknowledgement, so the
     # fanout's consumer finds every partition with its leader.
-    with children(("publisher", "--topic", topic)) as (publisher,):
+    with children(("bench.harness.publishers", "kafka", "--topic", topic)) as (publisher,):
         publisher.read(timeout_s=90)
-        with children(("server", "--bus", "kafka", "--topic", topic)) as (server,):
+        with children((*SERVER, "--bus", "kafka", "--topic", topic)) as (server,):
             port = str(server.read(timeout_s=90)["port"])
-            specs = [("grpc-clients", "--port", port, "--parse-every", str(PARSE_EVERY))]
+            # Every client times the ticks of the messages it decodes, ingest to receipt.
+            timing = ("--parse-every", str(PARSE_EVERY), "--record", "all")
+            specs = [(*GRPC_CLIENTS, "--port", port, *timing, "--hops", "ingest->client")]
             specs *= CLIENT_PROCS
             with children(*specs) as clients:
                 for client in clients:
@@ -282,12 +292,15 @@ def _latency_run(rate: int, subscribers: int, warmup_s: float, seconds: float) -
                 )
                 after = server.request(cmd="stats")
                 reports = [c.request(cmd="report") for c in clients]
+                timed = [c.request(cmd="histograms")["ingest->client"] for c in clients]
     assert sent["dropped"] == 0, sent
     assert sent["flushed"], sent
     for report in reports:
         assert report["errors"] == [], report["errors"]
         assert report["ended"] == 0, "a stream ended during the run"
-    histogram = merge_counts([r["histogram"] for r in reports])
+    histogram = latency_histogram()
+    for part in timed:
+        histogram.merge(latency_from_json(part))
     span = warmup_s + seconds
     offered = after["lanes"]["offered"] - before["lanes"]["offered"]
     conflated = after["lanes"]["conflated"] - before["lanes"]["conflated"]
@@ -296,9 +309,9 @@ def _latency_run(rate: int, subscribers: int, warmup_s: float, seconds: float) -
         fanout_in_per_s=(after["records"] - before["records"]) / span,
         deliveries_per_s=(after["lanes"]["delivered"] - before["lanes"]["delivered"]) / span,
         conflated_share=conflated / max(offered, 1),
-        kafka_ms=percentiles(merge_counts([after["hop_histogram"]]), (50, 99)),
-        client_ms=percentiles(histogram, (50, 99, 99.9)),
-        received=sum(histogram.values()),
+        kafka_ms=percentiles_ms(latency_from_json(after["hop_histogram"]), (50, 99)),
+        client_ms=percentiles_ms(histogram, (50, 99, 99.9)),
+        received=histogram.count,
         server_cores=(after["cpu_s"] - before["cpu_s"]) / span,
     )
 
@@ -349,17 +362,18 @@ def test_latency_through_kafka(stack: None) -> None:
 
 def test_memory_per_idle_client() -> None:
     clients_n = 1000
-    with children(("server",)) as (server,):
+    with children(SERVER) as (server,):
         info = server.read()
         port, pid = str(info["port"]), int(info["pid"])
         server.request(cmd="prime")
-        with children(("grpc-clients", "--port", port)) as (warm,):
+        clients_spec = (*GRPC_CLIENTS, "--port", port, *NOT_TIMING)
+        with children(clients_spec) as (warm,):
             warm.read()  # one round of connections first: lazily made state is not per client
             warm.request(cmd="open", kind="subscribe", n=20, symbols=SYMBOLS)
         assert server.request(cmd="clients", at_most=0, wait_s=10)["clients"] == 0
         time.sleep(0.5)
         base = rss_kb(pid)
-        with children(("grpc-clients", "--port", port)) as (client,):
+        with children(clients_spec) as (client,):
             client.read()
             client.request(cmd="open", kind="subscribe", n=clients_n, symbols=["IDLE"])
             assert server.request(cmd="clients")["clients"] == clients_n
@@ -397,9 +411,10 @@ def _mqtt_run(
 ) -> dict[str, float]:
     prefix = f"bench_mqtt_{uuid.uuid4().hex[:10]}"
     config = load_config("local-stack").mqtt
-    common = ("--host", config.host, "--port", str(config.port), "--prefix", prefix)
+    broker_at = ("--host", config.host, "--port", str(config.port))
+    mqtt_clients = (*MQTT_CLIENTS, *broker_at, "--topic-prefix", prefix)
     specs = [
-        ("mqtt-subscribers", *common, "--n", str(count))
+        (*mqtt_clients, "--client-id", f"{prefix}-sub", "--count", str(count), *NOT_TIMING)
         for count in _split(subscribers, CLIENT_PROCS)
     ]
     warmup_s = 1.0
@@ -408,7 +423,9 @@ def _mqtt_run(
         for sub in subs:
             sub.read()
         publisher: Child
-        with children((role, *common)) as (publisher,):
+        with children(("bench.harness.publishers", role, *broker_at, "--prefix", prefix)) as (
+            publisher,
+        ):
             publisher.read()
             start_ns = time.time_ns() + 300_000_000
             broker0 = cpu_seconds(broker)
@@ -438,7 +455,7 @@ def _mqtt_run(
 
 def test_mqtt_deliveries_through_mosquitto(stack: None) -> None:
     runs = [
-        ("paho publish() itself (peer)", "mqtt-publisher", 10_000.0),
+        ("paho publish() itself (peer)", "mqtt", 10_000.0),
         ("MqttBridge.publish_tick, cap off", "mqtt-bridge", 10_000.0),
         ("MqttBridge.publish_tick, cap off", "mqtt-bridge", 100_000.0),
     ]

@@ -4,12 +4,13 @@ mdfeed's tick path crosses Kafka once, so no configuration of mdfeed can beat th
 of a bare producer and consumer on the same broker at the same rate: the harness measures
 that floor in the same run and states the pipeline's latency as a multiple of it.
 
-Run as ``python -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a process
-of its own, like the services); it prints one JSON line: the produce-to-consume
-``LatencyHistogram`` and the records sent and received. The producer batches like
-mdfeed's bus (``linger_ms``, default 5, as ``bus.linger_ms``), the consumer reads from the
-end of the topic, and each record carries its send time; the first second is not measured
-(connections and metadata settling). The harness creates the topic beforehand.
+Run as ``python -P -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a
+process of its own, like the services); it prints one JSON line: the produce-to-consume
+latency histogram (bench.harness.stats) and the records sent and received. The producer
+batches like mdfeed's bus (``linger_ms``, default 5, as ``bus.linger_ms``), the consumer
+reads from the end of the topic, and each record carries its send time; the first second
+is not measured (connections and metadata settling). The harness creates the topic
+beforehand.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import struct
 import sys
 import time
 
-from bench.harness.stats import LatencyHistogram
+from bench.harness.stats import clamped, latency_histogram
 from mdfeed.cli.support import run_async
 
 __all__ = ["main", "measure"]
@@ -48,7 +49,7 @@ async def measure(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
     await consumer.start()
     await producer.start()
-    hist = LatencyHistogram()
+    hist = latency_histogram()
     sent = 0
     measure_from_ns = time.time_ns() + 2**62  # set when sending starts
     stop = asyncio.Event()
@@ -63,7 +64,7 @@ async def measure(
                         continue
                     sent_ns = _STAMP.unpack_from(record.value)[0]
                     if sent_ns >= measure_from_ns:  # the first second warms the clients up
-                        hist.add(now - sent_ns)
+                        hist.observe(clamped(now - sent_ns))
 
     try:
         # Wait for the assignment, so the first records are not missed.

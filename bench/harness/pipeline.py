@@ -13,26 +13,30 @@ they are deployed (one process each), and the subscriber processes.
   prefix of the run's own), each with its Prometheus endpoint, which the harness scrapes
   for per-stage counts.
 * The subscriber processes (``bench.harness.subscribers``): N gRPC streams and M MQTT
-  clients.
+  clients, driven as bench.harness.children describes.
+
+Every process it starts runs Python with ``-P``: the installed build, not a source
+checkout that happens to be the working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from bench.harness.stats import HOPS, LatencyHistogram
+from bench.harness.children import Child, ChildError
+from bench.harness.stats import HOPS, latency_from_json
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.config import VenueConfig
+from mdfeed.kernel.histogram import Histogram
 from mdfeed.stack.scratch import free_port
 
 __all__ = ["Counters", "Pipeline", "PipelineError", "PipelineOptions", "scrape"]
@@ -100,38 +104,6 @@ async def scrape(port: int, *, timeout_s: float = 5.0) -> dict[str, float]:
     return values
 
 
-class _Child:
-    """A subscriber process driven over stdin/stdout, one JSON line each way."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-
-    async def read(self, timeout_s: float = 30.0) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout_s):
-            line = await self.process.stdout.readline()
-        if not line:
-            code = await self.process.wait()
-            raise PipelineError(f"{self.name} exited ({code}); see its log")
-        message: dict[str, Any] = json.loads(line)
-        if message.get("ready") is False:
-            raise PipelineError(f"{self.name}: {message.get('error')}")
-        return message
-
-    async def request(self, cmd: str, timeout_s: float = 30.0) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps({"cmd": cmd}) + "\n").encode())
-        await self.process.stdin.drain()
-        return await self.read(timeout_s)
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(Exception):
-                await self.request("stop", timeout_s=10)
-            await _terminate(self.process)
-
-
 async def _terminate(process: asyncio.subprocess.Process, timeout_s: float = 15.0) -> None:
     if process.returncode is not None:
         return
@@ -163,7 +135,7 @@ class Pipeline:
     run_id: str = field(default_factory=lambda: f"{int(time.time())}-{os.getpid()}")
     ports: dict[str, int] = field(default_factory=dict)
     _services: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
-    _children: list[_Child] = field(default_factory=list)
+    _children: list[Child] = field(default_factory=list)
     _started_servers: list[str] = field(default_factory=list)
     _topics_created: bool = False
     #: What the subscribers reported going wrong (cut-off streams, refused connections, junk).
@@ -250,8 +222,8 @@ class Pipeline:
                 str(MOSQUITTO_PORT),
                 "--topic-prefix",
                 self._mqtt_prefix,
-                "--run-id",
-                self.run_id,
+                "--client-id",
+                f"bench-{self.run_id}",
             )
 
     @property
@@ -264,6 +236,7 @@ class Pipeline:
         extra = ["--dir", self.options.stack_dir] if self.options.stack_dir else []
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",
             "-m",
             "mdfeed.cli",
             "stack",
@@ -390,6 +363,7 @@ level = "WARNING"
         log = (self.logs / f"{command}.log").open("wb")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",
             "-m",
             "mdfeed.cli",
             command,
@@ -452,25 +426,28 @@ level = "WARNING"
             ) from exc
 
     async def _start_children(self, kind: str, count: int, *args: str) -> None:
-        log = (self.logs / f"{kind}-subscribers.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.harness.subscribers",
-            kind,
-            "--count",
-            str(count),
-            "--record",
-            str(self.options.recording_clients),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-        )
-        log.close()
-        child = _Child(f"{kind} subscribers", process)
+        with (self.logs / f"{kind}-subscribers.log").open("wb") as log:
+            child = Child(
+                "bench.harness.subscribers",
+                kind,
+                "--count",
+                str(count),
+                "--record",
+                str(self.options.recording_clients),
+                *args,
+                name=f"{kind} subscribers",
+                stderr=log,
+            )
         self._children.append(child)
-        await child.read(timeout_s=60)
+        await self._ask(child.aread(timeout_s=60))
+
+    async def _ask(self, answer: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """A subscriber's answer; its failure as the pipeline's."""
+        try:
+            got: dict[str, Any] = await answer
+        except ChildError as exc:
+            raise PipelineError(f"{exc}; see its log in {self.logs}") from None
+        return got
 
     # -- run ------------------------------------------------------------------------
 
@@ -510,7 +487,7 @@ level = "WARNING"
         worst: dict[str, int | None] = {}
         errors: list[str] = []
         for child in self._children:
-            answer = await child.request("sample")
+            answer = await self._ask(child.arequest(cmd="sample"))
             kind = child.name.split()[0]
             values[f"{kind}_clients"] = float(answer["ticks"])
             errors.extend(answer.get("errors", []))
@@ -525,25 +502,23 @@ level = "WARNING"
             errors=tuple(errors),
         )
 
-    async def histograms(self) -> dict[str, dict[str, LatencyHistogram]]:
+    async def histograms(self) -> dict[str, dict[str, Histogram]]:
         """Per transport, per hop: what the recording clients saw since the last call."""
-        out: dict[str, dict[str, LatencyHistogram]] = {}
+        out: dict[str, dict[str, Histogram]] = {}
         for child in self._children:
-            answer = await child.request("histograms")
+            answer = await self._ask(child.arequest(cmd="histograms"))
             kind = "grpc" if child.name.startswith("grpc") else "mqtt"
-            out[kind] = {name: LatencyHistogram.from_json(answer[name]) for name, _, _ in HOPS}
+            out[kind] = {name: latency_from_json(answer[name]) for name, _, _ in HOPS}
         return out
 
-    async def kafka_floor(self, rate_per_s: float, seconds: float) -> LatencyHistogram:
+    async def kafka_floor(self, rate_per_s: float, seconds: float) -> Histogram:
         """Bare aiokafka produce-to-consume latency at ``rate_per_s`` on the same broker
         (bench.harness.kafka_floor), with the venue paused so the pipeline is idle."""
         assert self.venue is not None
         self.venue.pause_stream()
         try:
             with (self.logs / "kafka-floor.log").open("wb") as log:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
+                child = Child(
                     "bench.harness.kafka_floor",
                     "--bootstrap",
                     KAFKA,
@@ -553,24 +528,27 @@ level = "WARNING"
                     str(max(1, round(rate_per_s))),
                     "--seconds",
                     str(seconds),
-                    stdout=asyncio.subprocess.PIPE,
+                    name="the Kafka floor measurement",
                     stderr=log,
                 )
-            output, _ = await process.communicate()
+            try:
+                answer = await child.aread(timeout_s=seconds + 120)
+            except ChildError as exc:
+                raise PipelineError(
+                    f"{exc} (failed; see {self.logs / 'kafka-floor.log'})"
+                ) from None
+            finally:
+                await child.aclose()
         finally:
             self.venue.resume_stream()
-        lines = output.decode().strip().splitlines()
-        answer: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "no output"}
-        if process.returncode != 0 or "error" in answer:
-            raise PipelineError(f"the Kafka floor measurement failed: {answer.get('error')}")
-        return LatencyHistogram.from_json(answer["histogram"])
+        return latency_from_json(answer["histogram"])
 
     # -- stop -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
         for child in self._children:
             with contextlib.suppress(Exception):
-                await child.stop()
+                await child.aclose()
         self._children.clear()
         for process in reversed(list(self._services.values())):
             await _terminate(process)

@@ -79,10 +79,11 @@ def _latency_plot(run_dir: Path, fixed: ScenarioResult) -> Path:
     for transport, per_hop in fixed.histograms.items():
         for hop, _, _ in HOPS:
             hist = per_hop[hop]
-            if hist.count == 0 or (transport == "mqtt" and hop != "fanout->client"):
+            count = hist.count
+            if count == 0 or (transport == "mqtt" and hop != "fanout->client"):
                 continue
             # Eight bins per doubling read better than the histogram's 32.
-            points = [(middle / 1e6, n / hist.count) for middle, n in hist.coarse(8)]
+            points = [(middle / 1e6, n / count) for middle, n in hist.coarse(8)]
             if not points:
                 continue
             xs, ys = zip(*points, strict=True)

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bench.harness.pipeline import Counters, Pipeline
-from bench.harness.stats import LatencyHistogram, RateSample, recovery_time_s
+from bench.harness.stats import RateSample, recovery_time_s, summary_ms
+from mdfeed.kernel.histogram import Histogram
 
 __all__ = ["Progress", "ScenarioOptions", "run_burst", "run_fixed", "run_max"]
 
@@ -183,7 +184,7 @@ class ScenarioResult:
     figures: dict[str, Any] = field(default_factory=dict)
     samples: list[RateSample] = field(default_factory=list)
     #: Per transport, per hop (the fixed scenario).
-    histograms: dict[str, dict[str, LatencyHistogram]] = field(default_factory=dict)
+    histograms: dict[str, dict[str, Histogram]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **self.figures, "series": _series(self.samples)}
@@ -214,10 +215,10 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
     hists = await pipe.histograms()
     rates = _per_stream(mean_rates(samples), pipe)
     latency: dict[str, Any] = {
-        transport: {hop: hist.summary_ms() for hop, hist in per_hop.items()}
+        transport: {hop: summary_ms(hist) for hop, hist in per_hop.items()}
         for transport, per_hop in hists.items()
     }
-    floor_ms = floor.summary_ms()
+    floor_ms = summary_ms(floor)
     fanout_in = rates.get("fanout_in", 0.0)
     ratios: dict[str, float | None] = {
         "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),

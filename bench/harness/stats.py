@@ -1,10 +1,16 @@
-"""Latency histograms and rate series for `mdfeed bench`: mergeable across processes.
+"""Latency figures and rate series of `mdfeed bench` and the fanout benchmarks.
 
-A ``LatencyHistogram`` keeps counts per logarithmic bucket, 32 buckets per power of two
-(each about 2.2% wide), so a percentile read from it is within about 1.1% of the exact
-value, whatever the count. Histograms travel between processes as JSON
-(``to_json``/``from_json``) and add up with ``merge``. Values below one nanosecond (a hop
-whose two clocks read the same millisecond, see ``HOPS``) go into a zero bucket.
+Latencies are kept in the kernel's :class:`~mdfeed.kernel.histogram.Histogram` with the
+fine buckets of :data:`LATENCY_BOUNDS_NS` (32 per doubling of nanoseconds, each about 2.2%
+wide, so a percentile read from them is within about 1.1% of the exact value, whatever
+the count). They travel between processes as JSON (``to_json``, :func:`latency_from_json`)
+and add up with ``merge``. A latency below zero (a hop whose two clocks read the same
+millisecond, see ``HOPS``) counts as zero, and every one is observed as a float:
+:func:`clamped`.
+
+Rates are counted per bucket of :data:`BUCKET_NS` of wall time in each process
+(``time.time_ns``: one clock on one machine) and read over a window with
+:func:`window_rate`.
 """
 
 from __future__ import annotations
@@ -13,17 +19,30 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mdfeed.kernel.histogram import Histogram, log2_bounds
+
 __all__ = [
+    "BUCKET_NS",
     "HOPS",
+    "LATENCY_BOUNDS_NS",
     "PERCENTILES",
-    "LatencyHistogram",
     "RateSample",
+    "clamped",
+    "latency_from_json",
+    "latency_histogram",
+    "merge_counts",
+    "percentiles_ms",
     "recovery_time_s",
+    "summary_ms",
+    "window_rate",
 ]
 
-#: Buckets per power of two.
-_STEPS = 32
-_ZERO = -1
+#: The buckets of every latency histogram of the harness, in nanoseconds: zero, then 32
+#: per doubling from 1 ns to 2**40 ns.
+LATENCY_BOUNDS_NS: tuple[float, ...] = log2_bounds(32, 40)
+
+#: Receipt counts are kept per bucket of this many nanoseconds of wall time.
+BUCKET_NS = 50_000_000
 
 #: The hops a tick's timestamps delimit, in order: (name, from field, to field). The client's
 #: receive time is ``client``. venue_time_ns has millisecond resolution (FIX UTCTimeOnly)
@@ -42,108 +61,58 @@ HOPS: tuple[tuple[str, str, str], ...] = (
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 
 
-class LatencyHistogram:
-    """Counts of nanosecond latencies in log buckets; percentiles, merge, JSON."""
-
-    __slots__ = ("count", "counts", "max_ns", "sum_ns")
-
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.count = 0
-        self.sum_ns = 0
-        self.max_ns = 0
-
-    @staticmethod
-    def bucket_value(key: int, steps: int = _STEPS) -> float:
-        """The geometric middle of a bucket, in nanoseconds (0 for the zero bucket), of a
-        bucketing with ``steps`` buckets per doubling."""
-        if key == _ZERO:
-            return 0.0
-        return float(2.0 ** ((key + 0.5) / steps))
-
-    def add(self, value_ns: int) -> None:
-        key = _ZERO if value_ns < 1 else int(math.log2(value_ns) * _STEPS)
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
-        self.count += 1
-        if value_ns > 0:
-            self.sum_ns += value_ns
-            self.max_ns = max(self.max_ns, value_ns)
-
-    def merge(self, other: LatencyHistogram) -> None:
-        for key, n in other.counts.items():
-            self.counts[key] = self.counts.get(key, 0) + n
-        self.count += other.count
-        self.sum_ns += other.sum_ns
-        self.max_ns = max(self.max_ns, other.max_ns)
-
-    def percentile(self, q: float) -> float:
-        """The ``q``-th percentile (0-100) in nanoseconds; NaN when empty."""
-        if not 0.0 <= q <= 100.0:
-            raise ValueError(f"percentile must be within 0..100, got {q}")
-        if self.count == 0:
-            return math.nan
-        rank = max(1, math.ceil(self.count * q / 100.0))
-        if rank >= self.count:
-            return float(self.max_ns)  # the largest value is known exactly
-        seen = 0
-        for key in sorted(self.counts):
-            seen += self.counts[key]
-            if seen >= rank:
-                return min(self.bucket_value(key), float(self.max_ns))
-        return float(self.max_ns)  # pragma: no cover - the counts add up to count
-
-    def coarse(self, per_doubling: int = 8) -> list[tuple[float, int]]:
-        """(bucket middle in ns, count) with ``per_doubling`` buckets per doubling (a divisor
-        of 32), in order, without the zero bucket: what a plot on a log axis shows."""
-        merge = _STEPS // per_doubling
-        bins: dict[int, int] = {}
-        for key, n in self.counts.items():
-            if key != _ZERO:
-                bins[key // merge] = bins.get(key // merge, 0) + n
-        return [(self.bucket_value(k, per_doubling), n) for k, n in sorted(bins.items())]
-
-    def mean(self) -> float:
-        return self.sum_ns / self.count if self.count else math.nan
-
-    def summary_ms(self, points: Sequence[float] = PERCENTILES) -> dict[str, float | int]:
-        """``{"count", "p50", ..., "max", "mean"}`` with times in milliseconds."""
-        out: dict[str, float | int] = {"count": self.count}
-        for q in points:
-            out[_label(q)] = round(self.percentile(q) / 1e6, 4)
-        out["max"] = round(self.max_ns / 1e6, 4)
-        out["mean"] = round(self.mean() / 1e6, 4)
-        return out
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "counts": {str(k): n for k, n in self.counts.items()},
-            "count": self.count,
-            "sum_ns": self.sum_ns,
-            "max_ns": self.max_ns,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> LatencyHistogram:
-        hist = cls()
-        counts = data.get("counts", {})
-        if not isinstance(counts, Mapping):
-            raise TypeError("histogram counts must be an object")
-        hist.counts = {int(k): int(v) for k, v in counts.items()}
-        hist.count = _int(data.get("count", 0))
-        hist.sum_ns = _int(data.get("sum_ns", 0))
-        hist.max_ns = _int(data.get("max_ns", 0))
-        return hist
+def latency_histogram() -> Histogram:
+    """An empty histogram of nanosecond latencies (:data:`LATENCY_BOUNDS_NS`)."""
+    return Histogram(LATENCY_BOUNDS_NS)
 
 
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected a number, got {value!r}")
-    return int(value)
+def latency_from_json(data: Mapping[str, object]) -> Histogram:
+    """A latency histogram another process sent (``Histogram.to_json``)."""
+    return Histogram.from_json(data, LATENCY_BOUNDS_NS)
+
+
+def clamped(latency_ns: int) -> float:
+    """A latency as the histograms take it: below zero counts as zero, and a float (which
+    the float bounds compare with in half the time an int takes)."""
+    return latency_ns * 1.0 if latency_ns > 0 else 0.0
+
+
+def summary_ms(hist: Histogram, points: Sequence[float] = PERCENTILES) -> dict[str, float | int]:
+    """``{"count", "p50", ..., "max", "mean"}`` of a nanosecond histogram, times in ms."""
+    out: dict[str, float | int] = {"count": hist.count}
+    for q in points:
+        out[_label(q)] = round(hist.percentile(q) / 1e6, 4)
+    out["max"] = round(hist.max / 1e6, 4)
+    out["mean"] = round(hist.mean() / 1e6, 4)
+    return out
+
+
+def percentiles_ms(hist: Histogram, points: Sequence[float]) -> list[float]:
+    """The given percentiles (0-100) of a nanosecond histogram, in ms (NaN when empty)."""
+    return [hist.percentile(q) / 1e6 for q in points]
 
 
 def _label(q: float) -> str:
     return "p" + (f"{q:g}".replace(".", "_") if q != int(q) else str(int(q)))
+
+
+def window_rate(buckets: Mapping[int, int], from_ns: int, to_ns: int) -> float:
+    """Per-second rate of the counts in the whole buckets inside ``[from_ns, to_ns)``."""
+    first = -(-from_ns // BUCKET_NS)
+    last = to_ns // BUCKET_NS  # exclusive
+    if last <= first:
+        return 0.0
+    total = sum(buckets.get(b, 0) for b in range(first, last))
+    return total / ((last - first) * BUCKET_NS / 1e9)
+
+
+def merge_counts(parts: Iterable[Mapping[str, int]]) -> dict[int, int]:
+    """Per-bucket counts of several processes (JSON: the keys are strings) added up."""
+    out: dict[int, int] = {}
+    for part in parts:
+        for key, count in part.items():
+            out[int(key)] = out.get(int(key), 0) + count
+    return out
 
 
 @dataclass(frozen=True, slots=True)

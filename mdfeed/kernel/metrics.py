@@ -6,9 +6,11 @@ stats, ...) and plain :class:`Histogram` objects, updated once per message or ba
 custom collectors read them when Prometheus scrapes, in the event loop thread that
 updates them, so a scrape sees a consistent picture and needs no lock.
 
-What lives here is the generic part: the fixed-bucket :class:`Histogram`, helpers that
-build metric families (bus producers, consumer lag), and :class:`MetricsServer`, which
-serves ``GET /metrics`` from a per-process registry. Each component defines its own
+What lives here is the generic part: helpers that build metric families (histograms,
+bus producers, consumer lag) and :class:`MetricsServer`, which serves ``GET /metrics``
+from a per-process registry. The fixed-bucket :class:`Histogram` is
+:mod:`mdfeed.kernel.histogram`'s (the one `mdfeed bench` reads percentiles from too),
+re-exported here with its default buckets. Each component defines its own
 metrics next to it (``fix_session.metrics``, ``fanout.metrics``, ``ohlcv.metrics``).
 
 Ports: ``metrics.port = 0`` (the default) means the command's own port from
@@ -21,9 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import pairwise
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
@@ -38,6 +38,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from mdfeed.kernel.config import ConfigError, MetricsConfig
+from mdfeed.kernel.histogram import LATENCY_BUCKETS_S, Histogram
 from mdfeed.kernel.lifecycle import Service
 
 if TYPE_CHECKING:
@@ -69,55 +70,6 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "datafeed": 9464,
 }
 
-#: Upper bounds (seconds) of the latency buckets: 50 us to 5 s, about 2-2.5x apart.
-LATENCY_BUCKETS_S: tuple[float, ...] = (
-    0.00005, 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
-
-
-class Histogram:
-    """A fixed-bucket histogram: cheap enough to observe once per message on a hot path.
-
-    ``observe`` costs a bisect and two additions, no lock: call it from one thread (the
-    event loop). A value lands in the first bucket whose bound is at or above it
-    (Prometheus' ``le``); values past the last bound land in ``+Inf``.
-    """
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS_S) -> None:
-        bounds = tuple(float(b) for b in bounds)
-        if not bounds or any(b >= c for b, c in pairwise(bounds)):
-            raise ValueError(f"histogram bounds must be increasing and non-empty: {bounds}")
-        self.bounds = bounds
-        #: Per bucket (not cumulative); the last one is ``+Inf``.
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """(le, cumulative count) pairs as Prometheus exposes them, ``+Inf`` last."""
-        out: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            total += count
-            out.append((_float_text(bound), total))
-        out.append(("+Inf", total + self.counts[-1]))
-        return out
-
-    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
-        """This histogram as a metric family without labels."""
-        return HistogramMetricFamily(
-            name, documentation, buckets=self.cumulative(), sum_value=self.sum
-        )
-
 
 def labelled_histograms(
     name: str, documentation: str, label: str, histograms: Mapping[str, Histogram]
@@ -127,11 +79,6 @@ def labelled_histograms(
     for value, histogram in sorted(histograms.items()):
         family.add_metric([value], histogram.cumulative(), histogram.sum)
     return family
-
-
-def _float_text(value: float) -> str:
-    # Prometheus' own clients write bucket bounds as Go/Python floats do: 0.00005 is "5e-05".
-    return repr(float(value))
 
 
 def counter(

@@ -44,6 +44,7 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
     result = subprocess.run(
         [
             sys.executable,
+            "-P",  # the installed build, not the source tree that may be the working directory
             "-m",
             "mdfeed.cli",
             "bench",
@@ -110,7 +111,7 @@ def test_sigterm_stops_everything_the_run_started(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "mdfeed.cli", "bench",
+            sys.executable, "-P", "-m", "mdfeed.cli", "bench",
             "--scenarios", "fixed", "--duration", "120", "--warmup", "60",
             "--grpc", "1", "--mqtt", "1", "--symbols", "5", "--out", str(out),
         ],

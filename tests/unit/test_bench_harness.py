@@ -21,47 +21,76 @@ from bench.harness.scenarios import (
     run_burst,
     run_max,
 )
-from bench.harness.stats import HOPS, LatencyHistogram, RateSample, recovery_time_s
+from bench.harness.stats import (
+    HOPS,
+    RateSample,
+    clamped,
+    latency_from_json,
+    latency_histogram,
+    merge_counts,
+    percentiles_ms,
+    recovery_time_s,
+    summary_ms,
+    window_rate,
+)
 from bench.harness.subscribers import HopRecorder
 from proto import mdfeed_pb2 as pb
 
 
 def test_percentiles_are_within_the_bucket_width_of_the_exact_value() -> None:
-    hist = LatencyHistogram()
+    hist = latency_histogram()
     values = list(range(1_000, 1_001_000, 1_000))  # 1 us .. 1 ms, 1000 values
     for v in values:
-        hist.add(v)
+        hist.observe(v)
     for q in (50.0, 90.0, 99.0, 99.9):
         exact = values[math.ceil(len(values) * q / 100) - 1]
         assert hist.percentile(q) == pytest.approx(exact, rel=0.012)
     assert hist.percentile(100.0) == 1_000_000
     assert hist.count == 1000
-    assert hist.max_ns == 1_000_000
+    assert hist.max == 1_000_000
     assert hist.mean() == pytest.approx(sum(values) / len(values))
+    assert percentiles_ms(hist, (50.0, 100.0)) == [pytest.approx(0.5, rel=0.012), 1.0]
 
 
 def test_zero_and_negative_latencies_fall_in_the_zero_bucket() -> None:
-    hist = LatencyHistogram()
+    hist = latency_histogram()
     for v in (-500_000, 0, 0, 2_000_000):
-        hist.add(v)
+        hist.observe(clamped(v))
     assert hist.percentile(50.0) == 0.0  # three of four are at or under zero
     assert hist.percentile(99.0) == pytest.approx(2_000_000, rel=0.012)
-    assert math.isnan(LatencyHistogram().percentile(50.0))
+    assert hist.sum == 2_000_000  # a latency below zero adds nothing to the mean
+    assert math.isnan(latency_histogram().percentile(50.0))
     with pytest.raises(ValueError, match=r"0\.\.100"):
         hist.percentile(101.0)
 
 
 def test_histograms_merge_and_survive_json() -> None:
-    a, b = LatencyHistogram(), LatencyHistogram()
+    a, b = latency_histogram(), latency_histogram()
     for v in (10_000, 20_000):
-        a.add(v)
-    b.add(5_000_000)
-    merged = LatencyHistogram.from_json(json.loads(json.dumps(a.to_json())))
-    merged.merge(LatencyHistogram.from_json(b.to_json()))
+        a.observe(v)
+    b.observe(5_000_000)
+    merged = latency_from_json(json.loads(json.dumps(a.to_json())))
+    merged.merge(latency_from_json(b.to_json()))
     assert merged.count == 3
-    assert merged.max_ns == 5_000_000
+    assert merged.max == 5_000_000
     assert merged.percentile(99.0) == pytest.approx(5_000_000, rel=0.012)
-    assert merged.summary_ms()["p50"] == pytest.approx(0.02, rel=0.012)
+    summary = summary_ms(merged)
+    assert summary["p50"] == pytest.approx(0.02, rel=0.012)
+    assert summary["count"] == 3
+    assert summary["max"] == 5.0
+    assert summary["mean"] == pytest.approx(5_030_000 / 3 / 1e6, abs=1e-4)
+    assert list(summary) == ["count", "p50", "p90", "p99", "p99_9", "max", "mean"]
+
+
+def test_rates_are_read_from_the_whole_buckets_of_a_window() -> None:
+    # Two processes' receipts per 50 ms bucket, as JSON gives them (string keys).
+    merged = merge_counts([{"20": 100, "21": 100}, {"21": 50, "22": 100, "23": 999}])
+    assert merged == {20: 100, 21: 150, 22: 100, 23: 999}
+    # [1.00 s, 1.15 s): the buckets from 20 (1.00 s) to 22, 350 ticks in 0.15 s.
+    assert window_rate(merged, 1_000_000_000, 1_150_000_000) == pytest.approx(350 / 0.15)
+    # A window's partial buckets at either end are left out.
+    assert window_rate(merged, 1_010_000_000, 1_160_000_000) == pytest.approx(250 / 0.1)
+    assert window_rate(merged, 1_010_000_000, 1_040_000_000) == 0.0
 
 
 def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
@@ -75,7 +104,7 @@ def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
         fanout_time_ns=1_002_500_000,
     )
     recorder.record([tick], client_ns=1_003_000_000)
-    got = {name: h.max_ns for name, h in recorder.hops.items()}
+    got = {name: h.max for name, h in recorder.hops.items()}
     assert got == {
         "venue->ingest": 400_000,
         "ingest->bus": 1_600_000,
@@ -92,6 +121,50 @@ def test_a_tick_is_timed_on_every_hop_its_stamps_delimit() -> None:
     assert taken["bus->fanout"].count == 1
     assert taken["venue->ingest"].count == 2
     assert all(h.count == 0 for h in recorder.hops.values())
+
+
+def test_one_hop_in_a_window_is_timed_as_the_fanout_benchmark_does() -> None:
+    recorder = HopRecorder([("ingest->client", "ingest", "client")])
+    recorder.window = (1_000, 2_000)  # receipts from 1,000 ns up to 2,000 ns
+    ticks = [
+        pb.Tick(symbol="S0001", seq=1, ingest_time_ns=900),
+        pb.Tick(symbol="S0001", seq=2, ingest_time_ns=1_600),  # a later clock: zero
+        pb.Tick(symbol="S0001", seq=3),  # not stamped: not timed
+    ]
+    recorder.record(ticks, client_ns=1_500)
+    recorder.record(ticks, client_ns=2_000)  # outside the window
+    (hist,) = recorder.take_histograms().values()
+    assert (hist.count, hist.max, hist.sum) == (2, 600, 600)
+    assert recorder.take_window_max() is None  # no venue hop, no venue-to-client worst
+
+
+def test_a_subscriber_process_is_driven_with_json_lines() -> None:
+    from bench.harness.children import Child, ChildError
+
+    child = Child("bench.harness.subscribers", "raw", "--port", "9")
+    try:
+        ready = child.read(timeout_s=60)
+        assert ready["ready"] is True
+        assert ready["pid"] == child.pid
+        report = child.request(cmd="report")
+        assert (report["ticks"], report["buckets"], report["errors"]) == (0, {}, [])
+        assert child.request(cmd="histograms").keys() == {name for name, _, _ in HOPS}
+        with pytest.raises(ChildError, match="unknown command 'warp'"):
+            child.request(cmd="warp")
+        assert child.request(cmd="sample")["window_max_ns"] is None  # still up
+    finally:
+        child.close()
+    assert child.proc.returncode == 0
+
+
+def test_benchmarks_refuse_the_pure_python_source_of_a_compiled_module() -> None:
+    from bench.harness.children import check_compiled, compiled_modules
+
+    files = compiled_modules()
+    assert set(files) == {"ohlcv.bars", "fix_spec.codec"}
+    check_compiled(files)  # the tests, like the benchmarks, import the installed build
+    with pytest.raises(RuntimeError, match=r"ohlcv\.bars is /src/ohlcv/bars\.py"):
+        check_compiled({**files, "ohlcv.bars": "/src/ohlcv/bars.py"})
 
 
 def _sample(t: float, worst: float, **rates: float) -> RateSample:
@@ -140,10 +213,10 @@ def test_scenario_names_are_checked_and_put_in_running_order() -> None:
 
 
 def test_results_are_written_as_json_and_png(tmp_path: Path) -> None:
-    hists = {name: LatencyHistogram() for name, _, _ in HOPS}
+    hists = {name: latency_histogram() for name, _, _ in HOPS}
     for name, h in hists.items():
         for v in (1_000_000, 2_000_000, 3_000_000):
-            h.add(v + len(name))
+            h.observe(v + len(name))
     samples = [_sample(t * 0.5, 3.0, venue=5000, ingest=2000, grpc_clients=4000) for t in range(6)]
     fixed = ScenarioResult(
         "fixed",
@@ -152,7 +225,7 @@ def test_results_are_written_as_json_and_png(tmp_path: Path) -> None:
             "duration_s": 3.0,
             "grpc_streams": 2,
             "rates_per_s": {"venue": 5000, "ingest": 2000, "grpc_per_stream": 2000},
-            "latency_ms": {"grpc": {n: h.summary_ms() for n, h in hists.items()}},
+            "latency_ms": {"grpc": {n: summary_ms(h) for n, h in hists.items()}},
             "ratios": {"grpc_per_stream_vs_fanout_in": 1.0},
         },
         samples,

@@ -90,6 +90,29 @@ def test_default_buckets_span_50_microseconds_to_5_seconds() -> None:
     assert histogram.counts[-1] == 1
 
 
+def test_histogram_exposition_in_the_text_format() -> None:
+    histogram = Histogram((0.00005, 0.001, 1.0))
+    for value in (0.00001, 0.0005, 0.0005, 2.0):
+        histogram.observe(value)
+    registry = CollectorRegistry()
+    registry.register(FunctionCollector(lambda: [histogram.family("x_seconds", "Time of x.")]))
+    assert generate_latest(registry).decode().splitlines() == [
+        "# HELP x_seconds Time of x.",
+        "# TYPE x_seconds histogram",
+        'x_seconds_bucket{le="5e-05"} 1.0',
+        'x_seconds_bucket{le="0.001"} 3.0',
+        'x_seconds_bucket{le="1.0"} 3.0',
+        'x_seconds_bucket{le="+Inf"} 4.0',
+        "x_seconds_count 4.0",
+        "x_seconds_sum 2.00101",
+    ]
+    empty = Histogram((0.5,))
+    assert ("+Inf", 0) in empty.cumulative()
+    assert scrape(FunctionCollector(lambda: [empty.family("y_seconds", "y")]))["y_seconds_sum"] == {
+        (): 0.0
+    }
+
+
 @pytest.mark.parametrize("bounds", [(), (0.1, 0.1), (1.0, 0.5)])
 def test_histogram_bounds_must_increase(bounds: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="increasing"):
