@@ -39,7 +39,8 @@ from mdfeed.kernel.bus import Bus, BusConsumer, BusError
 from mdfeed.kernel.config import OhlcvConfig
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
-from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
+from ohlcv.bars import BarAggregator
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, Checkpoint, StoreError
 

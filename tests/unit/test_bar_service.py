@@ -12,7 +12,8 @@ from typing import Any
 from mdfeed.kernel.bus import CommitFailedError, MemoryBus
 from mdfeed.kernel.config import BusConfig, OhlcvConfig
 from ohlcv.aggregator import BarService
-from ohlcv.bars import parse_resolutions, parse_session_timezone, recompute_bars
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
+from ohlcv.bars import recompute_bars
 from proto import mdfeed_pb2 as pb
 from storage import SqliteBarStore, StoreError
 
