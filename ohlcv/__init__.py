@@ -1,5 +1,6 @@
 """OHLCV bar aggregation and the TradingView chart datafeed."""
 
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
 from ohlcv.bars import (
     RESOLUTIONS,
     BarAggregator,
@@ -8,8 +9,6 @@ from ohlcv.bars import (
     ResolutionInfo,
     bucket_start_ns,
     next_bucket_start_ns,
-    parse_resolutions,
-    parse_session_timezone,
     recompute_bars,
     resolution_from_config,
     resolution_from_udf,

@@ -9,7 +9,8 @@ and every ``ohlcv.flush_interval_ms``:
 1. drains the changed bars and upserts them into the ``BarStore`` (idempotent: a replayed
    bar overwrites itself);
 2. saves a checkpoint per symbol touched since the last flush: the partition and offset of
-   its last tick applied and its open-bar state (``BarAggregator.export_symbol``);
+   its last tick applied, the bus incarnation (below) and its open-bar state
+   (``BarAggregator.export_symbol``);
 3. only then commits the consumer's offsets, so a crash redelivers ticks rather than
    losing them;
 4. hands the bars to the live listeners (the datafeed's stream, the MQTT bridge).
@@ -21,6 +22,21 @@ state are not applied twice, ticks after it are applied once. A crash between th
 writes and the checkpoint only means the same bars are computed and written again. When a
 partition leaves this member, the state of its symbols is dropped (the next owner
 restores it from the checkpoint). ``mdfeed reconcile`` checks the result against the log.
+
+Checkpoints and offsets belong to one bus incarnation (``Bus.incarnation``: which log the
+topic is, and which life of it). Each checkpoint records the incarnation it was saved
+under. A checkpoint of another incarnation (the in-process bus of the embedded default
+starts empty on every run while the SQLite checkpoints stay; a Kafka stack created anew)
+keeps its open bars, so today's 1h and 1D bars go on instead of starting from scratch (the
+new log's ticks are later in time), but not its offset, which names records of a log that
+is gone: the new log is applied from its start. The service logs once, at INFO, that the
+bus started anew and how many checkpoints' offsets it dropped (when a flush interval went
+by without another, or at stop; later ones are counted in ``stats.offsets_dropped``). A
+checkpoint saved before incarnations were kept counts as another incarnation's: on the
+embedded default it is one, and on Kafka a clean stop committed past its offset anyway.
+Why not an embedded bus that keeps its log on disk instead: that would put a file write on
+the tick path of the embedded default and still leave a Kafka cluster created anew
+undetected; the incarnation covers both.
 
 A store error stops the flush before the checkpoint and the commit; the service retries at
 the next interval and keeps consuming meanwhile (the aggregator holds the bars).
@@ -39,7 +55,8 @@ from mdfeed.kernel.bus import Bus, BusConsumer, BusError
 from mdfeed.kernel.config import OhlcvConfig
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
-from ohlcv.bars import BarAggregator, parse_resolutions, parse_session_timezone
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
+from ohlcv.bars import BarAggregator
 from proto import mdfeed_pb2 as pb
 from storage import BarStore, Checkpoint, StoreError
 
@@ -59,6 +76,7 @@ class BarServiceStats:
     restored: int = 0  # symbols taken over from a checkpoint
     replayed_skipped: int = 0  # redelivered records already in a checkpoint's state
     handed_over: int = 0  # symbols dropped when their partition went elsewhere
+    offsets_dropped: int = 0  # checkpoints of another bus incarnation: bars kept, offset not
 
 
 class BarService(Service):
@@ -93,6 +111,10 @@ class BarService(Service):
         self._position: dict[str, tuple[int, int]] = {}  # last (partition, offset) applied
         self._touched: set[str] = set()  # symbols applied since the last checkpoint
         self._assignment: frozenset[tuple[str, int]] = frozenset()
+        self._incarnation = ""  # the bus's, for the tick topic (known once started)
+        self._other_incarnation: str | None = None  # the first other one a checkpoint named
+        self._dropped_reported = False  # the one log line about them was written
+        self._dropped_at_last_flush = 0
         self.stats = BarServiceStats()
         #: Seconds per successful flush: bars upserted, checkpoints saved, offsets committed.
         self.flush_seconds = Histogram()
@@ -102,6 +124,7 @@ class BarService(Service):
         self._listeners.append(listener)
 
     async def start(self) -> None:
+        self._incarnation = await self._bus.incarnation(self._topic)
         consumer = self._bus.consumer(
             [self._topic], group_id=self.config.group_id, from_beginning=self._from_beginning
         )
@@ -118,6 +141,7 @@ class BarService(Service):
             with contextlib.suppress(StoreError):
                 await self.flush(consumer)
             await consumer.stop()
+        self._report_dropped_offsets()
 
     #: Why the consume loop ended on its own (it only ends by stop() otherwise).
     failure: BaseException | None = None
@@ -174,8 +198,36 @@ class BarService(Service):
         if checkpoint is None:
             return
         self.aggregator.import_symbol(symbol, checkpoint.state)
-        self._skip_to[symbol] = checkpoint.offset
         self.stats.restored += 1
+        if checkpoint.incarnation == self._incarnation:
+            self._skip_to[symbol] = checkpoint.offset
+        else:
+            # Its offset names a record of another log: this one is applied from its start.
+            self.stats.offsets_dropped += 1
+            if self._other_incarnation is None:
+                self._other_incarnation = checkpoint.incarnation
+            log.debug(
+                "%s: checkpoint of bus incarnation %r: offset %d dropped, open bars kept",
+                symbol,
+                checkpoint.incarnation,
+                checkpoint.offset,
+            )
+
+    def _report_dropped_offsets(self) -> None:
+        """Log, once, how many checkpoints' offsets were dropped (later ones: stats only)."""
+        dropped = self.stats.offsets_dropped
+        if self._dropped_reported or not dropped:
+            return
+        self._dropped_reported = True
+        saved_under = self._other_incarnation or "no incarnation (an earlier mdfeed)"
+        log.info(
+            "the bus started anew (%s; checkpoints saved under %s): the offsets of %d "
+            "checkpoint%s were dropped, their open bars kept; ticks apply from the log's start",
+            self._incarnation,
+            saved_under,
+            dropped,
+            "" if dropped == 1 else "s",
+        )
 
     def _follow_assignment(self, consumer: BusConsumer) -> None:
         """Drop the state of symbols whose partition went to another member."""
@@ -212,8 +264,10 @@ class BarService(Service):
         touched = self._touched
         if touched:
             export = self.aggregator.export_symbol
+            incarnation = self._incarnation
             checkpoints = {
-                symbol: Checkpoint(*self._position[symbol], export(symbol)) for symbol in touched
+                symbol: Checkpoint(*self._position[symbol], export(symbol), incarnation)
+                for symbol in touched
             }
             await self._store.save_checkpoints(checkpoints)
             self._touched = set()
@@ -223,6 +277,9 @@ class BarService(Service):
         self.stats.flushes += 1
         self.stats.bars_written += len(bars)
         self.flush_seconds.observe(time.perf_counter() - started)
+        if self.stats.offsets_dropped == self._dropped_at_last_flush:
+            self._report_dropped_offsets()  # none since the last flush: the count has settled
+        self._dropped_at_last_flush = self.stats.offsets_dropped
         if bars:
             for listener in self._listeners:
                 listener(bars)

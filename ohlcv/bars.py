@@ -1,6 +1,7 @@
 """OHLCV bar logic: resolutions, bucket boundaries, incremental aggregation, recomputation.
 
-Pure and deterministic: no I/O, no wall clock. Time is the venue time of the ticks
+Pure and deterministic: no I/O, no wall clock, no config (the ``[ohlcv]`` keys are checked
+into the values taken here by :mod:`ohlcv.bar_config`). Time is the venue time of the ticks
 (``Tick.venue_time_ns``), so the same tick log always yields the same bars.
 
 Policy, shared by :class:`BarAggregator` (incremental) and :func:`recompute_bars`
@@ -50,9 +51,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from mdfeed.kernel.config import ConfigError
 from proto import mdfeed_pb2 as pb
 
 __all__ = [
@@ -63,8 +63,6 @@ __all__ = [
     "ResolutionInfo",
     "bucket_start_ns",
     "next_bucket_start_ns",
-    "parse_resolutions",
-    "parse_session_timezone",
     "recompute_bars",
     "resolution_from_config",
     "resolution_from_udf",
@@ -134,41 +132,6 @@ def resolution_from_udf(text: str) -> Resolution:
     except KeyError:
         known = ", ".join(_BY_UDF)
         raise ValueError(f"unsupported resolution {text!r} (supported: {known})") from None
-
-
-def parse_resolutions(names: Iterable[str]) -> tuple[Resolution, ...]:
-    """Check ``ohlcv.resolutions``: the wire resolutions, finest first, each once.
-
-    ConfigError naming every unknown or repeated entry, or an empty list.
-    """
-    names = list(names)
-    unknown = [n for n in names if n not in _BY_CONFIG]
-    seen: set[str] = set()
-    repeated: set[str] = set()
-    for name in names:
-        (repeated if name in seen else seen).add(name)
-    problems = []
-    if unknown:
-        known = ", ".join(_BY_CONFIG)
-        problems.append(f"unknown {', '.join(map(repr, unknown))} (known: {known})")
-    if repeated:
-        problems.append(f"repeated {', '.join(map(repr, sorted(repeated)))}")
-    if not names:
-        problems.append("empty: name at least one resolution")
-    if problems:
-        raise ConfigError(f"ohlcv.resolutions: {'; '.join(problems)}")
-    return tuple(r.value for r in RESOLUTIONS if r.config in seen)
-
-
-def parse_session_timezone(name: str) -> ZoneInfo:
-    """Check ``ohlcv.session_timezone``: the IANA zone, or a ConfigError naming the key."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"ohlcv.session_timezone: unknown time zone {name!r} "
-            "(an IANA name such as 'America/New_York' or 'UTC')"
-        ) from None
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -341,11 +304,6 @@ class BarAggregator:
         """Bars in memory: non-final bars plus changed bars not yet drained."""
         open_bars = sum(len(d) for s in self._symbols.values() for d in s.bars)
         return open_bars + sum(1 for b in self._changed if b.final)
-
-    def watermark_ns(self, symbol: str) -> int | None:
-        """The symbol's watermark (None before its first tick)."""
-        state = self._symbols.get(symbol)
-        return None if state is None else state.watermark
 
     # The tick path is inlined on purpose: a call per resolution costs more than a branch.
     def apply(self, tick: pb.Tick) -> None:  # noqa: PLR0912, PLR0915

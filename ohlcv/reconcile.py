@@ -22,7 +22,8 @@ from typing import TextIO
 
 from mdfeed.kernel.bus import Bus
 from mdfeed.kernel.config import OhlcvConfig
-from ohlcv.bars import BarKey, parse_resolutions, parse_session_timezone, recompute_bars
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
+from ohlcv.bars import BarKey, recompute_bars
 from proto import mdfeed_pb2 as pb
 from storage import BarStore
 

@@ -22,9 +22,10 @@ and :class:`CassandraBarStore` (time-bucketed partitions, TTLs for 1s and 1m bar
         chart = await bars.history(symbol, pb.RESOLUTION_1M, from_ns, to_ns, countback=300)
 
 The bar store also keeps the aggregator's :class:`Checkpoint` per symbol (bus partition and
-offset, open-bar state), in the aggregator group ``ohlcv.group_id``, for exact recovery::
+offset, open-bar state, the bus incarnation of the offset), in the aggregator group
+``ohlcv.group_id``, for exact recovery::
 
-    await bars.save_checkpoints({symbol: Checkpoint(partition, offset, state)})
+    await bars.save_checkpoints({symbol: Checkpoint(partition, offset, state, incarnation)})
     checkpoint = await bars.load_checkpoint(symbol)  # None: start the symbol afresh
 
 Errors are drawn in :mod:`storage.errors`; the Cassandra plumbing the stores share is in

@@ -13,7 +13,7 @@ Tables (created if missing, in the configured keyspace), one per resolution clas
 
     bar_buckets  (symbol, resolution, bucket)  PRIMARY KEY ((symbol, resolution), bucket)
     bar_symbols  (shard, symbol)               PRIMARY KEY ((shard), symbol)
-    bar_checkpoints (group_id, symbol, partition, offset, state)
+    bar_checkpoints (group_id, symbol, partition, offset, state, incarnation)
                                                PRIMARY KEY ((group_id, symbol))
 
 Buckets: ``bucket = open_time_ns // width`` (widths from the Unix epoch, so 1s buckets are
@@ -66,7 +66,9 @@ prepared ``INSERT`` per symbol, sent like bars: concurrently, at most ``max_in_f
 once, taking turns with upserts). No TTL: a checkpoint lives until overwritten. Written and
 read at QUORUM, so the member that takes a symbol over reads the last acknowledged save;
 between two saves of one symbol the later call wins (client-side timestamps). The default
-compaction (size-tiered) suits it: a row is read once, on takeover.
+compaction (size-tiered) suits it: a row is read once, on takeover. ``start()`` adds the
+``incarnation`` column to a table made before it (``ALTER TABLE ... ADD``); the rows saved
+before read ``''``.
 
 Reads at QUORUM (see :mod:`storage.cassandra`): a range queries the buckets of the range
 the index lists, 16 at a time, concatenated in order; a countback or ``last_before`` walks
@@ -438,7 +440,10 @@ class CassandraBarStore(Resource):
             return
         group = self._checkpoint_group
         jobs: list[tuple[PreparedStatement, tuple[Any, ...]]] = [
-            (s.insert_checkpoint, (group, symbol, cp.partition, cp.offset, cp.state))
+            (
+                s.insert_checkpoint,
+                (group, symbol, cp.partition, cp.offset, cp.state, cp.incarnation),
+            )
             for symbol, cp in pairs
         ]
         what = f"the checkpoints of {name_symbols([p[0] for p in pairs])} (group {group!r})"
@@ -453,7 +458,9 @@ class CassandraBarStore(Resource):
         if not rows:
             return None
         row = rows[0]
-        return Checkpoint(row["partition"], row["offset"], bytes(row["state"]))
+        return Checkpoint(
+            row["partition"], row["offset"], bytes(row["state"]), row["incarnation"] or ""
+        )
 
     def __repr__(self) -> str:
         points = ",".join(self._contact_points)
@@ -482,10 +489,11 @@ class CassandraBarStore(Resource):
                 )""",
                 f"""CREATE TABLE IF NOT EXISTS {ks}.bar_checkpoints (
                     group_id text, symbol text, partition int, offset bigint, state blob,
-                    PRIMARY KEY ((group_id, symbol))
+                    incarnation text, PRIMARY KEY ((group_id, symbol))
                 )""",
             ]
         )
+        await self._add_incarnation_column(db)
         current = await db.execute(
             "SELECT table_name, default_time_to_live, compaction FROM system_schema.tables "
             f"WHERE keyspace_name = '{ks}'"
@@ -533,15 +541,35 @@ class CassandraBarStore(Resource):
             await db.prepare(f"INSERT INTO {ks}.bar_symbols (shard, symbol) VALUES (0, ?)"),
             await db.prepare(f"SELECT symbol FROM {ks}.bar_symbols WHERE shard = 0"),
             await db.prepare(
-                f"INSERT INTO {ks}.bar_checkpoints (group_id, symbol, partition, offset, state) "
-                "VALUES (?, ?, ?, ?, ?)"
+                f"INSERT INTO {ks}.bar_checkpoints "
+                "(group_id, symbol, partition, offset, state, incarnation) "
+                "VALUES (?, ?, ?, ?, ?, ?)"
             ),
             await db.prepare(
-                f"SELECT partition, offset, state FROM {ks}.bar_checkpoints "
+                f"SELECT partition, offset, state, incarnation FROM {ks}.bar_checkpoints "
                 "WHERE group_id = ? AND symbol = ?"
             ),
         ]
         return _Statements(tables, prepared)
+
+    async def _add_incarnation_column(self, db: CassandraSession) -> None:
+        """``bar_checkpoints`` of a keyspace made before checkpoints had an incarnation."""
+        ks = self._keyspace
+
+        async def has_it() -> bool:
+            rows = await db.execute(
+                "SELECT column_name FROM system_schema.columns "
+                f"WHERE keyspace_name = '{ks}' AND table_name = 'bar_checkpoints'"
+            )
+            return any(row["column_name"] == "incarnation" for row in rows)
+
+        if await has_it():
+            return
+        try:
+            await db.ensure_schema([f"ALTER TABLE {ks}.bar_checkpoints ADD incarnation text"])
+        except StoreError:
+            if not await has_it():  # else another process added it first
+                raise
 
     def _session(self) -> tuple[CassandraSession, _Statements]:
         if self._db is None or self._statements is None:

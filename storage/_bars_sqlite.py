@@ -27,11 +27,12 @@ UPDATE`` rows, like ``upsert``, so a call is saved entirely or not at all, with 
 durability. The table is an ordinary rowid table, not ``WITHOUT ROWID`` as ``bars`` is:
 states can be hundreds of KB, and SQLite keeps large rows better out of the key's B-tree.
 
-Schema (created if missing)::
+Schema (created if missing; ``start()`` adds ``incarnation`` to a file made before it,
+where the checkpoints already saved read ``''``)::
 
     bars(symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8,
          volume_e8, trade_count, final)  PRIMARY KEY (symbol, resolution, open_time_ns)
-    bar_checkpoints(group_id, symbol, partition, offset, state)
+    bar_checkpoints(group_id, symbol, partition, offset, state, incarnation)
          PRIMARY KEY (group_id, symbol)
 
 The primary key is the index every read uses: a range, a countback (the same index walked
@@ -82,9 +83,11 @@ _SCHEMA = (
         "partition" INTEGER NOT NULL,
         "offset" INTEGER NOT NULL,
         state BLOB NOT NULL,
+        incarnation TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (group_id, symbol)
     )""",
 )
+_ADD_INCARNATION = "ALTER TABLE bar_checkpoints ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''"
 _COLUMNS = (
     "symbol, resolution, open_time_ns, open_px_e8, high_px_e8, low_px_e8, close_px_e8, "
     "volume_e8, trade_count, final"
@@ -111,12 +114,14 @@ _SELECT_BACK = (
     "AND open_time_ns < ? ORDER BY open_time_ns DESC LIMIT ?"
 )
 _SAVE_CHECKPOINT = (
-    'INSERT INTO bar_checkpoints (group_id, symbol, "partition", "offset", state) '
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, symbol) DO UPDATE SET "
-    '"partition" = excluded."partition", "offset" = excluded."offset", state = excluded.state'
+    'INSERT INTO bar_checkpoints (group_id, symbol, "partition", "offset", state, incarnation) '
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, symbol) DO UPDATE SET "
+    '"partition" = excluded."partition", "offset" = excluded."offset", state = excluded.state, '
+    "incarnation = excluded.incarnation"
 )
 _LOAD_CHECKPOINT = (
-    'SELECT "partition", "offset", state FROM bar_checkpoints WHERE group_id = ? AND symbol = ?'
+    'SELECT "partition", "offset", state, incarnation FROM bar_checkpoints '
+    "WHERE group_id = ? AND symbol = ?"
 )
 
 
@@ -209,6 +214,11 @@ class SqliteBarStore(SqliteDatabase):
         """The aggregator group whose checkpoints this store saves and loads."""
         return self._checkpoint_group
 
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(bar_checkpoints)")}
+        if "incarnation" not in columns:
+            conn.execute(_ADD_INCARNATION)
+
     async def upsert(self, bars: Sequence[pb.Bar]) -> None:
         """Store every bar in one transaction, overwriting stored bars of the same keys."""
         rows = [_row(bar) for bar in latest_per_key(bars)]
@@ -259,7 +269,7 @@ class SqliteBarStore(SqliteDatabase):
         """Save every checkpoint in one transaction, overwriting the symbols' stored ones."""
         group = self._checkpoint_group
         rows = [
-            (group, symbol, cp.partition, cp.offset, cp.state)
+            (group, symbol, cp.partition, cp.offset, cp.state, cp.incarnation)
             for symbol, cp in check_checkpoints(checkpoints)
         ]
         self._connection()  # refuse a closed store even for an empty call
@@ -280,8 +290,8 @@ class SqliteBarStore(SqliteDatabase):
         row = await self._call(lambda c: c.execute(_LOAD_CHECKPOINT, params).fetchone())
         if row is None:
             return None
-        partition, offset, state = row
-        return Checkpoint(partition, offset, bytes(state))
+        partition, offset, state, incarnation = row
+        return Checkpoint(partition, offset, bytes(state), incarnation)
 
     def __repr__(self) -> str:
         return f"SqliteBarStore({str(self._path)!r})"
@@ -293,7 +303,7 @@ def _upsert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
 
 
 def _save_checkpoints(
-    conn: sqlite3.Connection, rows: list[tuple[str, str, int, int, bytes]]
+    conn: sqlite3.Connection, rows: list[tuple[str, str, int, int, bytes, str]]
 ) -> None:
     with immediate_transaction(conn):
         conn.executemany(_SAVE_CHECKPOINT, rows)

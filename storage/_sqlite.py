@@ -30,7 +30,8 @@ class SqliteDatabase(Resource):
     """An SQLite file at ``path`` (parent directories created) with a worker thread.
 
     Subclasses name what they store (``kind``, for messages) and their ``schema``
-    (statements run in one transaction at start, so they must be idempotent).
+    (statements run in one transaction at start, so they must be idempotent); a file made by
+    an earlier schema is brought up to date by ``_migrate``, in the same transaction.
     """
 
     kind: ClassVar[str] = "sqlite store"
@@ -103,10 +104,14 @@ class SqliteDatabase(Resource):
             with immediate_transaction(conn):
                 for statement in self.schema:
                     conn.execute(statement)
+                self._migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise self._translate(exc) from exc
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring tables an earlier schema made up to date (in the schema's transaction)."""
 
     def _connection(self) -> tuple[sqlite3.Connection, ThreadPoolExecutor]:
         conn, executor = self._conn, self._executor

@@ -35,7 +35,13 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from proto import mdfeed_pb2 as pb
-from storage.bars import MAX_CHECKPOINT_STATE_BYTES, RESOLUTIONS, BarStore, Checkpoint
+from storage.bars import (
+    MAX_CHECKPOINT_STATE_BYTES,
+    MAX_INCARNATION_CHARS,
+    RESOLUTIONS,
+    BarStore,
+    Checkpoint,
+)
 from storage.errors import StoreClosedError
 
 __all__ = [
@@ -471,10 +477,10 @@ _GROUP = "mdfeed-ohlcv"
 async def check_checkpoint_round_trips(make_store: CheckpointStoreFactory) -> None:
     """A saved checkpoint loads back equal, every field, at the extremes too."""
     saved = {
-        "AAPL": Checkpoint(partition=3, offset=1_234_567, state=b"open bars"),
+        "AAPL": Checkpoint(3, 1_234_567, b"open bars", "kafka:Tz6FHFgmTSOPs8UvrGYvMg/md.ticks"),
         "ZERO": Checkpoint(partition=0, offset=0, state=b""),
-        "MAX": Checkpoint(partition=2**31 - 1, offset=_INT64_MAX, state=b"\xff"),
-        "Ünï/код 📈": Checkpoint(partition=1, offset=2, state=b"x"),
+        "MAX": Checkpoint(2**31 - 1, _INT64_MAX, b"\xff", "i" * MAX_INCARNATION_CHARS),
+        "Ünï/код 📈": Checkpoint(1, 2, b"x", "memory:Ünï/код 📈"),
     }
     async with make_store(_GROUP) as store:
         await store.save_checkpoints({})  # nothing to do, and no error
@@ -499,6 +505,11 @@ async def check_save_checkpoints_overwrites(make_store: CheckpointStoreFactory) 
         moved = Checkpoint(5, 7, b"")  # another partition (a repartitioned topic): no merge
         await store.save_checkpoints({"OVR": moved})
         assert await store.load_checkpoint("OVR") == moved
+        anew = Checkpoint(5, 3, b"", "memory:second-run")  # a bus that started anew
+        await store.save_checkpoints({"OVR": anew})
+        assert await store.load_checkpoint("OVR") == anew, "the incarnation was not saved"
+        await store.save_checkpoints({"OVR": moved})
+        assert await store.load_checkpoint("OVR") == moved, "an empty incarnation was not"
         for offset in range(1, 21):  # a run of flushes: the last save is what loads
             await store.save_checkpoints({"OVR": Checkpoint(5, offset, offset.to_bytes(2))})
         assert await store.load_checkpoint("OVR") == Checkpoint(5, 20, (20).to_bytes(2))
@@ -584,6 +595,7 @@ async def check_bad_checkpoints_are_refused(make_store: CheckpointStoreFactory) 
     """Bad arguments raise ValueError naming what is wrong, and a bad call saves nothing."""
     good = Checkpoint(0, 1, b"ok")
     too_large = b"x" * (MAX_CHECKPOINT_STATE_BYTES + 1)
+    too_long = "i" * (MAX_INCARNATION_CHARS + 1)
     bad_saves: list[tuple[str, object]] = [
         ("checkpoints", [("OK", good)]),  # pairs, not a mapping
         ("checkpoints key", {"OK": good, "": good}),
@@ -600,6 +612,11 @@ async def check_bad_checkpoints_are_refused(make_store: CheckpointStoreFactory) 
         ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, bytearray(b"x"))}),  # type: ignore[arg-type]
         ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, None)}),  # type: ignore[arg-type]
         ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, too_large)}),
+        ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", 7)}),  # type: ignore[arg-type]  # not a str, on purpose
+        ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", None)}),  # type: ignore[arg-type]  # not a str, on purpose
+        ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", b"k")}),  # type: ignore[arg-type]  # not a str, on purpose
+        ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", "\ud800")}),
+        ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", too_long)}),
     ]
     bad_loads: list[tuple[str, object]] = [("symbol", ""), ("symbol", None), ("symbol", "\ud800")]
     async with make_store(_GROUP) as store:

@@ -28,11 +28,12 @@ Policy every adapter keeps:
 
 Aggregator checkpoints (:meth:`BarStore.save_checkpoints`, :meth:`BarStore.load_checkpoint`)
 let a bar aggregator recover exactly after a crash or a rebalance. Per symbol, a
-:class:`Checkpoint` holds the bus partition and offset of the last tick applied and the
-aggregator's open-bar state (bytes the store never looks into). The aggregator saves them
-after a flush's bars were upserted and before it commits its offsets; the member that takes
-a symbol over loads its checkpoint, restores the state and skips the symbol's records up to
-the offset. Policy:
+:class:`Checkpoint` holds the bus partition and offset of the last tick applied, the bus
+incarnation those offsets belong to (``Bus.incarnation``) and the aggregator's open-bar
+state (bytes the store never looks into). The aggregator saves them after a flush's bars
+were upserted and before it commits its offsets; the member that takes a symbol over loads
+its checkpoint, restores the state and skips the symbol's records up to the offset (when
+the bus is still in the incarnation the checkpoint names). Policy:
 
 * Checkpoints belong to the store's checkpoint group (``checkpoint_group``, the
   aggregator's ``OhlcvConfig.group_id``): stores of different groups on one database never
@@ -45,7 +46,10 @@ the offset. Policy:
   (``state`` byte for byte, zero bytes included), or ``None`` when none was saved.
 * ``partition`` must fit in int32 and ``offset`` in int64, both ``>= 0``; ``state`` must be
   ``bytes`` of at most :data:`MAX_CHECKPOINT_STATE_BYTES` (a row far larger than that is
-  what Cassandra refuses or handles badly).
+  what Cassandra refuses or handles badly); ``incarnation`` a ``str`` of valid Unicode of
+  at most :data:`MAX_INCARNATION_CHARS` characters. A checkpoint saved before the stores
+  kept incarnations loads with ``incarnation == ""``: ``start()`` adds the column to an
+  existing database.
 * Last writer wins: the store does not compare offsets, so a member that lost its symbols
   in a rebalance must stop saving their checkpoints (as it stops committing offsets).
 
@@ -66,6 +70,7 @@ from proto import mdfeed_pb2 as pb
 
 __all__ = [
     "MAX_CHECKPOINT_STATE_BYTES",
+    "MAX_INCARNATION_CHARS",
     "RESOLUTIONS",
     "BarKey",
     "BarStore",
@@ -101,19 +106,25 @@ BarKey = tuple[str, int, int]
 MAX_CHECKPOINT_STATE_BYTES = 8 * 1024 * 1024
 
 
+#: The longest checkpoint ``incarnation`` (a Kafka cluster id and a topic name fit easily).
+MAX_INCARNATION_CHARS = 512
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Where a bar aggregator stood on one symbol (see the module docstring).
 
     ``partition`` and ``offset``: the bus partition and offset of the last tick of the
     symbol the aggregator applied (int32 and int64, ``>= 0``); ``state``: its open-bar
-    state, opaque to the store. The store checks the fields when it is given the checkpoint
-    (:func:`check_checkpoints`), as it checks a bar.
+    state, opaque to the store; ``incarnation``: the bus incarnation the offset belongs to
+    (``""``: unknown, as in checkpoints saved before it was kept). The store checks the
+    fields when it is given the checkpoint (:func:`check_checkpoints`), as it checks a bar.
     """
 
     partition: int
     offset: int
     state: bytes
+    incarnation: str = ""
 
 
 class BarStore(Protocol):
@@ -256,6 +267,18 @@ def check_checkpoints(checkpoints: Mapping[str, Checkpoint]) -> list[tuple[str, 
                 f"{name}.state is {len(state)} bytes, more than the "
                 f"{MAX_CHECKPOINT_STATE_BYTES} a checkpoint may hold"
             )
+        incarnation = checkpoint.incarnation
+        if not isinstance(incarnation, str):
+            raise ValueError(f"{name}.incarnation must be a str, got {type(incarnation).__name__}")
+        if len(incarnation) > MAX_INCARNATION_CHARS:
+            raise ValueError(
+                f"{name}.incarnation is {len(incarnation)} characters, more than the "
+                f"{MAX_INCARNATION_CHARS} a checkpoint may hold"
+            )
+        try:
+            incarnation.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{name}.incarnation is not valid Unicode: {exc.reason}") from None
     pairs.sort(key=lambda pair: pair[0])
     return pairs
 

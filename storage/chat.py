@@ -1,8 +1,8 @@
 """The chat store port: sequenced, persisted chat rooms, whichever database is behind.
 
-Chat is never lost (Principle 3): the fanout appends every post here BEFORE it acknowledges
-or delivers it, and a client that reconnects with the last seq it saw gets exactly the
-messages after it from :meth:`ChatStore.history`.
+Chat is never lost (docs/architecture.md, "Principles": 3. two delivery lanes): the fanout
+appends every post here BEFORE it acknowledges or delivers it, and a client that reconnects
+with the last seq it saw gets exactly the messages after it from :meth:`ChatStore.history`.
 
 Policy every adapter keeps:
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from fanout.chat import ChatService
+from fanout.chat_port import ServiceChatPort
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, ChatConfig, DatafeedConfig
 from mdfeed.kernel.entitlements import ANONYMOUS
@@ -90,7 +91,7 @@ async def running(tmp_path: Path, web_root: Path = WEB) -> AsyncIterator[tuple[D
         feed = Datafeed(
             DatafeedConfig(http_host="127.0.0.1", http_port=free_port()),
             bars,
-            chat=chat,
+            chat=ServiceChatPort(chat),
             symbols=("AAPL", "MSFT"),
             session_timezone="America/New_York",
             web_root=web_root,

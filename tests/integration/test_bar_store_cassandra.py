@@ -91,9 +91,9 @@ async def test_checkpoints_are_one_row_per_group_and_symbol_without_ttl(
 ) -> None:
     async with make_cassandra_store(ttl_1s_days=7, checkpoint_group="g1") as store:
         await store.save_checkpoints({"AAPL": Checkpoint(3, 99, b"\x00s")})
-        await store.save_checkpoints({"AAPL": Checkpoint(3, 100, b"\x00t")})
+        await store.save_checkpoints({"AAPL": Checkpoint(3, 100, b"\x00t", "kafka:c/t")})
     rows = await db.execute(
-        "SELECT group_id, symbol, partition, offset, state, TTL(state) AS ttl "
+        "SELECT group_id, symbol, partition, offset, state, incarnation, TTL(state) AS ttl "
         f"FROM {unique_name}.bar_checkpoints"
     )
     assert rows == [
@@ -103,9 +103,34 @@ async def test_checkpoints_are_one_row_per_group_and_symbol_without_ttl(
             "partition": 3,
             "offset": 100,
             "state": b"\x00t",
+            "incarnation": "kafka:c/t",
             "ttl": None,
         }
     ]
+
+
+async def test_a_keyspace_made_before_checkpoints_had_an_incarnation_opens_and_loads_them(
+    make_cassandra_store: MakeStore, db: CassandraSession, unique_name: str
+) -> None:
+    await db.ensure_keyspace(unique_name, 1)
+    await db.ensure_schema(  # the bar_checkpoints table of earlier versions
+        [
+            f"""CREATE TABLE {unique_name}.bar_checkpoints (
+                group_id text, symbol text, partition int, offset bigint, state blob,
+                PRIMARY KEY ((group_id, symbol))
+            )"""
+        ]
+    )
+    await db.execute(
+        f"INSERT INTO {unique_name}.bar_checkpoints (group_id, symbol, partition, offset, state) "
+        "VALUES ('mdfeed-ohlcv', 'AAPL', 2, 4000, 0x0102)"
+    )
+    async with make_cassandra_store() as store:
+        assert await store.load_checkpoint("AAPL") == Checkpoint(2, 4000, b"\x01\x02", "")
+        await store.save_checkpoints({"MSFT": Checkpoint(1, 7, b"m", "kafka:c/md.ticks")})
+    async with make_cassandra_store() as store:  # the column is there now: opens as it is
+        assert await store.load_checkpoint("MSFT") == Checkpoint(1, 7, b"m", "kafka:c/md.ticks")
+        assert await store.load_checkpoint("AAPL") == Checkpoint(2, 4000, b"\x01\x02")
 
 
 async def test_a_failed_checkpoint_save_raises_naming_server_group_and_symbols(

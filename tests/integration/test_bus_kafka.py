@@ -73,6 +73,31 @@ async def test_topics_are_created_with_the_configured_partitions(
     }
 
 
+async def test_the_incarnation_is_the_cluster_and_the_topic(
+    make_kafka_bus: BusFactory, stack_config: MdfeedConfig
+) -> None:
+    # The cluster keeps its log: a second bus on it (a restarted process) continues the
+    # offsets, so it reports the same incarnation; the cluster id says which cluster it is.
+    async with make_kafka_bus() as bus:
+        config = bus.config
+        incarnation = await bus.incarnation(config.tick_topic)
+        async with KafkaBus(config) as again:
+            assert await again.incarnation(config.tick_topic) == incarnation
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack_config.bus.bootstrap_servers)
+        await admin.start()
+        try:
+            cluster_id = (await admin.describe_cluster())["cluster_id"]
+        finally:
+            await admin.close()
+    assert incarnation == f"kafka:{cluster_id}/{config.tick_topic}"
+
+
+async def test_the_incarnation_says_when_kafka_is_unreachable() -> None:
+    bus = KafkaBus(_unreachable_config(), request_timeout_ms=2000)
+    with pytest.raises(BusUnavailableError, match="unavailable"):
+        await bus.incarnation(bus.config.tick_topic)
+
+
 def _unreachable_config(**changes: object) -> BusConfig:
     # A port nothing listens on: connections are refused at once, as with a broker down.
     return dataclasses.replace(

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mdfeed.kernel.bus import CommitFailedError, MemoryBus
 from mdfeed.kernel.config import BusConfig, OhlcvConfig
 from ohlcv.aggregator import BarService
-from ohlcv.bars import parse_resolutions, parse_session_timezone, recompute_bars
+from ohlcv.bar_config import parse_resolutions, parse_session_timezone
+from ohlcv.bars import recompute_bars
 from proto import mdfeed_pb2 as pb
-from storage import SqliteBarStore, StoreError
+from storage import Checkpoint, SqliteBarStore, StoreError
 
 CONFIG = OhlcvConfig(resolutions=("1s", "1m"), flush_interval_ms=20, allowed_lateness_s=0.5)
+CONFIG_TOPIC = BusConfig().tick_topic
 T0 = 1_700_000_000_000_000_000  # a Tuesday, UTC
 
 
@@ -225,3 +230,106 @@ async def test_a_crash_between_checkpoint_and_commit_applies_nothing_twice(
                     for bar in await store.history(symbol, res, 0, 2**62):
                         stored[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
             assert stored == expected
+
+
+async def publish(b: MemoryBus, ticks: Sequence[pb.Tick]) -> None:
+    async with b.producer() as producer:
+        for tick in ticks:
+            producer.send(b.config.tick_topic, tick.symbol.encode(), tick.SerializeToString())
+        assert await producer.flush(5)
+
+
+async def stored_bars(store: SqliteBarStore, symbols: Sequence[str]) -> dict[Any, pb.Bar]:
+    stored = {}
+    for symbol in symbols:
+        for res in (pb.RESOLUTION_1S, pb.RESOLUTION_1M):
+            for bar in await store.history(symbol, res, 0, 2**62):
+                stored[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
+    return stored
+
+
+async def test_a_bus_that_started_anew_keeps_the_checkpoints_bars_not_their_offsets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `make run` twice: the second in-process bus starts at offset 0 again, below the
+    # offsets the first run's checkpoints hold. Its ticks (later in time) must all be
+    # applied, onto the open bars of the checkpoints: the bars equal those of both logs.
+    first_log = trades("AAPL", 300) + trades("MSFT", 300)
+    second_log = trades("AAPL", 100, start=300) + trades("MSFT", 100, start=300)
+    path = tmp_path / "bars.sqlite3"
+    async with bus() as first_bus, SqliteBarStore(path) as store:
+        await publish(first_bus, first_log)
+        first = BarService(first_bus, store, CONFIG, from_beginning=True)
+        async with first:
+            await until(lambda: first.stats.records == len(first_log))
+        incarnation = await first_bus.incarnation(first_bus.config.tick_topic)
+        checkpoint = await store.load_checkpoint("AAPL")
+        assert checkpoint is not None
+        assert checkpoint.incarnation == incarnation
+        assert checkpoint.offset > len(second_log)  # the second log stays below it
+    with caplog.at_level(logging.INFO, logger="ohlcv.aggregator"):
+        async with bus() as second_bus, SqliteBarStore(path) as store:
+            await publish(second_bus, second_log)
+            second = BarService(second_bus, store, CONFIG, from_beginning=True)
+            async with second:
+                await until(lambda: second.stats.records == len(second_log))
+                await second.flush()
+            assert second.stats.restored == 2
+            assert second.stats.offsets_dropped == 2
+            assert second.stats.replayed_skipped == 0
+            expected = recompute_bars(
+                first_log + second_log,  # in each symbol's order
+                parse_resolutions(CONFIG.resolutions),
+                parse_session_timezone(CONFIG.session_timezone),
+                mid_when_no_trades=True,
+                allowed_lateness_ns=500_000_000,
+            )
+            assert await stored_bars(store, ("AAPL", "MSFT")) == expected
+            renewed = await store.load_checkpoint("AAPL")
+            assert renewed is not None
+            assert renewed.incarnation == await second_bus.incarnation(CONFIG_TOPIC)
+            assert renewed.incarnation != incarnation
+    said = [r.getMessage() for r in caplog.records if "started anew" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "the offsets of 2 checkpoints were dropped" in said[0], said
+    assert incarnation in said[0], said
+
+
+async def test_checkpoints_of_this_incarnation_keep_their_offsets(tmp_path: Path) -> None:
+    # One bus, a second member after the first stopped (a restart, a takeover): nothing is
+    # applied twice, and nothing is said about a new bus.
+    ticks = trades("AAPL", 200)
+    async with bus() as b, SqliteBarStore(tmp_path / "bars.sqlite3") as store:
+        await publish(b, ticks)
+        first = BarService(b, store, CONFIG, from_beginning=True)
+        async with first:
+            await until(lambda: first.stats.records == len(ticks))
+        # A new group on the same bus reads the log from its start again.
+        again = BarService(b, store, dataclasses.replace(CONFIG, group_id="another"))
+        async with again:
+            await until(lambda: again.stats.records == len(ticks))
+        assert (again.stats.restored, again.stats.offsets_dropped) == (1, 0)
+        assert again.stats.replayed_skipped == len(ticks)
+        bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
+        assert sum(bar.trade_count for bar in bars) == len(ticks)
+
+
+async def test_a_checkpoint_without_an_incarnation_counts_as_another_buss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Saved before checkpoints kept their incarnation: its offset cannot be trusted.
+    ticks = trades("AAPL", 40)
+    async with bus() as b, SqliteBarStore(tmp_path / "bars.sqlite3") as store:
+        await store.save_checkpoints({"AAPL": Checkpoint(0, 1_000_000, b"")})
+        await publish(b, ticks)
+        service = BarService(b, store, CONFIG, from_beginning=True)
+        with caplog.at_level(logging.INFO, logger="ohlcv.aggregator"):
+            async with service:
+                await until(lambda: service.stats.records == len(ticks))
+        assert (service.stats.offsets_dropped, service.stats.replayed_skipped) == (1, 0)
+        bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
+        assert sum(bar.trade_count for bar in bars) == len(ticks)
+    said = [r.getMessage() for r in caplog.records if "started anew" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "the offsets of 1 checkpoint were dropped" in said[0], said
+    assert "saved under no incarnation" in said[0], said

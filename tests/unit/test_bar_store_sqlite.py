@@ -48,6 +48,29 @@ async def test_sqlite_bar_store_passes_the_checkpoint_contract(
         await check(lambda group: SqliteBarStore(path, checkpoint_group=group))
 
 
+async def test_a_file_made_before_checkpoints_had_an_incarnation_opens_and_loads_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.sqlite3"
+    with sqlite3.connect(path) as conn:  # the bar_checkpoints table of earlier versions
+        conn.execute(
+            """CREATE TABLE bar_checkpoints (
+                group_id TEXT NOT NULL, symbol TEXT NOT NULL, "partition" INTEGER NOT NULL,
+                "offset" INTEGER NOT NULL, state BLOB NOT NULL, PRIMARY KEY (group_id, symbol)
+            )"""
+        )
+        conn.execute(
+            "INSERT INTO bar_checkpoints VALUES ('mdfeed-ohlcv', 'AAPL', 2, 4000, x'0102')"
+        )
+    conn.close()
+    async with SqliteBarStore(path) as store:
+        assert await store.load_checkpoint("AAPL") == Checkpoint(2, 4000, b"\x01\x02", "")
+        await store.save_checkpoints({"MSFT": Checkpoint(1, 7, b"m", "memory:b/md.ticks")})
+    async with SqliteBarStore(path) as store:  # the column is there now: opens as it is
+        assert await store.load_checkpoint("MSFT") == Checkpoint(1, 7, b"m", "memory:b/md.ticks")
+        assert await store.load_checkpoint("AAPL") == Checkpoint(2, 4000, b"\x01\x02")
+
+
 async def test_a_checkpoint_save_is_one_transaction_refused_whole_when_locked(
     tmp_path: Path,
 ) -> None:

@@ -178,3 +178,14 @@ def test_consumer_topics_must_be_a_list_of_names() -> None:
         bus.consumer("md.ticks")
     with pytest.raises(ValueError, match="topics"):
         bus.consumer([])
+
+
+async def test_every_memory_bus_is_a_new_incarnation_of_its_topics() -> None:
+    # Each starts empty (offsets from 0): offsets recorded on one name nothing on the next,
+    # even with the same config, as on a second `mdfeed run`.
+    config = BusConfig(kind="memory")
+    first, again = MemoryBus(config), MemoryBus(config)
+    topic = config.tick_topic
+    assert await first.incarnation(topic) != await again.incarnation(topic)
+    assert (await first.incarnation(topic)).startswith("memory:")
+    assert await first.incarnation(topic) == await first.incarnation(topic)

@@ -3,7 +3,9 @@ reference recomputation for any tick log."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -147,6 +149,20 @@ def test_bad_session_timezone_names_the_key(name: str) -> None:
     with pytest.raises(ConfigError, match=rf"^ohlcv.session_timezone: unknown time zone '{name}'"):
         parse_session_timezone(name)
     assert parse_session_timezone("America/New_York") == NY
+
+
+def test_the_compiled_core_imports_no_config() -> None:
+    # ohlcv/bars.py is compiled with mypyc: it takes plain values, ohlcv.bar_config checks
+    # the [ohlcv] keys into them.
+    source = Path(__file__).resolve().parents[2] / "ohlcv" / "bars.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"__future__", "datetime", "json", "collections", "dataclasses",
+                        "typing", "zoneinfo", "proto"}, imported  # fmt: skip
 
 
 def test_aggregator_rejects_bad_arguments() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -162,3 +163,92 @@ def _get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=10) as reply:
         data: dict[str, object] = json.loads(reply.read())
     return data
+
+
+def _pipeline_env(tmp_path: Path) -> dict[str, str]:
+    """The embedded config on free ports; the data directory is ``tmp_path/.mdfeed``."""
+    venue = str(free_port())
+    return {
+        **os.environ,
+        "MDFEED__VENUE__PORT": venue,
+        "MDFEED__FIX_SESSION__PORT": venue,
+        "MDFEED__FIX_SESSION__HEARTBEAT_INTERVAL_S": "5",
+        "MDFEED__FANOUT__GRPC_PORT": str(free_port()),
+        "MDFEED__MQTT__PORT": str(free_port()),
+        "MDFEED__DATAFEED__HTTP_PORT": str(free_port()),
+        "MDFEED__METRICS__PORT": str(free_port()),
+        "MDFEED__DATAFEED__WEB_ROOT": str(Path(__file__).resolve().parents[2] / "web"),
+    }
+
+
+def _first_bar_event(url: str, since_s: int, timeout_s: float) -> dict[str, object] | None:
+    """The first ``bar`` event of the SSE stream at ``url`` with ``time >= since_s``."""
+    deadline = time.monotonic() + timeout_s
+    with urllib.request.urlopen(url, timeout=timeout_s) as stream:
+        while time.monotonic() < deadline:
+            line = stream.readline()
+            if not line:
+                return None
+            if line.startswith(b"data: "):
+                event: dict[str, object] = json.loads(line[len(b"data: ") :])
+                time_s = event["time"]
+                assert isinstance(time_s, int)
+                if time_s >= since_s:
+                    return event
+    return None
+
+
+def test_a_second_run_on_the_same_data_directory_has_bars(tmp_path: Path) -> None:
+    """`make run` twice: the in-process bus starts empty, the SQLite checkpoints do not.
+
+    The second run's ticks start again at offset 0 of a new bus; its bars must reach the
+    store (/history) and the chart (/stream) at once, not after the offsets of the first
+    run's checkpoints are passed.
+    """
+    mdfeed = str(Path(sys.executable).parent / "mdfeed")
+    first = subprocess.run(
+        [mdfeed, "run", "--duration", "20"], capture_output=True, text=True,
+        env=_pipeline_env(tmp_path), cwd=tmp_path, timeout=90, check=False,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "fix logged on" in first.stderr, first.stderr[-3000:]
+    assert (tmp_path / ".mdfeed" / "mdfeed.sqlite3").is_file()
+
+    env = _pipeline_env(tmp_path)
+    base = f"http://127.0.0.1:{env['MDFEED__DATAFEED__HTTP_PORT']}"
+    log = tmp_path / "second.log"
+    # The first run's last ticks may fall in the current second: its bars are before this.
+    started_s = math.ceil(time.time())
+    with log.open("wb") as out:
+        second = subprocess.Popen(
+            [mdfeed, "run", "--duration", "60"], stdout=out, stderr=subprocess.STDOUT,
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "fix logged on" not in log.read_text():
+            assert second.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        # Well before the second run's offsets reach the first run's (~20 s of ticks).
+        deadline = time.monotonic() + 10
+        query = f"symbol=AAPL&resolution=1S&from={started_s}&to={int(time.time()) + 60}"
+        while True:
+            history = _get_json(f"{base}/history?{query}")
+            if history["s"] == "ok":
+                break
+            assert time.monotonic() < deadline, (history, log.read_text()[-3000:])
+            time.sleep(0.25)
+        times = history["t"]
+        assert isinstance(times, list)
+        assert times, history
+        assert min(times) >= started_s, times
+        event = _first_bar_event(f"{base}/stream?symbol=AAPL&resolution=1S", started_s, 10.0)
+        assert event is not None, "no bar of the second run on /stream"
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert second.returncode == 0, log.read_text()[-3000:]
+    said = re.search(r"bus started anew.*offsets of \d+ checkpoints? were dropped", log.read_text())
+    assert said, log.read_text()[-3000:]
+    assert "bus started anew" not in first.stderr

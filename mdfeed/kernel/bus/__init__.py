@@ -26,6 +26,10 @@ split the partitions and start from the group's committed offsets; ``commit()`` 
 far a member got, so the bar aggregator commits after its writes and a crash redelivers
 rather than skips. Keep the ``getmany()`` loop short and hand records on through a bounded
 queue: a Kafka member that stops polling for ``max_poll_interval`` is taken out of its group.
+
+Offsets kept outside the bus belong to one log: ``await bus.incarnation(topic)`` names it
+(the topic, and the bus's life: every ``MemoryBus`` starts empty, a Kafka cluster keeps
+its log), so offsets recorded under another incarnation are known not to be this log's.
 """
 
 from mdfeed.kernel.bus._kafka import KafkaBus, KafkaConsumer, KafkaProducer

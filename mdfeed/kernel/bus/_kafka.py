@@ -33,6 +33,12 @@ and counted like an overflow.
 Topics are created on first use with ``tick_partitions`` partitions (an existing topic is
 used as it is); nothing relies on the broker's auto-creation.
 
+Incarnation (:meth:`KafkaBus.incarnation`): the cluster id, from one metadata request, and
+the topic, so offsets recorded on one cluster's topic are not taken for another's (a stack
+created anew, a renamed ``bus.tick_topic``). A topic deleted and created again under its
+name on the same cluster is not told apart: topic ids came with metadata version 10, and
+aiokafka asks version 5 at most.
+
 Consumers use ``AIOKafkaConsumer`` with auto-commit off: without a group they are assigned
 every partition of their topics; with a ``group_id`` they subscribe and Kafka's group
 coordinator splits the partitions among the members.
@@ -110,6 +116,7 @@ class KafkaBus(Service):
         self._join_timeout_s = join_timeout_s
         self._partitions: dict[str, int] = {}
         self._topics_lock: asyncio.Lock | None = None
+        self._cluster_id: str | None = None
         self._producers: list[KafkaProducer] = []
         self._consumers: list[KafkaConsumer] = []
 
@@ -159,13 +166,39 @@ class KafkaBus(Service):
                 await self._create_topics(missing)
         return {topic: self._partitions[topic] for topic in topics}
 
-    async def _create_topics(self, topics: list[str]) -> None:
+    async def incarnation(self, topic: str) -> str:
+        """``kafka:``, the cluster id (asked once per bus) and the topic; BusUnavailableError."""
+        if self._cluster_id is None:
+            config = self._config
+            admin = self._admin()
+            try:
+                await admin.start()
+                cluster = await admin.describe_cluster()
+            except KafkaError as exc:
+                raise BusUnavailableError(
+                    f"kafka at {config.bootstrap_servers} unavailable: {exc!r}"
+                ) from exc
+            finally:
+                await admin.close()
+            cluster_id = cluster.get("cluster_id")
+            if not cluster_id:
+                raise BusUnavailableError(
+                    f"kafka at {config.bootstrap_servers} did not say its cluster id: {cluster}"
+                )
+            self._cluster_id = str(cluster_id)
+        return f"kafka:{self._cluster_id}/{topic}"
+
+    def _admin(self) -> AIOKafkaAdminClient:
         config = self._config
-        admin = AIOKafkaAdminClient(
+        return AIOKafkaAdminClient(
             bootstrap_servers=config.bootstrap_servers,
             client_id=f"{config.client_id}-admin",
             request_timeout_ms=self._request_timeout_ms,
         )
+
+    async def _create_topics(self, topics: list[str]) -> None:
+        config = self._config
+        admin = self._admin()
         try:
             await admin.start()
             # list_topics, not a metadata request for the names: that would let a broker

@@ -1,7 +1,9 @@
 """The in-process bus: Kafka's model (topics, partitions, offsets, groups) in one process.
 
 Everything happens in the event loop that uses it; nothing is shared across processes or
-kept across restarts. What it keeps:
+kept across restarts: every bus starts empty, with offsets from 0, so each has an
+incarnation of its own (a fresh uuid and the topic, :meth:`MemoryBus.incarnation`) and
+offsets recorded on another bus are not taken for its own. What it keeps:
 
 * Topics are created on first use (by a producer, a consumer or :meth:`MemoryBus.start` for
   the configured ones) with ``tick_partitions`` partitions. A keyed record goes to the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from mdfeed.kernel.bus._buffered import BufferedProducer, Record
@@ -106,10 +109,15 @@ class MemoryBus(Service):
         self._arrived = asyncio.Event()
         self._producers: list[MemoryProducer] = []
         self._consumers: list[MemoryConsumer] = []
+        self._id = uuid.uuid4()
 
     @property
     def config(self) -> BusConfig:
         return self._config
+
+    async def incarnation(self, topic: str) -> str:
+        """``memory:``, this bus's own uuid (its logs began with it) and the topic."""
+        return f"memory:{self._id}/{topic}"
 
     async def start(self) -> None:
         self.topic_partitions(self._config.tick_topic)

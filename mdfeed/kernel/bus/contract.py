@@ -33,6 +33,7 @@ __all__ = [
     "check_flush_delivers_everything",
     "check_from_beginning_and_latest",
     "check_group_splits_partitions_and_resumes",
+    "check_incarnation_names_one_log",
     "check_keyed_order_and_exactly_once",
     "check_lag_counts_records_behind",
     "check_overflow_drops_newest_then_resumes",
@@ -369,6 +370,28 @@ async def check_lag_counts_records_behind(make_bus: BusFactory) -> None:
             assert consumer.lag() == {}, "lag() of a stopped consumer"
 
 
+async def check_incarnation_names_one_log(make_bus: BusFactory) -> None:
+    """incarnation(topic) stays the same for the bus's life and differs for another log."""
+    other_bus = make_bus()  # a new tick_topic: another log, whose offsets begin at 0
+    async with make_bus() as bus, other_bus:
+        topic = bus.config.tick_topic
+        first = await bus.incarnation(topic)
+        assert isinstance(first, str), f"incarnation is a {type(first).__name__}, not a str"
+        assert first, "incarnation is empty"
+        async with bus.producer() as producer:
+            sent = _publish(producer, topic, ["AAPL", "MSFT"], range(1, 21))
+            await _flushed(producer)
+        async with bus.consumer([topic], from_beginning=True) as consumer:
+            assert len(await collect(consumer, sent, settle_s=0)) == sent
+        assert await bus.incarnation(topic) == first, "incarnation changed with the records"
+        assert await bus.incarnation(topic) == first, "incarnation changed between two calls"
+        other_topic = bus.config.chat_topic
+        assert await bus.incarnation(other_topic) != first, "two topics share an incarnation"
+        other = await other_bus.incarnation(other_bus.config.tick_topic)
+        assert other != first, "another bus's new log has the same incarnation"
+    assert await bus.incarnation(topic) == first, "incarnation changed when the bus stopped"
+
+
 CONTRACT_CHECKS: dict[str, ContractCheck] = {
     "keyed_order_and_exactly_once": check_keyed_order_and_exactly_once,
     "from_beginning_and_latest": check_from_beginning_and_latest,
@@ -377,4 +400,5 @@ CONTRACT_CHECKS: dict[str, ContractCheck] = {
     "overflow_drops_newest_then_resumes": check_overflow_drops_newest_then_resumes,
     "stop_is_safe_twice": check_stop_is_safe_twice,
     "lag_counts_records_behind": check_lag_counts_records_behind,
+    "incarnation_names_one_log": check_incarnation_names_one_log,
 }

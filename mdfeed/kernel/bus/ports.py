@@ -157,6 +157,21 @@ class Bus(Protocol):
     async def stop(self) -> None:
         """Stop every producer and consumer this bus made. Safe to call twice."""
 
+    async def incarnation(self, topic: str) -> str:
+        """Which log ``topic`` names on this bus, and which life of it: offsets compare within one.
+
+        Offsets recorded outside the bus (the bar aggregator's checkpoints) name records of
+        the log as it was when they were recorded. While the bus reports the same
+        incarnation they still name the same records; under another they name nothing (the
+        log may have started again at offset 0, or it is another topic's). A non-empty
+        string, the same for the life of the bus object and for every bus reading the same
+        log, different for another topic. ``MemoryBus``: new with every bus (it starts
+        empty); ``KafkaBus``: the cluster id and the topic (a topic deleted and created
+        again under its name on the same cluster is not told apart: aiokafka's metadata
+        requests predate topic ids). Raises
+        :class:`~mdfeed.kernel.bus.errors.BusUnavailableError` when the bus cannot say.
+        """
+
     def producer(self, *, on_resumed: ResumedCallback | None = None) -> BusProducer:
         """A new producer (not started)."""
 
