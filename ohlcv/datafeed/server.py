@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mdfeed.kernel.chat import ChatPort
+from mdfeed.kernel.clock import WallClockNs, wall_ns
 from mdfeed.kernel.config import DatafeedConfig
 from mdfeed.kernel.lifecycle import Service
 from mdfeed.kernel.metrics import Histogram
@@ -58,7 +59,7 @@ class Datafeed(Service):
         hub: BarHub | None = None,
         web_root: Path | None = None,
         heartbeat_s: float = 15.0,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: WallClockNs = wall_ns,
     ) -> None:
         self.config = config
         self.bars = bars
