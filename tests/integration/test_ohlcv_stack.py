@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from polling import until_sync
 
 from mdfeed.kernel.bus import open_bus
 from mdfeed.kernel.config import MdfeedConfig
@@ -72,14 +74,22 @@ def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait(predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: object) -> None:
-    deadline = time.monotonic() + 90
-    while not check():  # type: ignore[operator]
+def _wait(
+    predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: Callable[[], bool]
+) -> None:
+    def done() -> bool:
+        if check():
+            return True
         if proc.poll() is not None:
             pytest.fail(f"mdfeed aggregate exited ({predicate_text}):\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {predicate_text}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+        return False
+
+    until_sync(
+        done,
+        timeout_s=90,
+        interval_s=0.2,
+        what=lambda: f"{predicate_text}:\n{log.read_text()[-3000:]}",
+    )
 
 
 def _config_file(tmp_path: Path, stack_config: MdfeedConfig, unique_name: str) -> Path:

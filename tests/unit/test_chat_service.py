@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from polling import until
 
 from fanout.chat import ChatService, RateLimiter, chat_frame
 from mdfeed.kernel.bus import MemoryBus
@@ -36,12 +37,6 @@ class Member:
 
     def seqs(self, room: str = "lobby") -> list[int]:
         return [m.seq for m in self.messages if m.room == room]
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110  # polling plain state
-            await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

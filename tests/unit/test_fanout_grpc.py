@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc import aio
+from polling import until
 
 from fanout.lane import TickLane
 from fanout.tick_fanout import TickFanout
@@ -91,12 +92,6 @@ async def stack(
                     yield Stack(fanout, producer, topic, channel, address)
             finally:
                 await server.stop(grace=None)
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110  # polling a plain counter
-            await asyncio.sleep(0.01)
 
 
 def ticks_of(frame: pb.ServerFrame) -> list[tuple[str, int]]:

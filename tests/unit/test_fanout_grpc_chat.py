@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from polling import until
 
 from fanout.chat import ChatService
 from fanout.tick_fanout import TickFanout
@@ -109,12 +110,6 @@ async def read_chat(call: Call, count: int) -> list[pb.ChatMessage]:
         assert frame.WhichOneof("body") == "chat", frame
         got.append(frame.chat)
     return got
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def post(room: str, text: str, ref: str = "") -> pb.ClientFrame:

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from polling import until_sync
+
 from mdfeed.stack.scratch import free_port
 
 
@@ -75,12 +77,21 @@ def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:  
             [mdfeed, "run", "--duration", "40"], stdout=out, stderr=subprocess.STDOUT,
             env=env, cwd=tmp_path,
         )  # fmt: skip
+
+    def serving() -> bool:
+        text = log.read_text()
+        if "fix logged on" in text and "MQTT:" in text:
+            return True
+        assert run.poll() is None, text[-3000:]
+        return False
+
     try:
-        deadline = time.monotonic() + 30
-        while "fix logged on" not in log.read_text() or "MQTT:" not in log.read_text():
-            assert run.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        until_sync(
+            serving,
+            timeout_s=30,
+            interval_s=0.2,
+            what=lambda: f"the FIX logon and MQTT:\n{log.read_text()[-3000:]}",
+        )
         address = f"127.0.0.1:{grpc_port}"
         client = [mdfeed]
         watch = subprocess.run(
@@ -224,12 +235,21 @@ def test_a_second_run_on_the_same_data_directory_has_bars(tmp_path: Path) -> Non
             [mdfeed, "run", "--duration", "60"], stdout=out, stderr=subprocess.STDOUT,
             env=env, cwd=tmp_path,
         )  # fmt: skip
+
+    def logged_on() -> bool:
+        text = log.read_text()
+        if "fix logged on" in text:
+            return True
+        assert second.poll() is None, text[-3000:]
+        return False
+
     try:
-        deadline = time.monotonic() + 30
-        while "fix logged on" not in log.read_text():
-            assert second.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        until_sync(
+            logged_on,
+            timeout_s=30,
+            interval_s=0.2,
+            what=lambda: f"the FIX logon:\n{log.read_text()[-3000:]}",
+        )
         # Well before the second run's offsets reach the first run's (~20 s of ticks).
         deadline = time.monotonic() + 10
         query = f"symbol=AAPL&resolution=1S&from={started_s}&to={int(time.time()) + 60}"
