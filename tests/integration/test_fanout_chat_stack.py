@@ -29,6 +29,8 @@ from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
 Call = aio.StreamStreamCall[pb.ClientFrame, pb.ServerFrame]
+# The installed build: -P keeps the working directory (the source tree) off sys.path.
+MDFEED = [sys.executable, "-P", "-m", "mdfeed.cli"]
 
 
 class FanoutProcess:
@@ -54,7 +56,7 @@ class FanoutProcess:
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mdfeed.cli", "fanout", "--config", str(self.config_file)],
+                [*MDFEED, "fanout", "--config", str(self.config_file)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -24,6 +24,8 @@ from proto import mdfeed_pb2 as pb
 
 T0 = 1_763_900_000_000_000_000  # 2025-11-23T12:13:20Z
 SYMBOLS = [f"S{i:02d}" for i in range(8)]
+# The installed build: -P keeps the working directory (the source tree) off sys.path.
+MDFEED = [sys.executable, "-P", "-m", "mdfeed.cli"]
 
 
 def _ticks(start: int, count: int) -> list[pb.Tick]:
@@ -66,7 +68,7 @@ def _settled(log: Path, at_least: int) -> bool:
 def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "mdfeed.cli", "aggregate", "--config", str(config_file)],
+            [*MDFEED, "aggregate", "--config", str(config_file)],
             stdout=out,
             stderr=subprocess.STDOUT,
             # Several aggregators on one host: each its own metrics port.
@@ -128,7 +130,7 @@ def _bus_config(stack_config: MdfeedConfig, unique_name: str) -> MdfeedConfig:
 
 def _reconcile(config_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mdfeed.cli", "reconcile", "--config", str(config_file)],
+        [*MDFEED, "reconcile", "--config", str(config_file)],
         capture_output=True,
         text=True,
         timeout=180,

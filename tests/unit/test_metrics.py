@@ -284,6 +284,7 @@ async def test_a_port_in_use_is_an_error_naming_metrics_port() -> None:
         await server.stop()
 
 
+# Run with -P: the installed build, not the source tree that may be the working directory.
 _START_ONE = """
 import sys, uvloop
 from mdfeed.kernel.config import ConfigError, MetricsConfig
@@ -312,7 +313,7 @@ def test_two_processes_starting_at_once_on_one_port_one_wins_one_says_why() -> N
         port = free_port()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", _START_ONE, str(port)],
+                [sys.executable, "-P", "-c", _START_ONE, str(port)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
