@@ -29,8 +29,7 @@ from mdfeed.kernel.entitlements import ANONYMOUS
 from mdfeed.stack.scratch import free_port
 from ohlcv.datafeed import Datafeed
 from proto import mdfeed_pb2 as pb
-from storage import SqliteChatStore
-from storage._bars_sqlite import SqliteBarStore
+from storage import SqliteBarStore, SqliteChatStore
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
