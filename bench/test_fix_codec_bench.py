@@ -6,7 +6,8 @@ Peers, each timed on the same wire bytes in the same run:
 - simplefix (pure Python tag=value parsing, untyped, no group or type validation).
 
 Each benchmark reads the same five fields of each of the ten entries (action, type,
-symbol, price, size). `bench/report.py` prints the ratios from the saved JSON.
+symbol, price, size). `make bench` prints each group (decode-X-10, encode-X-10) as one
+pytest-benchmark table, so the codec and its peers are read side by side in one run.
 """
 
 from __future__ import annotations
