@@ -127,6 +127,7 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _record(benchmark: BenchmarkFixture, name: str) -> None:
+    assert benchmark.stats is not None, "the benchmark has not run"
     rate = BURST / benchmark.stats.stats.mean
     RESULTS[name] = rate
     benchmark.extra_info["records_per_s"] = round(rate)

@@ -10,6 +10,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from polling import until
@@ -35,6 +36,12 @@ class Rig:
     topic: str
 
 
+class StartRig(Protocol):
+    """The ``rig`` fixture: starts a venue, a Kafka bus and an ingest, logged on."""
+
+    async def __call__(self, symbols: tuple[str, ...] = SYMBOLS, rate: int = 2000) -> Rig: ...
+
+
 def configs(
     stack_config: MdfeedConfig, topic: str, port: int, log_dir: Path, rate: int = 2000
 ) -> tuple[VenueConfig, FixSessionConfig, BusConfig]:
@@ -55,7 +62,7 @@ def configs(
 @pytest.fixture
 async def rig(
     stack_config: MdfeedConfig, unique_name: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., Rig]]:
+) -> AsyncIterator[StartRig]:
     """Starts venue, Kafka bus and ingest on demand; stops all of them afterwards."""
     started: list[Rig] = []
     port = free_port()
@@ -76,7 +83,7 @@ async def rig(
         await ingest.wait_logged_on(15)
         return rig
 
-    yield start  # type: ignore[misc]
+    yield start
     for r in started:
         await r.ingest.stop()
         await r.producer.stop()
@@ -108,7 +115,7 @@ def by_symbol(ticks: list[pb.Tick]) -> dict[str, list[pb.Tick]]:
 
 
 async def test_snapshot_and_increments_land_in_order_with_contiguous_sequences(
-    rig: Callable[..., Rig],
+    rig: StartRig,
 ) -> None:
     r: Rig = await rig()
     await until(
@@ -134,7 +141,7 @@ async def test_snapshot_and_increments_land_in_order_with_contiguous_sequences(
     assert r.ingest.stats.rejected_messages == 0
 
 
-async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: Callable[..., Rig]) -> None:
+async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: StartRig) -> None:
     r: Rig = await rig()
     await until(
         lambda: r.ingest.stats.ticks_out >= 200,
@@ -173,7 +180,7 @@ async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: Callable[.
         assert items[second].fix_msg_seq_num < items[second - 1].fix_msg_seq_num, symbol
 
 
-async def test_unknown_symbol_is_rejected_and_the_rest_flows(rig: Callable[..., Rig]) -> None:
+async def test_unknown_symbol_is_rejected_and_the_rest_flows(rig: StartRig) -> None:
     r: Rig = await rig(symbols=("AAPL", "ZZZZ"))
     await until(
         lambda: "ZZZZ" in r.ingest.normalizer.unavailable,
@@ -193,7 +200,7 @@ async def test_unknown_symbol_is_rejected_and_the_rest_flows(rig: Callable[..., 
 
 
 async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
-    rig: Callable[..., Rig],
+    rig: StartRig,
 ) -> None:
     r: Rig = await rig(rate=500)
     await until(
@@ -289,9 +296,7 @@ async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
     )
 
 
-async def test_ingest_restart_logs_on_afresh_and_resnapshots(
-    rig: Callable[..., Rig], tmp_path: Path
-) -> None:
+async def test_ingest_restart_logs_on_afresh_and_resnapshots(rig: StartRig, tmp_path: Path) -> None:
     r: Rig = await rig()
     await until(
         lambda: r.ingest.stats.ticks_out >= 100,

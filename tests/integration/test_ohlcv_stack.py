@@ -77,10 +77,10 @@ def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait(
-    predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: Callable[[], bool]
+    predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: Callable[[Path], bool]
 ) -> None:
     def done() -> bool:
-        if check():
+        if check(log):
             return True
         if proc.poll() is not None:
             pytest.fail(f"mdfeed aggregate exited ({predicate_text}):\n{log.read_text()[-3000:]}")
@@ -162,18 +162,18 @@ def test_bars_survive_a_kill_9_with_zero_differences(
     log1, log2 = tmp_path / "aggregate1.log", tmp_path / "aggregate2.log"
     proc = _start(config_file, log1)
     try:
-        _wait("ready", log1, proc, lambda: "aggregator ready" in log1.read_text())
+        _wait("ready", log1, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, second_part))
-        _wait("16,000 ticks", log1, proc, lambda: _ticks_seen(log1) >= 16_000)
+        _wait("16,000 ticks", log1, proc, lambda log: _ticks_seen(log) >= 16_000)
         proc.send_signal(signal.SIGKILL)  # in the middle of the second part
         proc.wait(10)
         proc = _start(config_file, log2)
-        _wait("ready again", log2, proc, lambda: "aggregator ready" in log2.read_text())
+        _wait("ready again", log2, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, third_part))
         total = len(first_part) + len(second_part) + len(third_part)
         # The restarted member reads from the last commit to the end: wait until its count
         # has stopped moving (two progress lines alike), then for a last flush.
-        _wait("the rest of the log", log2, proc, lambda: _settled(log2, len(third_part)))
+        _wait("the rest of the log", log2, proc, lambda log: _settled(log, len(third_part)))
         time.sleep(1.0)
         result = _reconcile(config_file)
     finally:
@@ -199,10 +199,10 @@ def test_a_second_member_takes_over_a_killed_one_with_zero_differences(
     procs = [_start(config_file, log) for log in logs]
     try:
         for proc, log in zip(procs, logs, strict=True):
-            _wait("ready", log, proc, lambda log=log: "aggregator ready" in log.read_text())
+            _wait("ready", log, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, parts[0]))
         for proc, log in zip(procs, logs, strict=True):  # both hold partitions
-            _wait("ticks", log, proc, lambda log=log: _ticks_seen(log) > 0)
+            _wait("ticks", log, proc, lambda log: _ticks_seen(log) > 0)
         asyncio.run(_publish(config, parts[1]))
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)

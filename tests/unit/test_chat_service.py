@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from polling import until
 from fanout.chat import ChatService, RateLimiter, chat_frame
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.chat import ChatCode, ChatRejected
+from mdfeed.kernel.clock import MonotonicS, monotonic_s
 from mdfeed.kernel.config import BusConfig, ChatConfig
 from mdfeed.kernel.entitlements import ANONYMOUS, User
 from proto import mdfeed_pb2 as pb
@@ -41,13 +42,15 @@ class Member:
 
 @asynccontextmanager
 async def service(
-    tmp_path: Path, config: ChatConfig | None = None, monotonic: Callable[[], float] | None = None
+    tmp_path: Path, config: ChatConfig | None = None, monotonic: MonotonicS = monotonic_s
 ) -> AsyncIterator[ChatService]:
     bus = MemoryBus(dataclasses.replace(BusConfig(kind="memory"), tick_partitions=2))
-    async with bus, SqliteChatStore(tmp_path / "chat.sqlite3") as store:
-        kwargs = {} if monotonic is None else {"monotonic": monotonic}
-        async with ChatService(store, bus, config or ChatConfig(), **kwargs) as chat:
-            yield chat
+    async with (
+        bus,
+        SqliteChatStore(tmp_path / "chat.sqlite3") as store,
+        ChatService(store, bus, config or ChatConfig(), monotonic=monotonic) as chat,
+    ):
+        yield chat
 
 
 def test_chat_frame_is_the_server_frame_encoding() -> None:

@@ -489,12 +489,13 @@ def check_snapshot(snapshot: Message, symbol: str, depth: int = 10) -> None:
     offers = [e for e in snapshot.no_md_entries if e.md_entry_type is MDEntryType.OFFER]
     assert [e.md_entry_position_no for e in bids] == list(range(1, depth + 1))
     assert [e.md_entry_position_no for e in offers] == list(range(1, depth + 1))
-    bid_px = [e.md_entry_px for e in bids]
-    offer_px = [e.md_entry_px for e in offers]
-    assert all(p is not None and p > 0 and p.as_tuple().exponent == -2 for p in bid_px + offer_px)
-    assert bid_px == sorted(bid_px, reverse=True)  # type: ignore[type-var]
-    assert offer_px == sorted(offer_px)  # type: ignore[type-var]
-    assert bid_px[0] < offer_px[0]  # type: ignore[operator]
+    bid_px = [p for e in bids if (p := e.md_entry_px) is not None]
+    offer_px = [p for e in offers if (p := e.md_entry_px) is not None]
+    assert (len(bid_px), len(offer_px)) == (len(bids), len(offers)), "an entry without a price"
+    assert all(p > 0 and p.as_tuple().exponent == -2 for p in bid_px + offer_px)
+    assert bid_px == sorted(bid_px, reverse=True)
+    assert offer_px == sorted(offer_px)
+    assert bid_px[0] < offer_px[0]
     assert all(e.md_entry_size and e.md_entry_size > 0 for e in bids + offers)
     assert all(e.md_entry_time for e in snapshot.no_md_entries)
 
