@@ -142,7 +142,7 @@ def _connect(channel: aio.Channel, user: str) -> Call:
         request_serializer=pb.ClientFrame.SerializeToString,
         response_deserializer=pb.ServerFrame.FromString,
     )
-    return method(metadata=[("x-mdfeed-user", user)])  # type: ignore[call-arg]
+    return method(None, metadata=[("x-mdfeed-user", user)])  # no iterator: frames are written
 
 
 async def _chat(call: Call, count: int) -> list[pb.ChatMessage]:

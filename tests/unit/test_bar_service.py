@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from polling import until
@@ -95,11 +95,36 @@ class FailingStore:
         self.attempts += 1
         raise StoreError("refused")
 
-    async def load_checkpoint(self, symbol: str) -> None:
+    async def history(
+        self,
+        symbol: str,
+        resolution: pb.Resolution.ValueType,
+        from_ns: int,
+        to_ns: int,
+        countback: int = 0,
+    ) -> list[pb.Bar]:
+        return []
+
+    async def last_before(
+        self, symbol: str, resolution: pb.Resolution.ValueType, before_ns: int
+    ) -> pb.Bar | None:
         return None
 
-    async def save_checkpoints(self, checkpoints: object) -> None:
+    async def symbols(self) -> list[str]:
+        return []
+
+    async def load_checkpoint(self, symbol: str) -> Checkpoint | None:
+        return None
+
+    async def save_checkpoints(self, checkpoints: Mapping[str, Checkpoint]) -> None:
         raise StoreError("refused")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class RefusingCommits(MemoryBus):
@@ -118,7 +143,7 @@ class RefusingCommits(MemoryBus):
                 raise CommitFailedError("the group rebalanced")
             await commit()
 
-        consumer.commit = refusing  # type: ignore[method-assign]
+        consumer.commit = refusing  # type: ignore[method-assign]  # the bus's own consumer, refusing
         return consumer
 
 
@@ -152,7 +177,7 @@ async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: P
                 producer.send(b.config.tick_topic, b"AAPL", tick.SerializeToString())
             assert await producer.flush(5)
         failing = FailingStore()
-        service = BarService(b, failing, CONFIG, from_beginning=True)  # type: ignore[arg-type]
+        service = BarService(b, failing, CONFIG, from_beginning=True)
         async with service:
             await until(lambda: service.stats.records == 50 and failing.attempts >= 2, timeout_s=10)
             assert service.stats.store_errors >= 2
@@ -201,7 +226,7 @@ async def test_a_crash_between_checkpoint_and_commit_applies_nothing_twice(
             async def lost_commit() -> None:
                 return None
 
-            consumer.commit = lost_commit  # type: ignore[method-assign]
+            consumer.commit = lost_commit  # type: ignore[method-assign]  # the running service's consumer
             await first.flush()  # bars and checkpoints of the whole log; the commit is lost
             task = first._task
             assert task is not None

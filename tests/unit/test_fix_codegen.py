@@ -79,7 +79,7 @@ def test_tags_and_enums_use_fix_names() -> None:
 
 def test_required_fields_are_required_by_the_constructor() -> None:
     with pytest.raises(TypeError):
-        MarketDataIncrementalRefresh()  # type: ignore[call-arg]
+        MarketDataIncrementalRefresh()  # type: ignore[call-arg]  # required fields left out
     request = MarketDataRequest(
         md_req_id="r1",
         subscription_request_type=enums.SubscriptionRequestType.SNAPSHOT_AND_UPDATES,
@@ -109,7 +109,7 @@ def test_encoding_refuses_a_float_price() -> None:
         no_md_entries=[
             MarketDataIncrementalRefresh.NoMDEntries(
                 md_update_action=enums.MDUpdateAction.NEW,
-                md_entry_px=189.5,  # type: ignore[arg-type]
+                md_entry_px=189.5,  # type: ignore[arg-type]  # a float, not a Decimal
             )
         ],
         header=Header(sender_comp_id="A", target_comp_id="B", msg_seq_num=1, sending_time=0),

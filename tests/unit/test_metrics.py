@@ -13,6 +13,7 @@ import pytest
 from polling import until
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from fanout.lane import TickLane
 from fanout.metrics import FanoutCollector
@@ -41,11 +42,11 @@ from proto import mdfeed_pb2 as pb
 from storage import SqliteBarStore
 
 
-def scrape(*collectors: object) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(*collectors: Collector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """sample name -> {sorted labels: value}, through the text exposition and its parser."""
     registry = CollectorRegistry()
     for collector in collectors:
-        registry.register(collector)  # type: ignore[arg-type]
+        registry.register(collector)
     return parse(generate_latest(registry).decode())
 
 

@@ -35,7 +35,7 @@ from mdfeed.kernel.config import VenueConfig
 SESSION_ID = ("FIX.4.4", "MDFEED", "VENUE")
 
 
-class Recorder(fix.Application):  # type: ignore[misc]
+class Recorder(fix.Application):  # type: ignore[misc]  # quickfix has no types: Any
     """Puts (kind, message text) on a queue; nothing else runs on QuickFIX's threads."""
 
     def __init__(self) -> None:
@@ -45,22 +45,22 @@ class Recorder(fix.Application):  # type: ignore[misc]
     def onCreate(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def onLogon(self, session_id: fix.SessionID) -> None:  # noqa: N802
+    def onLogon(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("logon", session_id.toString()))
 
-    def onLogout(self, session_id: fix.SessionID) -> None:  # noqa: N802
+    def onLogout(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("logout", session_id.toString()))
 
-    def toAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def toAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def fromAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def fromAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("admin", message.toString()))
 
-    def toApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def toApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def fromApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def fromApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("app", message.toString()))
 
 
