@@ -127,6 +127,7 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _record(benchmark: BenchmarkFixture, name: str) -> None:
+    assert benchmark.stats is not None, "the benchmark has not run"
     rate = BURST / benchmark.stats.stats.mean
     RESULTS[name] = rate
     benchmark.extra_info["records_per_s"] = round(rate)
@@ -242,7 +243,7 @@ def test_peer_aiokafka_send_per_record(
 def test_peer_confluent_kafka(benchmark: BenchmarkFixture, kafka_config: BusConfig) -> None:
     if importlib.util.find_spec("confluent_kafka") is None:
         pytest.skip("confluent-kafka is not installed (pip install confluent-kafka)")
-    import confluent_kafka  # type: ignore[import-not-found,unused-ignore]
+    import confluent_kafka  # type: ignore[import-not-found,unused-ignore]  # an optional peer
 
     topic = f"{kafka_config.tick_topic}_peer_confluent"
     with asyncio.Runner() as runner:

@@ -125,7 +125,7 @@ def test_fanout_core_alone(benchmark: BenchmarkFixture, n: int) -> None:
                     pass
         assert sum(lane.stats.delivered for lane in lanes) == len(records) * n
 
-    benchmark.pedantic(run, setup=fresh, rounds=3, warmup_rounds=1)  # type: ignore[no-untyped-call]
+    benchmark.pedantic(run, setup=fresh, rounds=3, warmup_rounds=1)
     assert benchmark.stats is not None
     rate = len(records) * n / float(benchmark.stats.stats.min)
     CORE[n] = rate

@@ -123,7 +123,7 @@ def _measure(name: str, benchmark: BenchmarkFixture, fn: Callable[[], int]) -> N
         best = min(best, time.perf_counter() - start)
         return out
 
-    result = benchmark.pedantic(timed, rounds=3, iterations=1)  # type: ignore[no-untyped-call]
+    result = benchmark.pedantic(timed, rounds=3, iterations=1)
     assert result > 0
     RESULTS[name] = TICKS / best
 

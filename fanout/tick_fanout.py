@@ -216,7 +216,7 @@ class TickFanout(Service):
                 # a backlog would starve the writers that take the frames to the clients.
                 await asyncio.sleep(0)
 
-    def ingest(self, records: Sequence[BusRecord]) -> None:  # noqa: PLR0912  # one inlined tick loop
+    def ingest(self, records: Sequence[BusRecord]) -> None:  # noqa: PLR0912 - one inlined tick loop
         """Apply tick records: cache, resync detection, group frames. Never awaits.
 
         Each tick is added once to each group holding its symbol; the groups are framed

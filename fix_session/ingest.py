@@ -149,7 +149,7 @@ _SESSION_KEYS = {
 }
 
 
-class _Application(quickfix.Application):  # type: ignore[misc]
+class _Application(quickfix.Application):  # type: ignore[misc]  # quickfix has no types: Any
     """QuickFIX callbacks: copy, stamp, hand off. Nothing here may block for long."""
 
     def __init__(self, ingest: FixIngest) -> None:
@@ -159,13 +159,13 @@ class _Application(quickfix.Application):  # type: ignore[misc]
     def onCreate(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def onLogon(self, session_id: Any) -> None:  # noqa: N802
+    def onLogon(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         self._ingest._from_quickfix_thread("logon", session_id)
 
-    def onLogout(self, session_id: Any) -> None:  # noqa: N802
+    def onLogout(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         self._ingest._from_quickfix_thread("logout", session_id)
 
-    def toAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
+    def toAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         msg_type = message.getHeader().getField(35)
         if msg_type == "A":
             self._ingest._add_credentials(message)
@@ -174,13 +174,13 @@ class _Application(quickfix.Application):  # type: ignore[misc]
         elif msg_type == "2":
             self._ingest._count_from_thread("resend_requests_sent")
 
-    def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
+    def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
+    def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def fromApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
+    def fromApp(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
         self._ingest._received(message.toString())
 
 

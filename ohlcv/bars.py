@@ -210,7 +210,7 @@ class _Bar:
     )
 
     # Positional on purpose: built on the tick path, where keywords cost time.
-    def __init__(  # noqa: PLR0917
+    def __init__(  # noqa: PLR0917 - positional on the tick path
         self, symbol: str, resolution: Resolution, start: int, end: int, px: int, t: int
     ) -> None:
         self.symbol = symbol
@@ -306,7 +306,7 @@ class BarAggregator:
         return open_bars + sum(1 for b in self._changed if b.final)
 
     # The tick path is inlined on purpose: a call per resolution costs more than a branch.
-    def apply(self, tick: pb.Tick) -> None:  # noqa: PLR0912, PLR0915
+    def apply(self, tick: pb.Tick) -> None:  # noqa: PLR0912, PLR0915 - the tick path, inlined
         """Fold one tick into its symbol's bars (or drop and count it)."""
         t = tick.venue_time_ns
         symbol = tick.symbol
@@ -427,7 +427,7 @@ class BarAggregator:
             bar.dirty = True
             self._changed.append(bar)
 
-    def _locate(  # noqa: PLR0917 (tick path: positional arguments are cheaper)
+    def _locate(  # noqa: PLR0917 - tick path: positional arguments are cheaper
         self, state: _Symbol, symbol: str, i: int, width: int, t: int, px: int
     ) -> _Bar:
         if width:

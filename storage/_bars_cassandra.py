@@ -610,7 +610,7 @@ class CassandraBarStore(Resource):
             response = db.session.execute_async(
                 statement, params, execution_profile=self._tuple_rows
             )
-            rows: list[tuple[Any, ...]] = await response_rows(response)  # type: ignore[assignment]
+            rows: list[tuple[Any, ...]] = await response_rows(response)  # type: ignore[assignment]  # _tuple_rows makes tuples
         except Exception as exc:
             detail = f"reading bars failed: {exc}"
             if isinstance(exc, _UNAVAILABLE):

@@ -425,17 +425,17 @@ async def check_bad_arguments_are_refused(make_store: BarStoreFactory) -> None:
     huge_count.trade_count = 2**64 - 1
     bad_calls: list[tuple[str, Callable[[BarStore], Awaitable[object]]]] = [
         ("bars", lambda s: s.upsert(good)),  # type: ignore[arg-type]  # a Bar, not a list
-        ("bars[1]", lambda s: s.upsert([good, "bar"])),  # type: ignore[list-item]
+        ("bars[1]", lambda s: s.upsert([good, "bar"])),  # type: ignore[list-item]  # a str among the bars
         ("bars[1].symbol", lambda s: s.upsert([good, no_symbol])),
         ("bars[1].resolution", lambda s: s.upsert([good, unspecified])),
         ("bars[1].trade_count", lambda s: s.upsert([good, huge_count])),
         ("symbol", lambda s: s.history("", pb.RESOLUTION_1M, 0, T0)),
-        ("resolution", lambda s: s.history("OK", 99, 0, T0)),  # type: ignore[arg-type]
+        ("resolution", lambda s: s.history("OK", 99, 0, T0)),  # type: ignore[arg-type]  # no such resolution
         ("resolution", lambda s: s.history("OK", pb.RESOLUTION_UNSPECIFIED, 0, T0)),
         ("from_ns", lambda s: s.history("OK", pb.RESOLUTION_1M, T0, 0)),
         ("to_ns", lambda s: s.history("OK", pb.RESOLUTION_1M, 0, 2**63)),
         ("countback", lambda s: s.history("OK", pb.RESOLUTION_1M, 0, T0, -1)),
-        ("before_ns", lambda s: s.last_before("OK", pb.RESOLUTION_1M, 1.5)),  # type: ignore[arg-type]
+        ("before_ns", lambda s: s.last_before("OK", pb.RESOLUTION_1M, 1.5)),  # type: ignore[arg-type]  # a float time
         ("symbol", lambda s: s.last_before("\ud800", pb.RESOLUTION_1M, T0)),
     ]
     async with make_store() as store:
@@ -607,10 +607,10 @@ async def check_bad_checkpoints_are_refused(make_store: CheckpointStoreFactory) 
         ("checkpoints['BAD'].partition", {"OK": good, "BAD": Checkpoint(True, 1, b"")}),
         ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, -1, b"")}),
         ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, 2**63, b"")}),
-        ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, 1.0, b"")}),  # type: ignore[arg-type]
-        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, "text")}),  # type: ignore[arg-type]
-        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, bytearray(b"x"))}),  # type: ignore[arg-type]
-        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, None)}),  # type: ignore[arg-type]
+        ("checkpoints['BAD'].offset", {"OK": good, "BAD": Checkpoint(0, 1.0, b"")}),  # type: ignore[arg-type]  # a float offset
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, "text")}),  # type: ignore[arg-type]  # a str, not bytes
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, bytearray(b"x"))}),  # type: ignore[arg-type]  # not bytes
+        ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, None)}),  # type: ignore[arg-type]  # no state
         ("checkpoints['BAD'].state", {"OK": good, "BAD": Checkpoint(0, 1, too_large)}),
         ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", 7)}),  # type: ignore[arg-type]  # not a str, on purpose
         ("checkpoints['BAD'].incarnation", {"OK": good, "BAD": Checkpoint(0, 1, b"", None)}),  # type: ignore[arg-type]  # not a str, on purpose
@@ -623,12 +623,12 @@ async def check_bad_checkpoints_are_refused(make_store: CheckpointStoreFactory) 
         for argument, given in bad_saves:
             await _expect_value_error(
                 argument,
-                store.save_checkpoints(given),  # type: ignore[arg-type]
+                store.save_checkpoints(given),  # type: ignore[arg-type]  # each a bad value, on purpose
             )
         for argument, symbol in bad_loads:
             await _expect_value_error(
                 argument,
-                store.load_checkpoint(symbol),  # type: ignore[arg-type]
+                store.load_checkpoint(symbol),  # type: ignore[arg-type]  # None among them, on purpose
             )
         assert await store.load_checkpoint("OK") is None, "a refused call saved a checkpoint"
 

@@ -207,7 +207,7 @@ async def serve_commands(handlers: dict[str, Handler]) -> None:
 async def poll(done: Callable[[], bool], command: Json) -> None:
     """Until ``done()`` or the command's ``wait_s`` (default 0: look once) has passed."""
     deadline = time.monotonic() + float(command.get("wait_s", 0))
-    while not done() and time.monotonic() < deadline:  # noqa: ASYNC110  # counters, no event
+    while not done() and time.monotonic() < deadline:  # noqa: ASYNC110 - counters, no event
         await asyncio.sleep(0.05)
 
 

@@ -189,7 +189,7 @@ def _meta(
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     try:
-        import matplotlib  # noqa: F401  # checked up front, not after a 3-minute run
+        import matplotlib  # noqa: F401 - checked up front, not after a 3-minute run
     except ImportError:
         print(
             "mdfeed bench: the plots need matplotlib: pip install 'mdfeed[bench]'",

@@ -85,7 +85,7 @@ async def measure(
         await producer.flush()
         warm = min(sent, int(rate_per_s * warmup_ns / 1e9))
         deadline = loop.time() + 5
-        while hist.count + warm < sent and loop.time() < deadline:  # noqa: ASYNC110  # a plain counter
+        while hist.count + warm < sent and loop.time() < deadline:  # noqa: ASYNC110 - a plain counter
             await asyncio.sleep(0.05)
         stop.set()
         await reader

@@ -10,8 +10,8 @@ achieved:
 * ``kafka``: an mdfeed bus producer on the local stack's Kafka, stamping
   ``ingest_time_ns`` at send (the latency benchmark's input);
 * ``mqtt``: paho-mqtt publishing the ticks itself through Mosquitto (the peer);
-* ``mqtt-bridge``: ``fanout.transports.mqtt_bridge.MqttBridge`` with its per-symbol cap off; its retained
-  quotes are cleared when it quits.
+* ``mqtt-bridge``: ``fanout.transports.mqtt_bridge.MqttBridge`` with its per-symbol cap
+  off; its retained quotes are cleared when it quits.
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from bench.harness.pipeline import Counters, Pipeline
+from bench.harness.pipeline import Counters, Pipeline, PipelineOptions
 from bench.harness.stats import RateSample, recovery_time_s, summary_ms
 from mdfeed.kernel.histogram import Histogram
 
@@ -106,11 +106,23 @@ def _rate_sample(prev: Counters, cur: Counters, t_s: float, target: float) -> Ra
     )
 
 
+class Pipe(Protocol):
+    """What holding the venue at a rate needs of a pipeline (the max and burst scenarios):
+    the real :class:`Pipeline`, or the tests' simulated one."""
+
+    @property
+    def options(self) -> PipelineOptions: ...
+
+    def set_rate(self, per_s: float) -> None: ...
+
+    async def sample(self) -> Counters: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Driver:
     """Holds the venue at a rate while sampling every stage (see ``hold``)."""
 
-    pipe: Pipeline
+    pipe: Pipe
     progress: Progress
     interval_s: float
 
@@ -152,7 +164,7 @@ def mean_rates(samples: list[RateSample]) -> dict[str, float]:
     return {k: sum(s.rates.get(k, 0.0) for s in samples) / len(samples) for k in sorted(keys)}
 
 
-def _per_stream(rates: dict[str, float], pipe: Pipeline) -> dict[str, float]:
+def _per_stream(rates: dict[str, float], pipe: Pipe) -> dict[str, float]:
     out = dict(rates)
     streams = pipe.options.grpc_streams
     mqtt = pipe.options.mqtt_clients
@@ -297,7 +309,7 @@ async def _settle(drive: Driver, options: ScenarioOptions) -> None:
     )
 
 
-async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
+async def run_max(pipe: Pipe, options: ScenarioOptions, progress: Progress) -> ScenarioResult:
     drive = Driver(pipe, progress, options.interval_s)
     steps: list[StepVerdict] = []
     samples: list[RateSample] = []
@@ -374,7 +386,7 @@ async def run_max(pipe: Pipeline, options: ScenarioOptions, progress: Progress) 
 
 
 async def run_burst(
-    pipe: Pipeline,
+    pipe: Pipe,
     options: ScenarioOptions,
     progress: Progress,
     *,

@@ -41,7 +41,7 @@ class _LaneTotals:
     batches: int = 0
 
 
-async def run_fanout(args: argparse.Namespace) -> None:  # noqa: PLR0915  # setup + handlers
+async def run_fanout(args: argparse.Namespace) -> None:  # noqa: PLR0915 - setup + handlers
     from grpc import aio
 
     from fanout.lane import TickLane

@@ -195,7 +195,7 @@ def _identity(data: bytes) -> bytes:
 Commands = dict[str, Handler]
 
 
-async def _grpc_clients(  # noqa: PLR0915  # the stream handlers share their state
+async def _grpc_clients(  # noqa: PLR0915 - the stream handlers share their state
     args: argparse.Namespace, receipts: _Receipts, recorder: HopRecorder
 ) -> tuple[Commands, Callable[[], Any]]:
     import grpc
@@ -297,7 +297,7 @@ async def _grpc_clients(  # noqa: PLR0915  # the stream handlers share their sta
     return {"open": open_streams, "subscribe": subscribe_idle}, close
 
 
-async def _mqtt_clients(  # noqa: PLR0915  # one reader thread for every client
+async def _mqtt_clients(  # noqa: PLR0915 - one reader thread for every client
     args: argparse.Namespace, receipts: _Receipts, recorder: HopRecorder
 ) -> tuple[Commands, Callable[[], Any]]:
     import selectors

@@ -22,8 +22,8 @@ import logging
 from typing import Any
 
 # amqtt ships no type information (no py.typed); its Broker is used as Any here.
-from amqtt.broker import Broker  # type: ignore[import-untyped]
-from amqtt.errors import BrokerError  # type: ignore[import-untyped]
+from amqtt.broker import Broker
+from amqtt.errors import BrokerError
 
 from mdfeed.kernel.lifecycle import Service
 

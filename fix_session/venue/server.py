@@ -174,7 +174,7 @@ class SimulatedVenue(Service):
         """The venue's current book of `symbol` (raises KeyError for an unknown one)."""
         return self.market.books[symbol].snapshot()
 
-    async def wait_logged_on(self, timeout: float = 5.0) -> VenueSession:  # noqa: ASYNC109
+    async def wait_logged_on(self, timeout: float = 5.0) -> VenueSession:  # noqa: ASYNC109 - the caller's deadline
         """The newest logged-on session, waiting up to `timeout` seconds for one."""
         async with asyncio.timeout(timeout):
             while True:

@@ -188,7 +188,7 @@ async def chat(  # noqa: PLR0912 - one reconnect loop reads clearer than split p
                 request_serializer=pb.ClientFrame.SerializeToString,
                 response_deserializer=pb.ServerFrame.FromString,
             )
-            call = method(metadata=_metadata(token, user))  # type: ignore[call-arg]  # writes frames itself
+            call = method(None, metadata=_metadata(token, user))  # no iterator: it writes frames
             if last_seq is None:
                 await call.write(pb.ClientFrame(subscribe=pb.SubscribeRequest(rooms=[room])))
             else:

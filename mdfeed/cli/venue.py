@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from fix_session.venue import SimulatedVenue, VenueStats
 from mdfeed.cli.support import (
@@ -117,7 +117,7 @@ def run_venue_command(args: argparse.Namespace) -> int:
     """``mdfeed venue``: load the config, apply the options, serve until Ctrl-C."""
     config = config_from_args(args)
     venue_config = config.venue
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}  # argparse's values, each parsed to its field's type
     for option, key in (
         ("host", "host"),
         ("port", "port"),
@@ -128,7 +128,7 @@ def run_venue_command(args: argparse.Namespace) -> int:
         value = getattr(args, option, None)
         if value is not None:
             overrides[key] = value
-    venue_config = dataclasses.replace(venue_config, **overrides)  # type: ignore[arg-type]
+    venue_config = dataclasses.replace(venue_config, **overrides)
     setup_logging(config.log)
     return run_async(_serve_until_signal(venue_config))
 

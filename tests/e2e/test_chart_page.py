@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import until
 
 from fanout.chat import ChatService
 from fanout.chat_port import ServiceChatPort
@@ -28,8 +29,7 @@ from mdfeed.kernel.entitlements import ANONYMOUS
 from mdfeed.stack.scratch import free_port
 from ohlcv.datafeed import Datafeed
 from proto import mdfeed_pb2 as pb
-from storage import SqliteChatStore
-from storage._bars_sqlite import SqliteBarStore
+from storage import SqliteBarStore, SqliteChatStore
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -129,10 +129,13 @@ async def test_chart_page_draws_history_live_bars_and_chat(tmp_path: Path) -> No
     text = f"hello from the page {time.time_ns()}"
     async with running(tmp_path) as (feed, now_min):
         browser = await start_page(node, feed, str(HISTORY_BARS), str(LIVE_CLOSE), text)
-        async with asyncio.timeout(50):
-            # The page subscribes to /stream once its history is drawn.
-            while feed.hub.subscriber_count == 0 and browser.returncode is None:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        # The page subscribes to /stream once its history is drawn.
+        await until(
+            lambda: feed.hub.subscriber_count > 0 or browser.returncode is not None,
+            timeout_s=50,
+            interval_s=0.05,
+            what="the page to subscribe to /stream",
+        )
         feed.hub.publish(minute_bar(now_min, LIVE_CLOSE, final=False))
         seen = await finish_page(browser)
     assert seen["loaded"] == HISTORY_BARS

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -39,7 +38,7 @@ def stack_config() -> MdfeedConfig:
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
+def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test uses: a Kafka topic, keyspace or MQTT prefix of its own."""
     test = "".join(c if c.isalnum() else "_" for c in request.node.name)[:24].lower()
     return f"t_{test}_{uuid.uuid4().hex[:10]}"

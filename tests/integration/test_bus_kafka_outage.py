@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import until
 
 from mdfeed.kernel.bus import KafkaBus, ProducerStats
 from mdfeed.kernel.bus.contract import collect, tick_value
@@ -58,13 +59,6 @@ class _Feed:
         return out
 
 
-async def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_broker_killed_mid_stream_then_back(
     scratch_kafka: ScratchKafka, unique_name: str
 ) -> None:
@@ -94,7 +88,12 @@ async def test_broker_killed_mid_stream_then_back(
         for _ in range(15):  # the ingest keeps publishing through the outage
             expected += send(100)
             await asyncio.sleep(0.02)
-        await _wait_for(lambda: not producer.stats.connected, 10, "connected to turn False")
+        await until(
+            lambda: not producer.stats.connected,
+            timeout_s=10,
+            interval_s=0.05,
+            what="connected to turn False",
+        )
         stats = producer.stats
         assert (stats.buffered, stats.dropped, stats.acked) == (1500, 0, 500), stats
 

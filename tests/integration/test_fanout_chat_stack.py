@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from grpc import aio
 from paho.mqtt.enums import CallbackAPIVersion
+from polling import until_sync
 
 from fanout.transports.grpc_service import SERVICE_NAME
 from mdfeed.kernel.config import MdfeedConfig
@@ -29,6 +29,8 @@ from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
 Call = aio.StreamStreamCall[pb.ClientFrame, pb.ServerFrame]
+# The installed build: -P keeps the working directory (the source tree) off sys.path.
+MDFEED = [sys.executable, "-P", "-m", "mdfeed.cli"]
 
 
 class FanoutProcess:
@@ -54,18 +56,26 @@ class FanoutProcess:
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mdfeed.cli", "fanout", "--config", str(self.config_file)],
+                [*MDFEED, "fanout", "--config", str(self.config_file)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        deadline = time.monotonic() + timeout_s
-        while b"fanout ready" not in self.log.read_bytes().split(b"=== start")[-1]:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def ready() -> bool:
+            if b"fanout ready" in self.log.read_bytes().split(b"=== start")[-1]:
+                return True
+            if proc.poll() is not None:
                 pytest.fail(f"mdfeed fanout exited:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"mdfeed fanout not ready:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
+            return False
+
+        until_sync(
+            ready,
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            what=lambda: f"mdfeed fanout ready:\n{self.log.read_text()[-3000:]}",
+        )
 
     def mark(self) -> None:
         with self.log.open("ab") as out:
@@ -132,7 +142,7 @@ def _connect(channel: aio.Channel, user: str) -> Call:
         request_serializer=pb.ClientFrame.SerializeToString,
         response_deserializer=pb.ServerFrame.FromString,
     )
-    return method(metadata=[("x-mdfeed-user", user)])  # type: ignore[call-arg]
+    return method(None, metadata=[("x-mdfeed-user", user)])  # no iterator: frames are written
 
 
 async def _chat(call: Call, count: int) -> list[pb.ChatMessage]:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import pytest
 from grpc import aio
+from polling import until
 
 from fanout.lane import TickLane
 from fanout.tick_fanout import TickFanout
@@ -184,15 +184,6 @@ async def publish_round(producer: BusProducer, topic: str, seq: int) -> None:
     assert await producer.flush(30), producer.stats
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110  # polling counters of other tasks
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout_s:g}s waiting for {what}")
-
-
 async def test_a_thousand_streams_get_snapshot_then_every_tick_or_a_gap_notice(
     stack_config: MdfeedConfig, unique_name: str
 ) -> None:
@@ -219,7 +210,10 @@ async def test_a_thousand_streams_get_snapshot_then_every_tick_or_a_gap_notice(
             for seq in range(1, FIRST_ROUNDS + 1):
                 await publish_round(producer, topic, seq)
             await until(
-                lambda: fanout.records == FIRST_ROUNDS * len(SYMBOLS), 30, "the first rounds"
+                lambda: fanout.records == FIRST_ROUNDS * len(SYMBOLS),
+                timeout_s=30,
+                interval_s=0.05,
+                what="the first rounds",
             )
             # Streams open while ticks keep coming: snapshots at differing seqs.
             opener = asyncio.create_task(streams.open_all())
@@ -234,13 +228,17 @@ async def test_a_thousand_streams_get_snapshot_then_every_tick_or_a_gap_notice(
                 await asyncio.sleep(0.02)
             final = dict.fromkeys(SYMBOLS, seq)
             await until(
-                lambda: fanout.records == seq * len(SYMBOLS), 30, "the fanout to take every tick"
+                lambda: fanout.records == seq * len(SYMBOLS),
+                timeout_s=30,
+                interval_s=0.05,
+                what="the fanout to take every tick",
             )
             streams.late_start.set()
             await until(
                 lambda: streams.all_caught_up(final),
-                40,
-                "every stream to reach the last tick of every symbol",
+                timeout_s=40,
+                interval_s=0.05,
+                what="every stream to reach the last tick of every symbol",
             )
         finally:
             await streams.close()

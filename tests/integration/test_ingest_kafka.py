@@ -10,8 +10,10 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+from polling import until
 
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
@@ -34,6 +36,12 @@ class Rig:
     topic: str
 
 
+class StartRig(Protocol):
+    """The ``rig`` fixture: starts a venue, a Kafka bus and an ingest, logged on."""
+
+    async def __call__(self, symbols: tuple[str, ...] = SYMBOLS, rate: int = 2000) -> Rig: ...
+
+
 def configs(
     stack_config: MdfeedConfig, topic: str, port: int, log_dir: Path, rate: int = 2000
 ) -> tuple[VenueConfig, FixSessionConfig, BusConfig]:
@@ -54,7 +62,7 @@ def configs(
 @pytest.fixture
 async def rig(
     stack_config: MdfeedConfig, unique_name: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., Rig]]:
+) -> AsyncIterator[StartRig]:
     """Starts venue, Kafka bus and ingest on demand; stops all of them afterwards."""
     started: list[Rig] = []
     port = free_port()
@@ -75,7 +83,7 @@ async def rig(
         await ingest.wait_logged_on(15)
         return rig
 
-    yield start  # type: ignore[misc]
+    yield start
     for r in started:
         await r.ingest.stop()
         await r.producer.stop()
@@ -106,19 +114,13 @@ def by_symbol(ticks: list[pb.Tick]) -> dict[str, list[pb.Tick]]:
     return grouped
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    # Polling: the conditions read counters that QuickFIX's thread and the loop update.
-    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    assert condition(), f"timed out waiting for {what}"
-
-
 async def test_snapshot_and_increments_land_in_order_with_contiguous_sequences(
-    rig: Callable[..., Rig],
+    rig: StartRig,
 ) -> None:
     r: Rig = await rig()
-    await wait_for(lambda: r.ingest.stats.ticks_out >= 600, 20, "ticks flowing")
+    await until(
+        lambda: r.ingest.stats.ticks_out >= 600, timeout_s=20, interval_s=0.05, what="ticks flowing"
+    )
     assert await r.producer.flush(15)
     sent = r.ingest.stats.ticks_out
     ticks = await read_ticks(r.bus, r.topic, sent)
@@ -139,19 +141,30 @@ async def test_snapshot_and_increments_land_in_order_with_contiguous_sequences(
     assert r.ingest.stats.rejected_messages == 0
 
 
-async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: Callable[..., Rig]) -> None:
+async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: StartRig) -> None:
     r: Rig = await rig()
-    await wait_for(lambda: r.ingest.stats.ticks_out >= 200, 20, "ticks before the restart")
+    await until(
+        lambda: r.ingest.stats.ticks_out >= 200,
+        timeout_s=20,
+        interval_s=0.05,
+        what="ticks before the restart",
+    )
     before = {s: r.ingest.normalizer.sequence(s) for s in SYMBOLS}
     await r.venue.stop()
-    await wait_for(lambda: not r.ingest.logged_on, 10, "session noticed the venue going away")
+    await until(
+        lambda: not r.ingest.logged_on,
+        timeout_s=10,
+        interval_s=0.05,
+        what="session noticed the venue going away",
+    )
     await r.venue.start()  # same port: QuickFIX reconnects by itself
     await r.ingest.wait_logged_on(20)
     assert r.ingest.stats.logons == 2
-    await wait_for(
+    await until(
         lambda: all(r.ingest.normalizer.sequence(s) > before[s] + 5 for s in SYMBOLS),
-        20,
-        "ticks after the restart",
+        timeout_s=20,
+        interval_s=0.05,
+        what="ticks after the restart",
     )
     assert await r.producer.flush(15)
     ticks = await read_ticks(r.bus, r.topic, r.ingest.stats.ticks_out)
@@ -167,20 +180,32 @@ async def test_reconnect_resubscribes_and_takes_a_fresh_snapshot(rig: Callable[.
         assert items[second].fix_msg_seq_num < items[second - 1].fix_msg_seq_num, symbol
 
 
-async def test_unknown_symbol_is_rejected_and_the_rest_flows(rig: Callable[..., Rig]) -> None:
+async def test_unknown_symbol_is_rejected_and_the_rest_flows(rig: StartRig) -> None:
     r: Rig = await rig(symbols=("AAPL", "ZZZZ"))
-    await wait_for(lambda: "ZZZZ" in r.ingest.normalizer.unavailable, 10, "reject for ZZZZ")
+    await until(
+        lambda: "ZZZZ" in r.ingest.normalizer.unavailable,
+        timeout_s=10,
+        interval_s=0.05,
+        what="reject for ZZZZ",
+    )
     assert "ZZZZ" in r.ingest.normalizer.unavailable["ZZZZ"]
-    await wait_for(lambda: r.ingest.normalizer.sequence("AAPL") > 10, 20, "AAPL still flows")
+    await until(
+        lambda: r.ingest.normalizer.sequence("AAPL") > 10,
+        timeout_s=20,
+        interval_s=0.05,
+        what="AAPL still flows",
+    )
     assert r.ingest.normalizer.sequence("ZZZZ") == 0
     assert r.ingest.normalizer.stats.unknown_symbol_rejects == 1
 
 
 async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
-    rig: Callable[..., Rig],
+    rig: StartRig,
 ) -> None:
     r: Rig = await rig(rate=500)
-    await wait_for(lambda: r.ingest.stats.ticks_out >= 50, 20, "ticks flowing")
+    await until(
+        lambda: r.ingest.stats.ticks_out >= 50, timeout_s=20, interval_s=0.05, what="ticks flowing"
+    )
     venue, stats = r.venue, r.ingest.stats
     x_fields = [
         (262, "AAPL.1"),
@@ -207,8 +232,15 @@ async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
         # One bad input at a time, then ticks must flow again before the next one.
         before, ticks = counters(), stats.ticks_out
         send()
-        await wait_for(lambda: counters()[counter] > before[counter], 10, what)
-        await wait_for(lambda: stats.ticks_out > ticks + 5, 10, f"ticks after {what}")
+        await until(
+            lambda: counters()[counter] > before[counter], timeout_s=10, interval_s=0.05, what=what
+        )
+        await until(
+            lambda: stats.ticks_out > ticks + 5,
+            timeout_s=10,
+            interval_s=0.05,
+            what=f"ticks after {what}",
+        )
 
     # A frame with a broken checksum: QuickFIX drops it; its lost sequence number shows up
     # as a ResendRequest (the venue answers with a gap fill).
@@ -218,7 +250,12 @@ async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
     # Garbage between frames: skipped by QuickFIX's parser; the next frame still decodes.
     ticks = stats.ticks_out
     venue.send_raw(b"this is not FIX\x01\x01garbage=")
-    await wait_for(lambda: stats.ticks_out > ticks + 5, 10, "ticks after garbage")
+    await until(
+        lambda: stats.ticks_out > ticks + 5,
+        timeout_s=10,
+        interval_s=0.05,
+        what="ticks after garbage",
+    )
     # A negative price: decoded, refused by the normalizer.
     await inject(lambda: venue.send_message("X", x_with("-5.00")), NORMALIZE, "negative price")
     # NaN and a malformed number: refused by the codec.
@@ -244,16 +281,29 @@ async def test_malformed_fix_is_rejected_counted_and_the_session_stays_up(
     assert stats.logons == 1
     assert r.ingest.logged_on
     flowing = stats.ticks_out
-    await wait_for(lambda: stats.ticks_out > flowing + 20, 10, "ticks after the bad input")
+    await until(
+        lambda: stats.ticks_out > flowing + 20,
+        timeout_s=10,
+        interval_s=0.05,
+        what="ticks after the bad input",
+    )
     # The rejected symbol's book was resynchronised by a fresh snapshot.
-    await wait_for(lambda: not r.ingest.normalizer.stale, 10, "stale books resynced")
+    await until(
+        lambda: not r.ingest.normalizer.stale,
+        timeout_s=10,
+        interval_s=0.05,
+        what="stale books resynced",
+    )
 
 
-async def test_ingest_restart_logs_on_afresh_and_resnapshots(
-    rig: Callable[..., Rig], tmp_path: Path
-) -> None:
+async def test_ingest_restart_logs_on_afresh_and_resnapshots(rig: StartRig, tmp_path: Path) -> None:
     r: Rig = await rig()
-    await wait_for(lambda: r.ingest.stats.ticks_out >= 100, 20, "ticks before the restart")
+    await until(
+        lambda: r.ingest.stats.ticks_out >= 100,
+        timeout_s=20,
+        interval_s=0.05,
+        what="ticks before the restart",
+    )
     await r.ingest.stop()
     await r.ingest.stop()  # stopping twice is harmless
     assert await r.producer.flush(15)
@@ -264,7 +314,12 @@ async def test_ingest_restart_logs_on_afresh_and_resnapshots(
     await again.start()
     try:
         await again.wait_logged_on(15)
-        await wait_for(lambda: again.stats.ticks_out >= 30, 20, "ticks after the restart")
+        await until(
+            lambda: again.stats.ticks_out >= 30,
+            timeout_s=20,
+            interval_s=0.05,
+            what="ticks after the restart",
+        )
         assert await r.producer.flush(15)
         ticks = await read_ticks(r.bus, r.topic, first_run + again.stats.ticks_out)
     finally:

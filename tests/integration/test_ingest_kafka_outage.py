@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+from polling import until
 
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
@@ -27,14 +29,6 @@ from mdfeed.stack.scratch import ScratchKafka, free_port, kafka_jars
 
 SYMBOLS = ("AAPL", "MSFT")
 BOUND = 300
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    # Polling: the conditions read counters that QuickFIX's thread and the loop update.
-    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    assert condition(), f"timed out waiting for {what}"
 
 
 @asynccontextmanager
@@ -75,14 +69,29 @@ async def test_kafka_unavailable_at_start(
 ) -> None:
     dead = f"127.0.0.1:{free_port()}"
     async with pipeline(stack_config, unique_name, dead, tmp_path) as (ingest, producer):
-        await wait_for(lambda: producer.stats.buffered >= 50, 15, "ticks buffered")
+        await until(
+            lambda: producer.stats.buffered >= 50,
+            timeout_s=15,
+            interval_s=0.05,
+            what="ticks buffered",
+        )
         assert not producer.stats.connected
         assert producer.stats.dropped == 0
         # Past the bound: the newest are dropped and counted; the buffer stays at its bound.
-        await wait_for(lambda: producer.stats.dropped > 0, 30, "drops past the bound")
+        await until(
+            lambda: producer.stats.dropped > 0,
+            timeout_s=30,
+            interval_s=0.05,
+            what="drops past the bound",
+        )
         assert producer.stats.buffered <= BOUND
         # The ingest holds back increments now, and the FIX session never noticed.
-        await wait_for(lambda: ingest.stats.ticks_suppressed > 0, 10, "increments held back")
+        await until(
+            lambda: ingest.stats.ticks_suppressed > 0,
+            timeout_s=10,
+            interval_s=0.05,
+            what="increments held back",
+        )
         assert ingest.logged_on
         assert ingest.stats.logons == 1
 
@@ -98,13 +107,33 @@ async def test_kafka_killed_mid_stream(
             ingest,
             producer,
         ):
-            await wait_for(lambda: producer.stats.acked >= 100, 60, "ticks acknowledged")
+            await until(
+                lambda: producer.stats.acked >= 100,
+                timeout_s=60,
+                interval_s=0.05,
+                what="ticks acknowledged",
+            )
             assert producer.stats.dropped == 0
             await asyncio.to_thread(kafka.kill)
-            await wait_for(lambda: not producer.stats.connected, 30, "outage noticed")
-            await wait_for(lambda: producer.stats.dropped > 0, 60, "drops past the bound")
+            await until(
+                lambda: not producer.stats.connected,
+                timeout_s=30,
+                interval_s=0.05,
+                what="outage noticed",
+            )
+            await until(
+                lambda: producer.stats.dropped > 0,
+                timeout_s=60,
+                interval_s=0.05,
+                what="drops past the bound",
+            )
             assert producer.stats.buffered <= BOUND
-            await wait_for(lambda: ingest.stats.ticks_suppressed > 0, 10, "increments held back")
+            await until(
+                lambda: ingest.stats.ticks_suppressed > 0,
+                timeout_s=10,
+                interval_s=0.05,
+                what="increments held back",
+            )
             assert ingest.logged_on
             assert ingest.stats.logons == 1
     finally:

@@ -16,8 +16,9 @@ import itertools
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypedDict, TypeVarTuple, Unpack
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -36,6 +37,16 @@ from proto import mdfeed_pb2 as pb
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 WAIT_S = 10.0  # turns a hang into a failure; never a speed assertion
 _ids = itertools.count()
+Ts = TypeVarTuple("Ts")
+
+
+class ProbeOptions(TypedDict, total=False):
+    """What a test may set on a Probe beyond its port and client id."""
+
+    username: str
+    password: str
+    clean_start: bool
+    session_expiry_s: int
 
 
 class Probe:
@@ -69,9 +80,9 @@ class Probe:
         client.on_publish = lambda _c, _u, mid, code, _p: self._soon(self._ack, mid, [code])
         self.client = client
 
-    def _soon(self, fn: object, *args: object) -> None:
+    def _soon(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_connect(
         self, _c: object, _u: object, flags: mqtt.ConnectFlags, code: ReasonCode, _p: object
@@ -104,6 +115,7 @@ class Probe:
 
     async def subscribe(self, topic: str, qos: int = 1) -> ReasonCode:
         _, mid = self.client.subscribe(topic, qos)
+        assert mid is not None, "paho sent no SUBSCRIBE"
         return (await self._acked(mid))[0]
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> ReasonCode:
@@ -120,8 +132,10 @@ class Probe:
 
 
 @contextlib.asynccontextmanager
-async def connected(port: int, client_id: str, **kwargs: object) -> AsyncIterator[Probe]:
-    probe = Probe(port, client_id, **kwargs)  # type: ignore[arg-type]
+async def connected(
+    port: int, client_id: str, **options: Unpack[ProbeOptions]
+) -> AsyncIterator[Probe]:
+    probe = Probe(port, client_id, **options)
     code, _ = await probe.connect()
     try:
         assert not code.is_failure, f"{client_id}: CONNACK {code}"
@@ -193,7 +207,7 @@ async def test_quotes_are_retained_and_rate_capped(mqtt_config: MqttConfig) -> N
         async with bridge_running(bridge), connected(port, f"{prefix}-sub") as sub:
             await sub.subscribe(f"{prefix}/md/#", qos=0)
             bridge.publish_tick("AAPL", 1, tick("AAPL", 1))
-            assert pb.Tick.FromString((await sub.get()).payload).seq == 1
+            assert pb.Tick.FromString(bytes((await sub.get()).payload)).seq == 1
             for seq in range(2, 21):
                 bridge.publish_tick("AAPL", seq, tick("AAPL", seq))
             bridge.publish_tick("MSFT", 1, tick("MSFT", 1))
@@ -201,7 +215,7 @@ async def test_quotes_are_retained_and_rate_capped(mqtt_config: MqttConfig) -> N
             assert bridge.stats.quotes_published == 2  # AAPL waits for its interval
             clock.now += 1.0 / mqtt_config.quote_max_rate_per_symbol_hz
             latest = await sub.get()
-            assert (latest.topic, pb.Tick.FromString(latest.payload).seq) == (
+            assert (latest.topic, pb.Tick.FromString(bytes(latest.payload)).seq) == (
                 f"{prefix}/md/AAPL",
                 20,
             )
@@ -242,7 +256,7 @@ async def test_chat_reaches_a_persistent_subscriber_that_was_offline(
             await probe.close()
         assert session_present
         assert [m.qos for m in got] == [1, 1, 1]
-        assert [pb.ChatMessage.FromString(m.payload) for m in got] == messages
+        assert [pb.ChatMessage.FromString(bytes(m.payload)) for m in got] == messages
     finally:
         await forget(port, phone, [])
         await forget(port, mqtt_config.client_id, [])
@@ -266,14 +280,14 @@ async def test_posts_round_trip(mqtt_config: MqttConfig) -> None:
             # What the chat service does with an accepted post: publish it to the room.
             echo = pb.ChatMessage(room="lobby", seq=1, author="alice", text="hello")
             bridge.publish_chat(echo)
-            assert pb.ChatMessage.FromString((await alice.get()).payload) == echo
+            assert pb.ChatMessage.FromString(bytes((await alice.get()).payload)) == echo
 
             second = pb.ChatPost(text="again", client_ref="r2")
             await alice.publish(f"{prefix}/post/lobby/alice", second.SerializeToString())
             assert await posts.get() == ("alice", "lobby", "again", "r2")
             error = await alice.get()
         assert error.topic == f"{prefix}/errors/alice"
-        assert pb.Error.FromString(error.payload) == refusal
+        assert pb.Error.FromString(bytes(error.payload)) == refusal
     finally:
         await forget(port, mqtt_config.client_id, [])
 

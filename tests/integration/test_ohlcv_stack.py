@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from polling import until_sync
 
 from mdfeed.kernel.bus import open_bus
 from mdfeed.kernel.config import MdfeedConfig
@@ -22,6 +24,8 @@ from proto import mdfeed_pb2 as pb
 
 T0 = 1_763_900_000_000_000_000  # 2025-11-23T12:13:20Z
 SYMBOLS = [f"S{i:02d}" for i in range(8)]
+# The installed build: -P keeps the working directory (the source tree) off sys.path.
+MDFEED = [sys.executable, "-P", "-m", "mdfeed.cli"]
 
 
 def _ticks(start: int, count: int) -> list[pb.Tick]:
@@ -64,7 +68,7 @@ def _settled(log: Path, at_least: int) -> bool:
 def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "mdfeed.cli", "aggregate", "--config", str(config_file)],
+            [*MDFEED, "aggregate", "--config", str(config_file)],
             stdout=out,
             stderr=subprocess.STDOUT,
             # Several aggregators on one host: each its own metrics port.
@@ -72,14 +76,22 @@ def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait(predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: object) -> None:
-    deadline = time.monotonic() + 90
-    while not check():  # type: ignore[operator]
+def _wait(
+    predicate_text: str, log: Path, proc: subprocess.Popen[bytes], check: Callable[[Path], bool]
+) -> None:
+    def done() -> bool:
+        if check(log):
+            return True
         if proc.poll() is not None:
             pytest.fail(f"mdfeed aggregate exited ({predicate_text}):\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {predicate_text}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+        return False
+
+    until_sync(
+        done,
+        timeout_s=90,
+        interval_s=0.2,
+        what=lambda: f"{predicate_text}:\n{log.read_text()[-3000:]}",
+    )
 
 
 def _config_file(tmp_path: Path, stack_config: MdfeedConfig, unique_name: str) -> Path:
@@ -118,7 +130,7 @@ def _bus_config(stack_config: MdfeedConfig, unique_name: str) -> MdfeedConfig:
 
 def _reconcile(config_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mdfeed.cli", "reconcile", "--config", str(config_file)],
+        [*MDFEED, "reconcile", "--config", str(config_file)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -150,18 +162,18 @@ def test_bars_survive_a_kill_9_with_zero_differences(
     log1, log2 = tmp_path / "aggregate1.log", tmp_path / "aggregate2.log"
     proc = _start(config_file, log1)
     try:
-        _wait("ready", log1, proc, lambda: "aggregator ready" in log1.read_text())
+        _wait("ready", log1, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, second_part))
-        _wait("16,000 ticks", log1, proc, lambda: _ticks_seen(log1) >= 16_000)
+        _wait("16,000 ticks", log1, proc, lambda log: _ticks_seen(log) >= 16_000)
         proc.send_signal(signal.SIGKILL)  # in the middle of the second part
         proc.wait(10)
         proc = _start(config_file, log2)
-        _wait("ready again", log2, proc, lambda: "aggregator ready" in log2.read_text())
+        _wait("ready again", log2, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, third_part))
         total = len(first_part) + len(second_part) + len(third_part)
         # The restarted member reads from the last commit to the end: wait until its count
         # has stopped moving (two progress lines alike), then for a last flush.
-        _wait("the rest of the log", log2, proc, lambda: _settled(log2, len(third_part)))
+        _wait("the rest of the log", log2, proc, lambda log: _settled(log, len(third_part)))
         time.sleep(1.0)
         result = _reconcile(config_file)
     finally:
@@ -187,10 +199,10 @@ def test_a_second_member_takes_over_a_killed_one_with_zero_differences(
     procs = [_start(config_file, log) for log in logs]
     try:
         for proc, log in zip(procs, logs, strict=True):
-            _wait("ready", log, proc, lambda log=log: "aggregator ready" in log.read_text())
+            _wait("ready", log, proc, lambda log: "aggregator ready" in log.read_text())
         asyncio.run(_publish(config, parts[0]))
         for proc, log in zip(procs, logs, strict=True):  # both hold partitions
-            _wait("ticks", log, proc, lambda log=log: _ticks_seen(log) > 0)
+            _wait("ticks", log, proc, lambda log: _ticks_seen(log) > 0)
         asyncio.run(_publish(config, parts[1]))
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)

@@ -39,8 +39,9 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     async def run(command: str, **overrides: str) -> asyncio.subprocess.Process:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MDFEED")}
         env |= {"MDFEED_CONFIG": "local-stack", "MDFEED__METRICS__PORT": str(free_port())}
+        # -P: the installed build, not a source tree in the working directory.
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mdfeed.cli", command,
+            sys.executable, "-P", "-m", "mdfeed.cli", command,
             env=env | overrides, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         started.append(proc)

@@ -6,6 +6,7 @@ import queue
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from mdfeed.kernel.config import MdfeedConfig
 from proto import mdfeed_pb2 as pb
@@ -18,7 +19,7 @@ def test_retained_quote_reaches_a_later_subscriber(
     topic = f"{unique_name}/md/AAPL"
     tick = pb.Tick(symbol="AAPL", seq=7, bid_px_e8=15_025_000_000, ask_px_e8=15_026_000_000)
 
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{unique_name}-pub")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{unique_name}-pub")
     publisher.connect(host, port)
     publisher.loop_start()
     try:
@@ -31,7 +32,7 @@ def test_retained_quote_reaches_a_later_subscriber(
 
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
     subscribed = threading.Event()
-    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{unique_name}-sub")
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{unique_name}-sub")
     subscriber.on_message = lambda _client, _userdata, message: received.put(message)
     subscriber.on_subscribe = lambda *_args: subscribed.set()
     subscriber.connect(host, port)
@@ -46,4 +47,4 @@ def test_retained_quote_reaches_a_later_subscriber(
         subscriber.disconnect()
         subscriber.loop_stop()
     assert message.retain
-    assert pb.Tick.FromString(message.payload) == tick
+    assert pb.Tick.FromString(bytes(message.payload)) == tick

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
+from polling import until
 
 from mdfeed.kernel.bus import CommitFailedError, MemoryBus
 from mdfeed.kernel.config import BusConfig, OhlcvConfig
@@ -39,12 +40,6 @@ def trades(symbol: str, count: int, *, start: int = 0) -> list[pb.Tick]:
     ]
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - plain counters
-            await asyncio.sleep(0.01)
-
-
 def bus() -> MemoryBus:
     return MemoryBus(dataclasses.replace(BusConfig(kind="memory"), tick_partitions=2))
 
@@ -60,7 +55,7 @@ async def test_stored_bars_equal_the_recomputation_from_the_tick_log(tmp_path: P
         service = BarService(b, store, CONFIG, from_beginning=True)
         service.add_listener(got.extend)
         async with service:
-            await until(lambda: service.stats.records == len(ticks))
+            await until(lambda: service.stats.records == len(ticks), timeout_s=10)
             await service.flush()
         expected = recompute_bars(
             ticks,
@@ -100,11 +95,36 @@ class FailingStore:
         self.attempts += 1
         raise StoreError("refused")
 
-    async def load_checkpoint(self, symbol: str) -> None:
+    async def history(
+        self,
+        symbol: str,
+        resolution: pb.Resolution.ValueType,
+        from_ns: int,
+        to_ns: int,
+        countback: int = 0,
+    ) -> list[pb.Bar]:
+        return []
+
+    async def last_before(
+        self, symbol: str, resolution: pb.Resolution.ValueType, before_ns: int
+    ) -> pb.Bar | None:
         return None
 
-    async def save_checkpoints(self, checkpoints: object) -> None:
+    async def symbols(self) -> list[str]:
+        return []
+
+    async def load_checkpoint(self, symbol: str) -> Checkpoint | None:
+        return None
+
+    async def save_checkpoints(self, checkpoints: Mapping[str, Checkpoint]) -> None:
         raise StoreError("refused")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class RefusingCommits(MemoryBus):
@@ -123,7 +143,7 @@ class RefusingCommits(MemoryBus):
                 raise CommitFailedError("the group rebalanced")
             await commit()
 
-        consumer.commit = refusing  # type: ignore[method-assign]
+        consumer.commit = refusing  # type: ignore[method-assign]  # the bus's own consumer, refusing
         return consumer
 
 
@@ -139,7 +159,10 @@ async def test_a_refused_commit_does_not_stop_the_bars(tmp_path: Path) -> None:
                 producer.send(b.config.tick_topic, b"AAPL", tick.SerializeToString())
             assert await producer.flush(5)
             # Two commits refused, then the loop goes on: later flushes succeed.
-            await until(lambda: service.stats.commit_errors == 2 and service.stats.flushes >= 1)
+            await until(
+                lambda: service.stats.commit_errors == 2 and service.stats.flushes >= 1,
+                timeout_s=10,
+            )
             assert service.stats.records == 60
             assert service.failure is None
         bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
@@ -154,16 +177,16 @@ async def test_offsets_are_committed_only_after_the_bars_are_written(tmp_path: P
                 producer.send(b.config.tick_topic, b"AAPL", tick.SerializeToString())
             assert await producer.flush(5)
         failing = FailingStore()
-        service = BarService(b, failing, CONFIG, from_beginning=True)  # type: ignore[arg-type]
+        service = BarService(b, failing, CONFIG, from_beginning=True)
         async with service:
-            await until(lambda: service.stats.records == 50 and failing.attempts >= 2)
+            await until(lambda: service.stats.records == 50 and failing.attempts >= 2, timeout_s=10)
             assert service.stats.store_errors >= 2
             assert service.stats.bars_written == 0
         # A new member of the group starts where nothing was committed: every tick again.
         async with SqliteBarStore(tmp_path / "bars.sqlite3") as store:
             again = BarService(b, store, CONFIG, from_beginning=True)
             async with again:
-                await until(lambda: again.stats.records == 50)
+                await until(lambda: again.stats.records == 50, timeout_s=10)
                 await again.flush()
             bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
             assert sum(bar.trade_count for bar in bars) == 50
@@ -193,17 +216,17 @@ async def test_a_crash_between_checkpoint_and_commit_applies_nothing_twice(
         async with SqliteBarStore(path) as store:
             first = BarService(b, store, slow, from_beginning=True)
             await first.start()
-            await until(lambda: first.stats.records == half)
+            await until(lambda: first.stats.records == half, timeout_s=10)
             await first.flush()  # committed at half
             await publish(b, ticks[half:])
-            await until(lambda: first.stats.records == len(ticks))
+            await until(lambda: first.stats.records == len(ticks), timeout_s=10)
             consumer = first._consumer
             assert consumer is not None
 
             async def lost_commit() -> None:
                 return None
 
-            consumer.commit = lost_commit  # type: ignore[method-assign]
+            consumer.commit = lost_commit  # type: ignore[method-assign]  # the running service's consumer
             await first.flush()  # bars and checkpoints of the whole log; the commit is lost
             task = first._task
             assert task is not None
@@ -213,7 +236,7 @@ async def test_a_crash_between_checkpoint_and_commit_applies_nothing_twice(
         async with SqliteBarStore(path) as store:
             second = BarService(b, store, CONFIG, from_beginning=True)
             async with second:
-                await until(lambda: second.stats.records == len(ticks) - half)
+                await until(lambda: second.stats.records == len(ticks) - half, timeout_s=10)
                 await second.flush()
             assert second.stats.restored == 2
             assert second.stats.replayed_skipped == len(ticks) - half
@@ -261,7 +284,7 @@ async def test_a_bus_that_started_anew_keeps_the_checkpoints_bars_not_their_offs
         await publish(first_bus, first_log)
         first = BarService(first_bus, store, CONFIG, from_beginning=True)
         async with first:
-            await until(lambda: first.stats.records == len(first_log))
+            await until(lambda: first.stats.records == len(first_log), timeout_s=10)
         incarnation = await first_bus.incarnation(first_bus.config.tick_topic)
         checkpoint = await store.load_checkpoint("AAPL")
         assert checkpoint is not None
@@ -272,7 +295,7 @@ async def test_a_bus_that_started_anew_keeps_the_checkpoints_bars_not_their_offs
             await publish(second_bus, second_log)
             second = BarService(second_bus, store, CONFIG, from_beginning=True)
             async with second:
-                await until(lambda: second.stats.records == len(second_log))
+                await until(lambda: second.stats.records == len(second_log), timeout_s=10)
                 await second.flush()
             assert second.stats.restored == 2
             assert second.stats.offsets_dropped == 2
@@ -303,11 +326,11 @@ async def test_checkpoints_of_this_incarnation_keep_their_offsets(tmp_path: Path
         await publish(b, ticks)
         first = BarService(b, store, CONFIG, from_beginning=True)
         async with first:
-            await until(lambda: first.stats.records == len(ticks))
+            await until(lambda: first.stats.records == len(ticks), timeout_s=10)
         # A new group on the same bus reads the log from its start again.
         again = BarService(b, store, dataclasses.replace(CONFIG, group_id="another"))
         async with again:
-            await until(lambda: again.stats.records == len(ticks))
+            await until(lambda: again.stats.records == len(ticks), timeout_s=10)
         assert (again.stats.restored, again.stats.offsets_dropped) == (1, 0)
         assert again.stats.replayed_skipped == len(ticks)
         bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
@@ -325,7 +348,7 @@ async def test_a_checkpoint_without_an_incarnation_counts_as_another_buss(
         service = BarService(b, store, CONFIG, from_beginning=True)
         with caplog.at_level(logging.INFO, logger="ohlcv.aggregator"):
             async with service:
-                await until(lambda: service.stats.records == len(ticks))
+                await until(lambda: service.stats.records == len(ticks), timeout_s=10)
         assert (service.stats.offsets_dropped, service.stats.replayed_skipped) == (1, 0)
         bars = await store.history("AAPL", pb.RESOLUTION_1M, 0, 2**62)
         assert sum(bar.trade_count for bar in bars) == len(ticks)

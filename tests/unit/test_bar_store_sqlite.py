@@ -157,9 +157,9 @@ def test_open_bar_store_picks_the_adapter_the_config_names(tmp_path: Path) -> No
 @pytest.mark.parametrize("group", ["", None, "\ud800"])
 def test_a_bad_checkpoint_group_is_refused_up_front(group: object, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="checkpoint_group"):
-        SqliteBarStore(tmp_path / "x.db", checkpoint_group=group)  # type: ignore[arg-type]
+        SqliteBarStore(tmp_path / "x.db", checkpoint_group=group)  # type: ignore[arg-type]  # None too
     with pytest.raises(ValueError, match="checkpoint_group"):
-        CassandraBarStore(["127.0.0.1"], 9042, "mdfeed", 1, checkpoint_group=group)  # type: ignore[arg-type]
+        CassandraBarStore(["127.0.0.1"], 9042, "mdfeed", 1, checkpoint_group=group)  # type: ignore[arg-type]  # None too
 
 
 @pytest.mark.parametrize(
@@ -177,4 +177,4 @@ def test_bad_cassandra_settings_are_refused_up_front(kwargs: dict[str, object], 
     settings: dict[str, object] = {"port": 9042, "keyspace": "mdfeed", **kwargs}
     port, keyspace = settings.pop("port"), settings.pop("keyspace")
     with pytest.raises(ValueError, match=named):
-        CassandraBarStore(["127.0.0.1"], port, keyspace, 1, **settings)  # type: ignore[arg-type]
+        CassandraBarStore(["127.0.0.1"], port, keyspace, 1, **settings)  # type: ignore[arg-type]  # bad values

@@ -299,7 +299,7 @@ async def test_the_burst_scenario_measures_recovery_against_the_ideal_drain() ->
         recovery_hold_s=0.2,
         interval_s=0.05,
     )
-    result = await run_burst(pipe, options, Progress(io.StringIO()), max_fix_msgs_per_s=1000.0)  # type: ignore[arg-type]
+    result = await run_burst(pipe, options, Progress(io.StringIO()), max_fix_msgs_per_s=1000.0)
     f = result.figures
     # 0.6 s at 1,000 msgs/s over capacity: about 600 messages behind at the burst's end.
     assert f["backlog_fix_msgs_at_burst_end"] == pytest.approx(600, rel=0.2)
@@ -314,7 +314,7 @@ async def test_the_burst_scenario_measures_recovery_against_the_ideal_drain() ->
 async def test_the_max_scenario_finds_the_capacity() -> None:
     pipe = SimulatedPipe(capacity=1500.0)  # 3,000 venue entries/s
     options = ScenarioOptions(rate_per_s=1000, step_s=0.5, interval_s=0.05, max_rate_per_s=100_000)
-    result = await run_max(pipe, options, Progress(io.StringIO()))  # type: ignore[arg-type]
+    result = await run_max(pipe, options, Progress(io.StringIO()))
     f = result.figures
     # Steps 1,000, 2,000 (sustained), 4,000 (not), then 3,000 and 2,500 or 3,500.
     targets = [s["target_per_s"] for s in f["steps"]]

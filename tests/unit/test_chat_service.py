@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from polling import until
 
 from fanout.chat import ChatService, RateLimiter, chat_frame
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.chat import ChatCode, ChatRejected
+from mdfeed.kernel.clock import MonotonicS, monotonic_s
 from mdfeed.kernel.config import BusConfig, ChatConfig
 from mdfeed.kernel.entitlements import ANONYMOUS, User
 from proto import mdfeed_pb2 as pb
@@ -38,21 +40,17 @@ class Member:
         return [m.seq for m in self.messages if m.room == room]
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110  # polling plain state
-            await asyncio.sleep(0.01)
-
-
 @asynccontextmanager
 async def service(
-    tmp_path: Path, config: ChatConfig | None = None, monotonic: Callable[[], float] | None = None
+    tmp_path: Path, config: ChatConfig | None = None, monotonic: MonotonicS = monotonic_s
 ) -> AsyncIterator[ChatService]:
     bus = MemoryBus(dataclasses.replace(BusConfig(kind="memory"), tick_partitions=2))
-    async with bus, SqliteChatStore(tmp_path / "chat.sqlite3") as store:
-        kwargs = {} if monotonic is None else {"monotonic": monotonic}
-        async with ChatService(store, bus, config or ChatConfig(), **kwargs) as chat:
-            yield chat
+    async with (
+        bus,
+        SqliteChatStore(tmp_path / "chat.sqlite3") as store,
+        ChatService(store, bus, config or ChatConfig(), monotonic=monotonic) as chat,
+    ):
+        yield chat
 
 
 def test_chat_frame_is_the_server_frame_encoding() -> None:

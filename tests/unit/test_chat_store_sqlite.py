@@ -84,6 +84,7 @@ async def test_two_processes_append_to_one_file_without_loss(tmp_path: Path) -> 
     count = 100
     child = await asyncio.create_subprocess_exec(
         sys.executable,
+        "-P",  # the installed build, not the source tree that may be the working directory
         "-c",
         _CHILD,
         str(path),

@@ -24,9 +24,7 @@ from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, ChatConfig, DatafeedConfig
 from ohlcv.datafeed import RESOLUTIONS_UDF, BarHub, Datafeed, bar_json
 from proto import mdfeed_pb2 as pb
-from storage import SqliteChatStore
-from storage._bars_sqlite import SqliteBarStore
-from storage.errors import StoreUnavailableError
+from storage import SqliteBarStore, SqliteChatStore, StoreUnavailableError
 
 S = 1_000_000_000
 T0 = 1_700_000_000  # a minute boundary, in seconds

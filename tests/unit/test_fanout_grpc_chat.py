@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from polling import until
 
 from fanout.chat import ChatService
 from fanout.tick_fanout import TickFanout
@@ -48,7 +49,7 @@ class Env:
             request_serializer=pb.ClientFrame.SerializeToString,
             response_deserializer=pb.ServerFrame.FromString,
         )
-        return method(metadata=_metadata(token, user))  # type: ignore[call-arg]
+        return method(None, metadata=_metadata(token, user))  # no iterator: frames are written
 
     def subscribe(
         self, request: pb.SubscribeRequest, token: str | None = None
@@ -96,7 +97,9 @@ async def env(
             await server.stop(None)
 
 
-async def read(call: Call) -> pb.ServerFrame:
+async def read(
+    call: Call | aio.UnaryStreamCall[pb.SubscribeRequest, pb.ServerFrame],
+) -> pb.ServerFrame:
     frame = await call.read()
     assert isinstance(frame, pb.ServerFrame)
     return frame
@@ -109,12 +112,6 @@ async def read_chat(call: Call, count: int) -> list[pb.ChatMessage]:
         assert frame.WhichOneof("body") == "chat", frame
         got.append(frame.chat)
     return got
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def post(room: str, text: str, ref: str = "") -> pb.ClientFrame:
@@ -199,7 +196,7 @@ async def test_entitlements_per_symbol_and_room(tmp_path: Path) -> None:
         assert info.value.details() == "alice is not entitled to symbols TSLA"
 
         ok = e.subscribe(pb.SubscribeRequest(symbols=["AAPL"]), token=ALICE.token)
-        assert (await ok.read()).ticks.snapshot  # type: ignore[union-attr]
+        assert (await read(ok)).ticks.snapshot
         ok.cancel()
 
         call = e.connect(token=ALICE.token)
@@ -219,7 +216,7 @@ async def test_entitlements_per_symbol_and_room(tmp_path: Path) -> None:
         call.cancel()
 
         bob = e.subscribe(pb.SubscribeRequest(symbols=["TSLA"], rooms=["desk"]), token=BOB.token)
-        assert (await bob.read()).ticks.snapshot  # type: ignore[union-attr]
+        assert (await read(bob)).ticks.snapshot
         bob.cancel()
 
 
@@ -228,25 +225,33 @@ async def test_malformed_requests_get_invalid_argument_and_others_are_unaffected
 ) -> None:
     async with asyncio.timeout(10), env(tmp_path) as e:
         healthy = e.subscribe(pb.SubscribeRequest(symbols=["AAPL"]))
-        assert (await healthy.read()).ticks.snapshot  # type: ignore[union-attr]
+        assert (await read(healthy)).ticks.snapshot
         junk = b"\xff\xff\xff\xff"
-        raw_subscribe = e.channel.unary_stream(f"/{SERVICE_NAME}/Subscribe")
+        raw_subscribe = e.channel.unary_stream(
+            f"/{SERVICE_NAME}/Subscribe", request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(aio.AioRpcError) as info:
             async for _ in raw_subscribe(junk):
                 pass
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (info.value.details() or "").startswith("malformed SubscribeRequest")
 
-        raw_connect = e.channel.stream_stream(f"/{SERVICE_NAME}/Connect")
-        call = raw_connect()  # type: ignore[call-arg]
+        raw_connect = e.channel.stream_stream(
+            f"/{SERVICE_NAME}/Connect", request_serializer=None, response_deserializer=None
+        )
+        call = raw_connect(None)
         await call.write(junk)
-        error = pb.ServerFrame.FromString(await call.read())  # type: ignore[arg-type]
+        raw = await call.read()
+        assert isinstance(raw, bytes)
+        error = pb.ServerFrame.FromString(raw)
         assert error.error.code == 3
         assert error.error.message.startswith("malformed ClientFrame")
         await call.write(
             pb.ClientFrame(subscribe=pb.SubscribeRequest(symbols=["AAPL"])).SerializeToString()
         )
-        snapshot = pb.ServerFrame.FromString(await call.read())  # type: ignore[arg-type]
+        raw = await call.read()
+        assert isinstance(raw, bytes)
+        snapshot = pb.ServerFrame.FromString(raw)
         assert snapshot.ticks.snapshot
         assert e.servicer.malformed == 2
 
@@ -255,8 +260,8 @@ async def test_malformed_requests_get_invalid_argument_and_others_are_unaffected
             b"AAPL",
             pb.Tick(symbol="AAPL", seq=1, kind=pb.TICK_KIND_QUOTE).SerializeToString(),
         )
-        frame = await healthy.read()
-        assert [t.seq for t in frame.ticks.ticks] == [1]  # type: ignore[union-attr]
+        frame = await read(healthy)
+        assert [t.seq for t in frame.ticks.ticks] == [1]
         healthy.cancel()
         call.cancel()
 
@@ -275,13 +280,13 @@ async def test_health_and_reflection(tmp_path: Path) -> None:
         call = stub.ServerReflectionInfo()
         await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
         reply = await call.read()
-        names = {s.name for s in reply.list_services_response.service}  # type: ignore[union-attr]
+        names = {s.name for s in reply.list_services_response.service}
         assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
         await call.write(
             reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE_NAME)
         )
         reply = await call.read()
-        assert reply.file_descriptor_response.file_descriptor_proto  # type: ignore[union-attr]
+        assert reply.file_descriptor_response.file_descriptor_proto
         await call.done_writing()
 
 
@@ -411,17 +416,17 @@ async def test_bar_updates_and_get_bars(tmp_path: Path) -> None:
                     pb.SubscribeRequest(symbols=["AAPL"], bar_resolutions=[pb.RESOLUTION_1M]),
                     metadata=auth,
                 )
-                first = await call.read()
-                assert first.ticks.snapshot  # type: ignore[union-attr]
+                first = await read(call)
+                assert first.ticks.snapshot
                 while not bars._subscribers:  # noqa: ASYNC110 - plain state
                     await asyncio.sleep(0.01)
                 producer.send(bus.config.bar_topic, b"AAPL", bar(11, 111).SerializeToString())
                 producer.send(bus.config.bar_topic, b"MSFT", pb.Bar(
                     symbol="MSFT", resolution=pb.RESOLUTION_1M, open_time_ns=1
                 ).SerializeToString())  # fmt: skip
-                frame = await call.read()
-                assert frame.WhichOneof("body") == "bar"  # type: ignore[union-attr]
-                assert frame.bar.bar.close_px_e8 == 111  # type: ignore[union-attr]
+                frame = await read(call)
+                assert frame.WhichOneof("body") == "bar"
+                assert frame.bar.bar.close_px_e8 == 111
                 call.cancel()
         finally:
             await server.stop(None)

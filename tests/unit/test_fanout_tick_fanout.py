@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+
+from polling import until
 
 from fanout.client import FanoutClient
 from fanout.lane import TickLane
@@ -36,12 +37,6 @@ async def drain(client: FanoutClient, count: int) -> list[pb.ServerFrame]:
 
 def seqs(frame: pb.ServerFrame) -> list[tuple[str, int]]:
     return [(t.symbol, t.seq) for t in frame.ticks.ticks]
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not predicate():  # noqa: ASYNC110  # polling a plain counter
-            await asyncio.sleep(0.01)
 
 
 async def test_the_fanout_reads_the_bus_from_latest_and_keeps_the_cache() -> None:

@@ -14,6 +14,7 @@ import pytest
 from fix_spec import fix44, fix50sp2, venue44
 from fix_spec.dictionary import DictionaryError, load_dictionary
 from fix_spec.fix44 import enums, tags
+from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh, MarketDataRequest
 from fix_spec.generator import SHIPPED, generate_shipped, snake_case
 
@@ -65,15 +66,20 @@ def test_message_counts() -> None:
 def test_tags_and_enums_use_fix_names() -> None:
     assert tags.MDEntryPx == 270
     assert tags.FIELD_NAMES[270] == "MDEntryPx"
-    assert enums.MDEntryType.BID == "0"
-    assert enums.MDUpdateAction.DELETE == "2"
-    assert enums.SessionRejectReason.INVALID_TAG_NUMBER == 0
+    # The members are the wire values themselves (StrEnum, IntEnum). Typed as str and int:
+    # mypy takes an enum literal and a str literal for values that never compare equal.
+    bid: str = enums.MDEntryType.BID
+    delete: str = enums.MDUpdateAction.DELETE
+    invalid_tag_number: int = enums.SessionRejectReason.INVALID_TAG_NUMBER
+    assert bid == "0"
+    assert delete == "2"
+    assert invalid_tag_number == 0
     assert isinstance(enums.SessionRejectReason.INVALID_TAG_NUMBER, int)
 
 
 def test_required_fields_are_required_by_the_constructor() -> None:
     with pytest.raises(TypeError):
-        MarketDataIncrementalRefresh()  # type: ignore[call-arg]
+        MarketDataIncrementalRefresh()  # type: ignore[call-arg]  # required fields left out
     request = MarketDataRequest(
         md_req_id="r1",
         subscription_request_type=enums.SubscriptionRequestType.SNAPSHOT_AND_UPDATES,
@@ -103,10 +109,10 @@ def test_encoding_refuses_a_float_price() -> None:
         no_md_entries=[
             MarketDataIncrementalRefresh.NoMDEntries(
                 md_update_action=enums.MDUpdateAction.NEW,
-                md_entry_px=189.5,  # type: ignore[arg-type]
+                md_entry_px=189.5,  # type: ignore[arg-type]  # a float, not a Decimal
             )
         ],
-        header=fix44.Header(sender_comp_id="A", target_comp_id="B", msg_seq_num=1, sending_time=0),
+        header=Header(sender_comp_id="A", target_comp_id="B", msg_seq_num=1, sending_time=0),
     )
     with pytest.raises(FixEncodeError) as excinfo:
         fix44.encode(message)

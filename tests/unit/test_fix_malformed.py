@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fix_spec import fix44, venue44
 from fix_spec.codec import FixCodecError, FixDecodeError
+from fix_spec.fix44.messages import MarketDataIncrementalRefresh
 
 X_BODY = (
     "35=X|49=VENUE|56=MDFEED|34=4|52=20261122-14:30:00.250|262=req-1|268=2|"
@@ -33,7 +34,9 @@ VALID = frame(X_BODY)
 
 
 def test_the_valid_message_decodes() -> None:
-    assert len(fix44.decode(VALID).no_md_entries) == 2  # type: ignore[attr-defined]
+    message = fix44.decode(VALID)
+    assert isinstance(message, MarketDataIncrementalRefresh)
+    assert len(message.no_md_entries) == 2
 
 
 def _error(data: bytes) -> FixDecodeError:
@@ -144,7 +147,7 @@ def test_data_field_checked_against_its_length() -> None:
 
 def test_not_bytes() -> None:
     with pytest.raises(FixDecodeError):
-        fix44.decode("8=FIX.4.4")  # type: ignore[arg-type]
+        fix44.decode("8=FIX.4.4")  # type: ignore[arg-type]  # a str, not bytes
 
 
 def _decode_or_documented_error(data: bytes) -> None:

@@ -132,12 +132,12 @@ def records(
     return cls(**values)
 
 
-def _header(draw: st.DrawFn, module: Any) -> Any:
+def _header(data: st.DataObject, module: Any) -> Any:
     return module.Header(
-        sender_comp_id=draw(TEXT),
-        target_comp_id=draw(TEXT),
-        msg_seq_num=draw(st.integers(1, 2**31)),
-        sending_time=draw(st.integers(0, 4_000_000_000)) * 1_000_000,
+        sender_comp_id=data.draw(TEXT),
+        target_comp_id=data.draw(TEXT),
+        msg_seq_num=data.draw(st.integers(1, 2**31)),
+        sending_time=data.draw(st.integers(0, 4_000_000_000)) * 1_000_000,
     )
 
 
@@ -161,7 +161,7 @@ FIX44_TYPES = sorted(fix44.MESSAGES)
 def test_every_fix44_message_round_trips(msg_type: str, data: st.DataObject) -> None:
     cls = fix44.MESSAGES[msg_type]
     message = data.draw(records(cls, fix44.tags.DATA_LENGTHS))
-    message.header = _header(data.draw, fix44)
+    message.header = _header(data, fix44)
     _roundtrip(fix44.CODEC, message)
 
 
@@ -179,5 +179,5 @@ def test_every_fix44_message_type_is_covered() -> None:
 def test_fix50sp2_market_data_round_trips(msg_type: str, data: st.DataObject) -> None:
     cls = fix50sp2.MESSAGES[msg_type]
     message = data.draw(records(cls, fix50sp2.tags.DATA_LENGTHS))
-    message.header = _header(data.draw, fix50sp2)
+    message.header = _header(data, fix50sp2)
     _roundtrip(fix50sp2.CODEC, message)

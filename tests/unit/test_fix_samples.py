@@ -21,6 +21,9 @@ from fix_spec.fix44.messages import (
     MarketDataRequestReject,
     MarketDataSnapshotFullRefresh,
 )
+from fix_spec.venue44.header import Header as VenueHeader
+from fix_spec.venue44.messages import MarketDataIncrementalRefresh as VenueIncrementalRefresh
+from fix_spec.venue44.messages import VenueStatus
 
 W_AAPL = (
     "8=FIX.4.4|9=703|35=W|49=VENUE|56=MDFEED|34=2|52=20261122-14:30:00.125|262=req-1|55=AAPL|"
@@ -96,8 +99,11 @@ def test_full_refresh_ten_levels_per_side(
     assert bids[9].md_entry_px == Decimal(best_bid) - Decimal("0.09")
     assert asks[9].md_entry_size == Decimal(1000)
     # Bids fall and asks rise level by level: the order on the wire is kept.
-    assert [e.md_entry_px for e in bids] == sorted((e.md_entry_px for e in bids), reverse=True)
-    assert [e.md_entry_px for e in asks] == sorted(e.md_entry_px for e in asks)
+    bid_px = [p for e in bids if (p := e.md_entry_px) is not None]
+    ask_px = [p for e in asks if (p := e.md_entry_px) is not None]
+    assert (len(bid_px), len(ask_px)) == (10, 10), "an entry without a price"
+    assert bid_px == sorted(bid_px, reverse=True)
+    assert ask_px == sorted(ask_px)
     assert fix44.encode(message) == data
 
 
@@ -166,19 +172,20 @@ def test_venue_extension_adds_rpt_seq_and_a_message() -> None:
         "279=0|269=0|55=AAPL|270=1.5|271=1|83=77|5101=1795357800250000123|"
     )
     message = venue44.decode(_frame(body))
-    entry = message.no_md_entries[0]  # type: ignore[attr-defined]
+    assert isinstance(message, VenueIncrementalRefresh)
+    entry = message.no_md_entries[0]
     assert entry.rpt_seq == 77
     assert entry.md_entry_time_ns == 1_795_357_800_250_000_123
     # Plain FIX 4.4 has no RptSeq on an entry and no tag 5101: the entry keeps them as extras.
     plain = fix44.decode(_frame(body))
-    assert plain.no_md_entries[0].extra_fields == (  # type: ignore[attr-defined]
+    assert isinstance(plain, MarketDataIncrementalRefresh)
+    assert plain.no_md_entries[0].extra_fields == (
         (83, "77"),
         (5101, "1795357800250000123"),
     )
-    status = venue44.MESSAGES["U1"](
-        trading_session_id="XNAS", venue_phase=venue44.enums.VenuePhase.HALTED
-    )
-    status.header = venue44.Header(
+    assert venue44.MESSAGES["U1"] is VenueStatus
+    status = VenueStatus(trading_session_id="XNAS", venue_phase=venue44.enums.VenuePhase.HALTED)
+    status.header = VenueHeader(
         sender_comp_id="VENUE", target_comp_id="MDFEED", msg_seq_num=1, sending_time=0
     )
     assert venue44.decode(venue44.encode(status)) == status

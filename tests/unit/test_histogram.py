@@ -103,8 +103,5 @@ def test_coarse_bins_join_buckets_for_a_plot_on_a_log_axis() -> None:
         hist.observe(value)
     coarse = hist.coarse(2)  # two bins per doubling: from 2**(k/2) to 2**((k+1)/2)
     # 1,000 and 1,010 share the bin 2**9.5 .. 2**10 (724 .. 1024); the zero is left out.
-    assert coarse == [
-        (pytest.approx(2**9.75), 2),
-        (pytest.approx(2**10.25), 1),
-        (pytest.approx(2**11.75), 1),
-    ]
+    assert [count for _, count in coarse] == [2, 1, 1]
+    assert [middle for middle, _ in coarse] == pytest.approx([2**9.75, 2**10.25, 2**11.75])

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 
 from fix_session.ingest import FixIngest
 from fix_spec import fix44
 from fix_spec.fix44 import enums
+from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh as X
 from fix_spec.fix44.messages import MarketDataSnapshotFullRefresh as W
 from mdfeed.kernel.bus import MemoryBus
@@ -24,10 +26,8 @@ from proto import mdfeed_pb2 as pb
 SYMBOLS = ("AAPL", "MSFT")
 
 
-def header(seq: int) -> fix44.Header:
-    return fix44.Header(
-        sender_comp_id="VENUE", target_comp_id="MDFEED", msg_seq_num=seq, sending_time=0
-    )
+def header(seq: int) -> Header:
+    return Header(sender_comp_id="VENUE", target_comp_id="MDFEED", msg_seq_num=seq, sending_time=0)
 
 
 def snapshot(symbol: str, seq: int, bid: str) -> str:
@@ -62,9 +62,15 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
     await producer.start()
     consumer = bus.consumer(["t"], from_beginning=True)
     await consumer.start()
-    ingest = FixIngest(FixSessionConfig(), symbols=SYMBOLS, producer=producer, topic="t")
-    resyncs: list[object] = []
-    ingest.resync = lambda symbols=None: resyncs.append(symbols)  # type: ignore[method-assign]
+    resyncs: list[Sequence[str] | None] = []
+
+    class RecordingIngest(FixIngest):
+        """No QuickFIX session here: a resync is recorded, not sent."""
+
+        def resync(self, symbols: Sequence[str] | None = None) -> None:
+            resyncs.append(symbols)
+
+    ingest = RecordingIngest(FixSessionConfig(), symbols=SYMBOLS, producer=producer, topic="t")
     producer.on_resumed = ingest.resync
     try:
         seq = 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import socket
 import subprocess
@@ -11,8 +10,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from polling import until
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from fanout.lane import TickLane
 from fanout.metrics import FanoutCollector
@@ -41,11 +42,11 @@ from proto import mdfeed_pb2 as pb
 from storage import SqliteBarStore
 
 
-def scrape(*collectors: object) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(*collectors: Collector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """sample name -> {sorted labels: value}, through the text exposition and its parser."""
     registry = CollectorRegistry()
     for collector in collectors:
-        registry.register(collector)  # type: ignore[arg-type]
+        registry.register(collector)
     return parse(generate_latest(registry).decode())
 
 
@@ -207,9 +208,7 @@ async def test_fanout_observes_bus_latency_once_per_consumed_batch() -> None:
     async with bus, TickFanout(bus) as fanout, bus.producer() as producer:
         for seq in range(1, 6):
             producer.send("md.ticks", b"AAPL", _tick("AAPL", seq))
-        async with asyncio.timeout(10):
-            while fanout.records < 5:  # noqa: ASYNC110 - the fanout's own consume task
-                await asyncio.sleep(0.01)
+        await until(lambda: fanout.records >= 5, timeout_s=10)
         histogram = fanout.bus_latency
         assert histogram.count == 1, "one observation per batch, not per record"
         assert histogram.counts[-1] == 1, "decades late: the +Inf bucket"
@@ -286,6 +285,7 @@ async def test_a_port_in_use_is_an_error_naming_metrics_port() -> None:
         await server.stop()
 
 
+# Run with -P: the installed build, not the source tree that may be the working directory.
 _START_ONE = """
 import sys, uvloop
 from mdfeed.kernel.config import ConfigError, MetricsConfig
@@ -314,7 +314,7 @@ def test_two_processes_starting_at_once_on_one_port_one_wins_one_says_why() -> N
         port = free_port()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", _START_ONE, str(port)],
+                [sys.executable, "-P", "-c", _START_ONE, str(port)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

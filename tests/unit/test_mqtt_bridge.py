@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVarTuple
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -27,6 +28,7 @@ from proto import mdfeed_pb2 as pb
 PREFIX = "p1"
 WAIT_S = 10.0  # turns a hang into a failure; never a speed assertion
 _ids = itertools.count()
+Ts = TypeVarTuple("Ts")
 
 
 class Probe:
@@ -44,8 +46,8 @@ class Probe:
         self.client.on_publish = lambda _c, _u, mid, *_: self._soon(self._ack, mid)
         self.port = port
 
-    def _soon(self, fn: object, *args: object) -> None:
-        self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+    def _soon(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
+        self._loop.call_soon_threadsafe(fn, *args)
 
     def _ack(self, mid: int) -> None:
         self._acks.setdefault(mid, asyncio.Event()).set()
@@ -63,6 +65,7 @@ class Probe:
 
     async def subscribe(self, topic: str, qos: int = 1) -> None:
         _, mid = self.client.subscribe(topic, qos)
+        assert mid is not None, "paho sent no SUBSCRIBE"
         await self._acked(mid)
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
@@ -109,9 +112,8 @@ async def port() -> AsyncIterator[int]:
         yield port
 
 
-def config(port: int, **overrides: object) -> MqttConfig:
-    base = MqttConfig(port=port, topic_prefix=PREFIX, client_id=f"bridge-{next(_ids)}")
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+def config(port: int) -> MqttConfig:
+    return MqttConfig(port=port, topic_prefix=PREFIX, client_id=f"bridge-{next(_ids)}")
 
 
 @contextlib.asynccontextmanager
@@ -157,12 +159,14 @@ async def test_retained_quote_is_the_exact_bytes_and_reaches_a_late_subscriber(p
 
 async def test_a_burst_gives_one_publish_now_and_the_latest_after_the_interval(port: int) -> None:
     clock = FakeClock()
-    bridge = MqttBridge(config(port, quote_max_rate_per_symbol_hz=10.0), clock=clock)
+    bridge = MqttBridge(
+        dataclasses.replace(config(port), quote_max_rate_per_symbol_hz=10.0), clock=clock
+    )
     async with running(bridge), probe(port, "sub") as sub:
         await sub.subscribe(f"{PREFIX}/md/#", qos=0)
         bridge.publish_tick("AAPL", 1, tick("AAPL", 1))
         first = await sub.get()
-        assert pb.Tick.FromString(first.payload).seq == 1
+        assert pb.Tick.FromString(bytes(first.payload)).seq == 1
 
         # Still inside AAPL's interval (the clock has not moved): ticks 2..50 wait, and
         # only the latest survives. MSFT, never published, goes out at once; its arrival
@@ -178,7 +182,7 @@ async def test_a_burst_gives_one_publish_now_and_the_latest_after_the_interval(p
         clock.now += 0.1  # one interval at 10 Hz
         latest = await sub.get()
         assert latest.topic == f"{PREFIX}/md/AAPL"
-        assert pb.Tick.FromString(latest.payload).seq == 50
+        assert pb.Tick.FromString(bytes(latest.payload)).seq == 50
         assert sub.messages.empty()
     stats = bridge.stats
     assert (stats.quotes_in, stats.quotes_published, stats.quotes_conflated) == (51, 3, 48)
@@ -204,7 +208,7 @@ async def test_bar_is_retained_under_its_resolution(port: int) -> None:
             await late.subscribe(f"{PREFIX}/bars/AAPL/1m", qos=0)
             message = await late.get()
     assert message.retain
-    assert pb.Bar.FromString(message.payload) == bar
+    assert pb.Bar.FromString(bytes(message.payload)) == bar
 
 
 # -- chat -------------------------------------------------------------------------------
@@ -218,7 +222,7 @@ async def test_chat_is_delivered_at_qos1_not_retained(port: int) -> None:
         bridge.publish_chat(msg)
         message = await sub.get()
     assert (message.qos, message.retain) == (1, False)
-    assert pb.ChatMessage.FromString(message.payload) == msg
+    assert pb.ChatMessage.FromString(bytes(message.payload)) == msg
     # stop() waited for the broker's PUBACK.
     assert (bridge.stats.chat_published, bridge.chat_pending) == (1, 0)
 
@@ -266,7 +270,7 @@ class Cutter:
 async def test_an_outage_loses_no_chat_and_leaves_no_stale_retained_value(port: int) -> None:
     cutter = Cutter(port)
     await cutter.open()
-    bridge = MqttBridge(config(cutter.port, reconnect_interval_s=0.2))
+    bridge = MqttBridge(dataclasses.replace(config(cutter.port), reconnect_interval_s=0.2))
     bar = pb.Bar(symbol="MSFT", resolution=pb.RESOLUTION_1H, close_px_e8=5)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(cutter.close)
@@ -293,9 +297,11 @@ async def test_an_outage_loses_no_chat_and_leaves_no_stale_retained_value(port: 
         async with asyncio.timeout(WAIT_S):
             await bridge.wait_ready()
         got = [await sub.get() for _ in range(6)]
-    chat = [pb.ChatMessage.FromString(m.payload).seq for m in got if "/chat/" in m.topic]
-    quotes = sorted((m.topic, pb.Tick.FromString(m.payload).seq) for m in got if "/md/" in m.topic)
-    bars = [pb.Bar.FromString(m.payload) for m in got if "/bars/" in m.topic]
+    chat = [pb.ChatMessage.FromString(bytes(m.payload)).seq for m in got if "/chat/" in m.topic]
+    quotes = sorted(
+        (m.topic, pb.Tick.FromString(bytes(m.payload)).seq) for m in got if "/md/" in m.topic
+    )
+    bars = [pb.Bar.FromString(bytes(m.payload)) for m in got if "/bars/" in m.topic]
     assert chat == [1, 2, 3]
     # AAPL waited for the broker; MSFT and the bar went out again in case they were lost.
     assert quotes == [(f"{PREFIX}/md/AAPL", 9), (f"{PREFIX}/md/MSFT", 1)]
@@ -367,7 +373,7 @@ async def test_junk_is_counted_and_answered_on_the_authors_error_topic(
     ):
         await alice.subscribe(f"{PREFIX}/errors/alice")
         await alice.publish(f"{PREFIX}/{topic}", payload)
-        error = pb.Error.FromString((await alice.get()).payload)
+        error = pb.Error.FromString(bytes((await alice.get()).payload))
         # A good post after the junk: the first thing on_post sees.
         good = pb.ChatPost(room="lobby", text="ok").SerializeToString()
         await alice.publish(f"{PREFIX}/post/lobby/alice", good)
@@ -388,7 +394,7 @@ async def test_an_error_from_on_post_goes_to_the_author(port: int) -> None:
         await bob.subscribe(f"{PREFIX}/errors/bob")
         post = pb.ChatPost(room="vip", text="hi", client_ref="r5").SerializeToString()
         await bob.publish(f"{PREFIX}/post/vip/bob", post)
-        error = pb.Error.FromString((await bob.get()).payload)
+        error = pb.Error.FromString(bytes((await bob.get()).payload))
     assert error == posts.reply
     assert (bridge.stats.posts_rejected, bridge.stats.errors_published) == (1, 1)
 
@@ -398,7 +404,7 @@ async def test_without_on_post_a_post_is_answered_unimplemented(port: int) -> No
         await bob.subscribe(f"{PREFIX}/errors/bob")
         post = pb.ChatPost(text="hi", client_ref="r1").SerializeToString()
         await bob.publish(f"{PREFIX}/post/lobby/bob", post)
-        error = pb.Error.FromString((await bob.get()).payload)
+        error = pb.Error.FromString(bytes((await bob.get()).payload))
     assert (error.code, error.ref) == (12, "r1")
 
 

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from fix_session.normalizer import BookNormalizer, InvalidEntryError, scaled
-from fix_spec import fix44
 from fix_spec.fix44 import enums
+from fix_spec.fix44.groups import MDIncGrpNoMDEntries
+from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh as X
 from fix_spec.fix44.messages import MarketDataSnapshotFullRefresh as W
 from proto import mdfeed_pb2 as pb
@@ -22,8 +23,8 @@ NEW, CHANGE, DELETE = (
 )
 
 
-def header(seq: int) -> fix44.Header:
-    return fix44.Header(
+def header(seq: int) -> Header:
+    return Header(
         sender_comp_id="VENUE", target_comp_id="MDFEED", msg_seq_num=seq, sending_time=SENDING_NS
     )
 
@@ -50,14 +51,14 @@ def entry(
     size: int = 100,
     *,
     time: str | None = None,
-) -> X.NoMDEntries:
+) -> MDIncGrpNoMDEntries:
     return X.NoMDEntries(
         md_update_action=action, md_entry_type=kind, symbol=symbol,
         md_entry_px=Decimal(px), md_entry_size=Decimal(size), md_entry_time=time,
     )  # fmt: skip
 
 
-def incremental(*entries: X.NoMDEntries, seq: int = 3) -> X:
+def incremental(*entries: MDIncGrpNoMDEntries, seq: int = 3) -> X:
     return X(no_md_entries=list(entries), header=header(seq))
 
 

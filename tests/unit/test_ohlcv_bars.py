@@ -60,14 +60,14 @@ def quote(t: int, bid: int | None, ask: int | None, symbol: str = "AAPL") -> pb.
 
 
 def aggregator(
-    resolutions: tuple[int, ...] = ALL,
+    resolutions: tuple[pb.Resolution.ValueType, ...] = ALL,
     *,
     mid: bool = True,
     lateness_ns: int = 2 * S,
     tz: ZoneInfo = NY,
 ) -> BarAggregator:
     return BarAggregator(
-        resolutions,  # type: ignore[arg-type]
+        resolutions,
         tz,
         mid_when_no_trades=mid,
         allowed_lateness_ns=lateness_ns,
@@ -439,7 +439,11 @@ def tick_logs(draw: st.DrawFn) -> list[pb.Tick]:
     resolutions=st.sets(st.sampled_from(ALL), min_size=1),
 )
 def test_aggregator_equals_recomputation(
-    zone: str, ticks: list[pb.Tick], drains: set[int], mid: bool, resolutions: set[int]
+    zone: str,
+    ticks: list[pb.Tick],
+    drains: set[int],
+    mid: bool,
+    resolutions: set[pb.Resolution.ValueType],
 ) -> None:
     tz = ZoneInfo(zone)
     chosen = tuple(sorted(resolutions))
@@ -463,7 +467,7 @@ def test_aggregator_equals_recomputation(
         seen[key] = bar
     expected = recompute_bars(
         ticks,
-        chosen,  # type: ignore[arg-type]
+        chosen,
         tz,
         mid_when_no_trades=mid,
         allowed_lateness_ns=LATENESS,
@@ -484,7 +488,7 @@ def test_aggregator_equals_recomputation(
     resolutions=st.sets(st.sampled_from(ALL), min_size=1),
 )
 def test_a_restored_checkpoint_continues_exactly(
-    ticks: list[pb.Tick], cut: int, mid: bool, resolutions: set[int]
+    ticks: list[pb.Tick], cut: int, mid: bool, resolutions: set[pb.Resolution.ValueType]
 ) -> None:
     # Another process takes over after `cut` ticks from the exported state alone: the bars
     # it goes on to write, over the first process's, equal the recomputation of the log.
@@ -505,7 +509,7 @@ def test_a_restored_checkpoint_continues_exactly(
         seen[(bar.symbol, bar.resolution, bar.open_time_ns)] = bar
     expected = recompute_bars(
         ticks,
-        chosen,  # type: ignore[arg-type]
+        chosen,
         NY,
         mid_when_no_trades=mid,
         allowed_lateness_ns=LATENESS,

@@ -128,8 +128,9 @@ async def start(
         env |= {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
         # A port of its own: the per-command default (9461...) may be taken on this host.
         env |= {"MDFEED__METRICS__PORT": str(free_port()), **overrides}
+        # -P: the installed build, not a source tree in the working directory.
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mdfeed.cli", command,
+            sys.executable, "-P", "-m", "mdfeed.cli", command,
             env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
             preexec_fn=deny_write_execute,
         )  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from polling import until_sync
 
 from mdfeed.stack import down, install, logs, manager, probes, process, register_cli, status, up
 from mdfeed.stack.servers import SERVER_NAMES, Mosquitto, Server
@@ -326,9 +327,7 @@ def test_stop_kills_the_process_group_when_sigterm_is_ignored(tmp_path: Path) ->
     pid = process.spawn_detached(
         [sys.executable, "-c", script, marker], tmp_path / "console.log", tmp_path
     )
-    deadline = time.monotonic() + 10
-    while not process.is_alive(pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_sync(lambda: process.is_alive(pid, marker), timeout_s=10, interval_s=0.05)
     time.sleep(0.3)  # let it install the SIGTERM handler
     killed, elapsed = process.stop_process(pid, marker, grace=0.5)
     assert killed
@@ -360,7 +359,4 @@ def test_a_program_that_exits_at_once_is_reported_dead(tmp_path: Path) -> None:
     pid = process.spawn_detached(
         [sys.executable, "-c", "raise SystemExit(3)", marker], tmp_path / "console.log", tmp_path
     )
-    deadline = time.monotonic() + 5
-    while process.is_alive(pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not process.is_alive(pid, marker)
+    until_sync(lambda: not process.is_alive(pid, marker), timeout_s=5, interval_s=0.02)

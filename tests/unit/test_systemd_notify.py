@@ -6,6 +6,8 @@ import asyncio
 import socket
 from pathlib import Path
 
+from polling import until
+
 from mdfeed.cli.systemd import Notifier
 
 
@@ -33,9 +35,7 @@ async def test_ready_status_watchdog_and_stopping_reach_the_socket(tmp_path: Pat
         assert notifier.watchdog_s == 0.1
         notifier.ready("serving")
         notifier.status("12 clients")
-        async with asyncio.timeout(5):
-            while notifier.sent.count("WATCHDOG=1") < 3:  # noqa: ASYNC110 - counting sends
-                await asyncio.sleep(0.02)
+        await until(lambda: notifier.sent.count("WATCHDOG=1") >= 3, timeout_s=5, interval_s=0.02)
         await notifier.stopping()
         got = _received(sock)
     assert got[0] == "READY=1\nSTATUS=serving"

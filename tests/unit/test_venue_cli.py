@@ -22,7 +22,8 @@ from fix_spec.fix44.messages import Logon
 from mdfeed.cli.venue import register_cli, run_venue_command, serve
 from mdfeed.kernel.config import ConfigError, VenueConfig
 
-# The venue subcommand as mdfeed/cli.py will mount it, in a process of its own.
+# The venue subcommand as mdfeed/cli/main.py mounts it, in a process of its own (run with -P:
+# the installed build, not the source tree that may be the working directory).
 RUN_VENUE = """
 import argparse, sys
 from mdfeed.cli.venue import register_cli
@@ -105,7 +106,7 @@ async def test_serve_prints_a_status_line_per_interval() -> None:
 def test_the_command_serves_until_sigint_and_exits_zero() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDFEED")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_VENUE, "venue", "--port", "0", "--rate", "200",
+        [sys.executable, "-P", "-c", RUN_VENUE, "venue", "--port", "0", "--rate", "200",
          "--symbols", "AAPL,MSFT", "--seed", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

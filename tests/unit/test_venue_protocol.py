@@ -102,7 +102,7 @@ class FixClient:
         self.buf = buf[end:]
         return buf[:end]
 
-    async def read_frame(self, timeout: float = 3.0) -> bytes:  # noqa: ASYNC109
+    async def read_frame(self, timeout: float = 3.0) -> bytes:  # noqa: ASYNC109 - a default deadline for each read
         async with asyncio.timeout(timeout):
             while True:
                 frame = self._take()
@@ -113,7 +113,7 @@ class FixClient:
                     raise EOFError("the venue closed the connection")
                 self.buf += data
 
-    async def recv(self, timeout: float = 3.0) -> Message:  # noqa: ASYNC109
+    async def recv(self, timeout: float = 3.0) -> Message:  # noqa: ASYNC109 - a default deadline for each read
         message = fix44.decode(await self.read_frame(timeout))
         assert isinstance(message, Message)
         assert message.header.sender_comp_id == "VENUE"
@@ -123,7 +123,7 @@ class FixClient:
     async def expect(
         self,
         cls: type[Message],
-        timeout: float = 3.0,  # noqa: ASYNC109
+        timeout: float = 3.0,  # noqa: ASYNC109 - a default deadline for each read
         skip: Sequence[str] = ("0",),
     ) -> Message:
         """The next message of type `cls`, skipping only the MsgTypes in `skip`."""
@@ -144,7 +144,7 @@ class FixClient:
                 break
         return out
 
-    async def until_closed(self, timeout: float = 5.0) -> list[Message]:  # noqa: ASYNC109
+    async def until_closed(self, timeout: float = 5.0) -> list[Message]:  # noqa: ASYNC109 - a default deadline for each read
         """Every message until the venue closes the connection."""
         out: list[Message] = []
         async with asyncio.timeout(timeout):
@@ -458,7 +458,9 @@ async def test_built_messages_break_framing_on_request_and_consume_sequence_numb
     await client.logon()
     await venue.wait_logged_on(1.0)
     good = venue.build_message("1", [(112, "x")], consume_seq=False)
-    assert fix44.decode(good).header.msg_seq_num == 2  # type: ignore[attr-defined]
+    decoded = fix44.decode(good)
+    assert isinstance(decoded, Message)
+    assert decoded.header.msg_seq_num == 2
     with pytest.raises(FixDecodeError) as bad_checksum:
         fix44.decode(venue.build_message("1", [(112, "x")], checksum=0, consume_seq=False))
     assert bad_checksum.value.tag == 10
@@ -489,12 +491,13 @@ def check_snapshot(snapshot: Message, symbol: str, depth: int = 10) -> None:
     offers = [e for e in snapshot.no_md_entries if e.md_entry_type is MDEntryType.OFFER]
     assert [e.md_entry_position_no for e in bids] == list(range(1, depth + 1))
     assert [e.md_entry_position_no for e in offers] == list(range(1, depth + 1))
-    bid_px = [e.md_entry_px for e in bids]
-    offer_px = [e.md_entry_px for e in offers]
-    assert all(p is not None and p > 0 and p.as_tuple().exponent == -2 for p in bid_px + offer_px)
-    assert bid_px == sorted(bid_px, reverse=True)  # type: ignore[type-var]
-    assert offer_px == sorted(offer_px)  # type: ignore[type-var]
-    assert bid_px[0] < offer_px[0]  # type: ignore[operator]
+    bid_px = [p for e in bids if (p := e.md_entry_px) is not None]
+    offer_px = [p for e in offers if (p := e.md_entry_px) is not None]
+    assert (len(bid_px), len(offer_px)) == (len(bids), len(offers)), "an entry without a price"
+    assert all(p > 0 and p.as_tuple().exponent == -2 for p in bid_px + offer_px)
+    assert bid_px == sorted(bid_px, reverse=True)
+    assert offer_px == sorted(offer_px)
+    assert bid_px[0] < offer_px[0]
     assert all(e.md_entry_size and e.md_entry_size > 0 for e in bids + offers)
     assert all(e.md_entry_time for e in snapshot.no_md_entries)
 

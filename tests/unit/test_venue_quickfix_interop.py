@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import quickfix as fix
+from polling import until
 
 from fix_session.venue import SimulatedVenue, VenueSession, incremental_refresh_fields
 from fix_spec import fix44
@@ -35,7 +35,7 @@ from mdfeed.kernel.config import VenueConfig
 SESSION_ID = ("FIX.4.4", "MDFEED", "VENUE")
 
 
-class Recorder(fix.Application):  # type: ignore[misc]
+class Recorder(fix.Application):  # type: ignore[misc]  # quickfix has no types: Any
     """Puts (kind, message text) on a queue; nothing else runs on QuickFIX's threads."""
 
     def __init__(self) -> None:
@@ -45,22 +45,22 @@ class Recorder(fix.Application):  # type: ignore[misc]
     def onCreate(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def onLogon(self, session_id: fix.SessionID) -> None:  # noqa: N802
+    def onLogon(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("logon", session_id.toString()))
 
-    def onLogout(self, session_id: fix.SessionID) -> None:  # noqa: N802
+    def onLogout(self, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("logout", session_id.toString()))
 
-    def toAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def toAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def fromAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def fromAdmin(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("admin", message.toString()))
 
-    def toApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def toApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         pass
 
-    def fromApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802
+    def fromApp(self, message: fix.Message, session_id: fix.SessionID) -> None:  # noqa: N802 - QuickFIX's names
         self.events.put(("app", message.toString()))
 
 
@@ -82,11 +82,13 @@ class Events:
         self.drain()
         return sum(1 for k, _ in self.seen if k == kind)
 
-    async def wait_for(self, kind: str, count: int, timeout: float) -> None:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while self.count(kind) < count:
-            assert time.monotonic() < deadline, f"no {kind} #{count} within {timeout} s: {self}"
-            await asyncio.sleep(0.02)
+    async def wait_for(self, kind: str, count: int, timeout_s: float) -> None:
+        await until(
+            lambda: self.count(kind) >= count,
+            timeout_s=timeout_s,
+            interval_s=0.02,
+            what=f"{kind} #{count}",
+        )
 
     def app_messages(self) -> list[Message]:
         self.drain()
@@ -174,7 +176,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     try:
         initiator.start()
         events = Events(recorder)
-        await events.wait_for("logon", 1, timeout=5)
+        await events.wait_for("logon", 1, timeout_s=5)
         session = await venue.wait_logged_on(2)
         await asyncio.to_thread(
             fix.Session.sendToTarget,
@@ -216,9 +218,9 @@ async def test_quickfix_streams_stays_up_on_heartbeats_and_reconnects(harness: H
     assert session.stats.decode_errors == 0
 
     await venue.stop()
-    await events.wait_for("logout", 1, timeout=5)
+    await events.wait_for("logout", 1, timeout_s=5)
     await venue.start()
-    await events.wait_for("logon", 2, timeout=8)
+    await events.wait_for("logon", 2, timeout_s=8)
     again = await venue.wait_logged_on(2)
     assert again is not session
     assert venue.stats.logons == 2
@@ -237,11 +239,17 @@ async def test_quickfix_meets_malformed_messages_and_the_session_survives(
     # ingest's own decoding has to catch it.
     nan_entry = [*entry[:3], (270, "NaN"), entry[4]]
     venue.send_message("X", incremental_refresh_fields("qf-1", [nan_entry]))
-    deadline = time.monotonic() + 3
-    while not any("\x01270=NaN\x01" in text for kind, text in events.seen if kind == "app"):
-        assert time.monotonic() < deadline, events
-        await asyncio.sleep(0.02)
+
+    def nan_seen() -> bool:
         events.drain()
+        return any("\x01270=NaN\x01" in text for kind, text in events.seen if kind == "app")
+
+    await until(
+        nan_seen,
+        timeout_s=3,
+        interval_s=0.02,
+        what="the NaN price in fromApp",
+    )
     nan_text = next(t for k, t in events.seen if k == "app" and "270=NaN" in t)
     with pytest.raises(FixDecodeError) as nan_error:
         fix44.decode(nan_text.encode("latin-1"))
@@ -252,10 +260,12 @@ async def test_quickfix_meets_malformed_messages_and_the_session_survives(
     # A broken CheckSum: QuickFIX drops the frame, sees the gap at the next message (a
     # heartbeat within a second) and asks for it again; the venue gap-fills.
     venue.send_message("X", incremental_refresh_fields("qf-1", [entry]), checksum=0)
-    deadline = time.monotonic() + 5
-    while session.stats.resend_requests_received < 1 or session.stats.rejects_received < 1:
-        assert time.monotonic() < deadline, session.stats
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: session.stats.resend_requests_received >= 1 and session.stats.rejects_received >= 1,
+        timeout_s=5,
+        interval_s=0.05,
+        what=lambda: f"a ResendRequest and a Reject: {session.stats}",
+    )
     assert session.stats.rejects_received == 1
     assert session.stats.sent_by_type.get("4") == 1  # the SequenceReset-GapFill
 

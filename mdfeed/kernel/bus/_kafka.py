@@ -426,7 +426,7 @@ async def _abandon(client: AIOKafkaProducer) -> None:
         log.error("aiokafka producer did not close within 5 s after being abandoned")
 
 
-class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no types: Any
     def __init__(self, positions: dict[TopicPartition, int]) -> None:
         self.assigned = asyncio.Event()
         #: Set on every assignment: the consumer resolves the new positions (for lag()).

@@ -362,7 +362,7 @@ async def check_lag_counts_records_behind(make_bus: BusFactory) -> None:
                 # Kafka learns the end from fetch responses, which its consumer makes in the
                 # background: wait for it, without reading.
                 deadline = loop.time() + DEADLINE_S
-                while consumer.lag() != {topic: more} and loop.time() < deadline:  # noqa: ASYNC110
+                while consumer.lag() != {topic: more} and loop.time() < deadline:  # noqa: ASYNC110 - lag() moves in the background
                     await asyncio.sleep(0.05)
                 assert consumer.lag() == {topic: more}, consumer.lag()
                 assert len(await collect(consumer, more, settle_s=0)) == more
