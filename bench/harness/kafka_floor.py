@@ -7,7 +7,7 @@ that floor in the same run and states the pipeline's latency as a multiple of it
 Run as ``python -P -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a
 process of its own, like the services); it prints one JSON line: the produce-to-consume
 latency histogram (bench.harness.stats) and the records sent and received. The producer
-batches like mdfeed's bus (``linger_ms``, default 5, as ``bus.linger_ms``), the consumer
+batches like mdfeed's bus (``linger_ms``, default 0 as ``bus.linger_ms``: sent at once when idle), the consumer
 reads from the end of the topic, and each record carries its send time; the first second
 is not measured (connections and metadata settling). The harness creates the topic
 beforehand.
@@ -38,7 +38,7 @@ async def measure(
     rate_per_s: int,
     seconds: float,
     *,
-    linger_ms: int = 5,
+    linger_ms: int = 0,
     warmup_ns: int = 1_000_000_000,
 ) -> dict[str, object]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--rate", type=int, required=True, help="records per second")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--linger-ms", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         result = run_async(

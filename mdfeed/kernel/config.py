@@ -116,8 +116,11 @@ class BusConfig:
     bar_topic: str = "md.bars"
     tick_partitions: PositiveInt = 6
     client_id: str = "mdfeed"
-    #: How long the producer waits to fill a batch.
-    linger_ms: Annotated[int, Between(0, 10_000)] = 5
+    #: How long an idle producer waits to fill a batch. 0 (the default) is an adaptive
+    #: linger: a record on a quiet bus leaves at once, and records that arrive while a
+    #: batch is in flight leave together as the next one, so a quiet market is never
+    #: delayed and a busy one is still batched.
+    linger_ms: Annotated[int, Between(0, 10_000)] = 0
     #: Records the producer holds while the bus is unreachable; past it, see the bus docs.
     buffer_max_records: PositiveInt = 200_000
 

@@ -14,6 +14,7 @@ import pytest
 
 from mdfeed.kernel.bus import BusClosedError
 from mdfeed.kernel.bus._buffered import BufferedProducer, Record, SessionError
+from mdfeed.kernel.config import BusConfig
 
 TOPIC = "md.ticks"
 
@@ -156,6 +157,26 @@ async def test_windows_are_bounded_and_linger_batches_a_trickle() -> None:
         _send(producer, 5, 250)
         assert await producer.flush(5)
     assert [len(w) for w in producer.windows] == [5, 100, 100, 50]
+
+
+async def test_with_the_default_linger_an_idle_producer_sends_at_once_and_batches_in_flight() -> None:
+    """Adaptive linger (the default, linger_ms=0): a record on a quiet bus leaves at once,
+    alone; records that arrive while a window is in flight wait only for that delivery,
+    and then leave together as the next window."""
+    assert BusConfig().linger_ms == 0
+    release = asyncio.Event()
+    producer = ScriptedProducer(linger_ms=BusConfig().linger_ms, max_window_records=100)
+    async with producer:
+        producer.plan = [release]
+        _send(producer, 0, 1)
+        await asyncio.sleep(0.01)
+        assert [len(w) for w in producer.windows] == [1]  # sent without waiting
+        _send(producer, 1, 30)  # while the first window is in flight
+        await asyncio.sleep(0.01)
+        assert [len(w) for w in producer.windows] == [1]
+        release.set()
+        assert await producer.flush(5)
+    assert [len(w) for w in producer.windows] == [1, 30]
 
 
 async def test_send_never_awaits_and_the_bound_covers_records_in_flight() -> None:
