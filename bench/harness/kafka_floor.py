@@ -7,10 +7,10 @@ that floor in the same run and states the pipeline's latency as a multiple of it
 Run as ``python -P -m bench.harness.kafka_floor --topic T --rate R --seconds S`` (a
 process of its own, like the services); it prints one JSON line: the produce-to-consume
 latency histogram (bench.harness.stats) and the records sent and received. The producer
-batches like mdfeed's bus (``linger_ms``, default 0 as ``bus.linger_ms``: sent at once when idle), the consumer
-reads from the end of the topic, and each record carries its send time; the first second
-is not measured (connections and metadata settling). The harness creates the topic
-beforehand.
+batches like mdfeed's bus (``linger_ms``, default 0 as ``bus.linger_ms``: sent at once
+when idle), the consumer reads from the end of the topic, and each record carries its
+send time; the first second is not measured (connections and metadata settling). The
+harness creates the topic beforehand.
 """
 
 from __future__ import annotations
