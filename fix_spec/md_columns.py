@@ -64,15 +64,6 @@ class MdMessage:
     ref_id: list[str]
 
     def __init__(self) -> None:
-        self.msg_type = ""
-        self.seq_num = 0
-        self.sending_ns = 0
-        self.md_req_id = ""
-        self.symbol = ""
-        self.text = ""
-        self.rej_reason = ""
-        self.invalid = ""
-        self.count = 0
         self.action = []
         self.kind = []
         self.entry_symbol = []
@@ -83,6 +74,7 @@ class MdMessage:
         self.price_level = []
         self.entry_id = []
         self.ref_id = []
+        self.clear()
 
     def clear(self) -> None:
         """Empty every field, keeping the lists, for the next message."""
@@ -95,16 +87,22 @@ class MdMessage:
         self.rej_reason = ""
         self.invalid = ""
         self.count = 0
-        self.action.clear()
-        self.kind.clear()
-        self.entry_symbol.clear()
-        self.px_e8.clear()
-        self.size_e8.clear()
-        self.time_ns.clear()
-        self.position_no.clear()
-        self.price_level.clear()
-        self.entry_id.clear()
-        self.ref_id.clear()
+        for column in self._columns():
+            column.clear()
+
+    def _columns(self) -> tuple[list[int] | list[str], ...]:
+        return (
+            self.action,
+            self.kind,
+            self.entry_symbol,
+            self.px_e8,
+            self.size_e8,
+            self.time_ns,
+            self.position_no,
+            self.price_level,
+            self.entry_id,
+            self.ref_id,
+        )
 
     def add_entry(
         self,
