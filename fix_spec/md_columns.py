@@ -17,13 +17,15 @@ from typing import Final
 #: An int field the message does not carry (no valid price, size or time is this value).
 ABSENT: Final = -(1 << 63)
 
-#: MDEntryType (269) as an int: the normalizer's three; any other type is OTHER.
+#: MDEntryType (269) as an int: the normalizer's three; any other type is OTHER, an entry
+#: without one ABSENT.
 BID: Final = 0
 OFFER: Final = 1
 TRADE: Final = 2
 OTHER: Final = -1
 
-#: MDUpdateAction (279) as an int; snapshot (W) entries are NEW.
+#: MDUpdateAction (279) as an int; snapshot (W) entries are NEW; an X entry without one
+#: (the codec rejects that) or with another value is ABSENT.
 NEW: Final = 0
 CHANGE: Final = 1
 DELETE: Final = 2
