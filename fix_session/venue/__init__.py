@@ -17,11 +17,14 @@ Where each part lives, each module documenting its part in full:
                  (V), the W, X and Y it sends, its subscriptions; `MarketDataHost`, what it
                  needs from its venue besides that.
 ``stats``        `VenueStats` and `SymbolStats`, the counters of a session and of the venue.
+``fast``         The benchmark stream (``VenueConfig.stream = "fast"``): each session's X
+                 messages pre-encoded as a closed cycle and rewritten with fresh header
+                 fields, at the reader's pace or a capped rate.
 ``market``       The simulated market: a price-level book per symbol, moved one step at a
                  time and written as wire text.
 ``wire``         FIX wire text: framing, CheckSum, timestamps, the frame splitter.
 
-The imports point one way: server -> market_data -> session -> stats, wire; the sessions
+The imports point one way: server -> fast -> market_data -> session -> stats, wire; the sessions
 know their venue only through the two protocols.
 
 What QuickFIX 1.16 (UseDataDictionary=Y) does with broken input, as the interop test

@@ -72,6 +72,16 @@ class _Subscription:
     trades: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSubscription:
+    """One streaming symbol of a session: its MDReqID and the entry kinds it asked for."""
+
+    symbol: str
+    md_req_id: str
+    book: bool
+    trades: bool
+
+
 def incremental_refresh_fields(
     md_req_id: str | None, entries: Iterable[Sequence[tuple[int, str]]]
 ) -> list[tuple[int, str]]:
@@ -106,6 +116,11 @@ class VenueSession(AcceptorSession):
     ) -> None:
         super().__init__(venue, reader, writer)
         self._subs: dict[str, _Subscription] = {}
+        self._subs_version = 0
+        #: Fast stream (`fix_session.venue.fast`): the symbols of the cycle in flight,
+        #: whose snapshots wait for its end so each W matches the book the X left.
+        self.in_cycle: frozenset[str] = frozenset()
+        self._deferred: list[tuple[str, str]] = []
         for symbol in venue.config.symbols:
             self.stats.per_symbol[symbol] = SymbolStats()
 
@@ -120,6 +135,59 @@ class VenueSession(AcceptorSession):
     def streaming(self) -> bool:
         """True while the session is logged on with at least one subscription."""
         return bool(self._subs) and self.state is SessionState.LOGGED_ON
+
+    # -- what the fast stream uses (fix_session.venue.fast.FastSession) -----------------
+
+    @property
+    def subscription_version(self) -> int:
+        """Changes whenever the subscriptions change."""
+        return self._subs_version
+
+    @property
+    def header_text(self) -> str:
+        """``49=...<SOH>56=...<SOH>``: the CompIDs every message of this session carries."""
+        return self._header_text
+
+    @property
+    def symbol_stats(self) -> dict[str, SymbolStats]:
+        """The per-symbol counters of this session (live, not a copy)."""
+        return self.stats.per_symbol
+
+    def stream_subscriptions(self) -> list[StreamSubscription]:
+        """The streaming symbols, in subscription order."""
+        return [
+            StreamSubscription(symbol, sub.md_req_id, sub.book, sub.trades)
+            for symbol, sub in self._subs.items()
+        ]
+
+    def take_deferred_snapshots(self) -> list[tuple[str, str]]:
+        """(symbol, MDReqID) of the snapshots held back for the end of a cycle; clears them."""
+        out, self._deferred = self._deferred, []
+        return out
+
+    def send_snapshot(self, symbol: str, md_req_id: str) -> None:
+        """Write the W of `symbol` under `md_req_id` now."""
+        if self.state is SessionState.LOGGED_ON and not self._transport.is_closing():
+            self._send_snapshot(symbol, md_req_id)
+
+    def write_x(self, data: bytes, messages: int, entries: int) -> None:
+        """Write pre-framed X messages carrying `entries` entries in all."""
+        if self._transport.is_closing():
+            return
+        self.stats.entries_sent += entries
+        self._write(data, messages, "X")
+
+    def set_write_high_water(self, high: int) -> None:
+        """Unsent bytes above which `drain` waits (it resumes below a quarter of that)."""
+        self._transport.set_write_buffer_limits(high=high, low=high // 4)
+
+    async def drain(self) -> None:
+        """Wait while the transport holds more than its high-water mark of unsent bytes."""
+        try:
+            await self._writer.drain()
+        except ConnectionError:
+            # The connection is gone: the session's reader sees it and closes the session.
+            self.abort()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -207,6 +275,7 @@ class VenueSession(AcceptorSession):
         if kind is SubscriptionRequestType.DISABLE_PREVIOUS_SNAPSHOT:
             changed = [s for s in symbols if s is not None and self._subs.pop(s, None) is not None]
             if changed:
+                self._subs_version += 1
                 self._venue.subscriptions_changed()
             return
         streaming = kind is SubscriptionRequestType.SNAPSHOT_AND_UPDATES
@@ -234,14 +303,19 @@ class VenueSession(AcceptorSession):
                 name = "no Symbol(55)" if symbol is None else f"unknown symbol {symbol!r}"
                 self._md_reject(req_id, MDReqRejReason.UNKNOWN_SYMBOL, clean_text(name))
                 continue
-            self._send_snapshot(symbol, req_id)
+            if symbol in self.in_cycle:
+                self._deferred.append((symbol, req_id))
+            else:
+                self._send_snapshot(symbol, req_id)
             if streaming:
                 self._subs[symbol] = _Subscription(req_id, book, trades)
                 added = True
         if added:
+            self._subs_version += 1
             self._venue.subscriptions_changed()
 
     def _session_ended(self) -> None:
         if self._subs:
             self._subs.clear()
+            self._subs_version += 1
             self._venue.subscriptions_changed()

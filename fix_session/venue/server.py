@@ -20,6 +20,11 @@ every streaming session.
   is ~530,000 entries/s (~27,000 X/s of 20 entries, one core) on uvloop, as
   ``mdfeed venue`` runs, and ~320,000 on the stock asyncio loop.
 
+With ``VenueConfig.stream = "fast"`` the random walk is off and each streaming session
+gets a writer of its own instead (`fix_session.venue.fast`): pre-encoded X cycles at the
+reader's pace or at ``fast_rate_ticks_per_s``; `stream_idle` says when every writer waits
+at a cycle's end.
+
 Test hooks, all on `SimulatedVenue`:
 
 * ``await start()`` / ``await stop()`` (stop is idempotent; ``async with`` does both).
@@ -47,8 +52,15 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
+from fix_session.venue.fast import (
+    FastWriter,
+    SessionCycle,
+    SymbolCycle,
+    session_cycle,
+    symbol_cycle,
+)
 from fix_session.venue.market import BookSnapshot, Market
-from fix_session.venue.market_data import VenueSession
+from fix_session.venue.market_data import StreamSubscription, VenueSession
 from fix_session.venue.session import AcceptorSession
 from fix_session.venue.stats import VenueStats
 from fix_session.venue.wire import utc_time_only, utc_timestamp
@@ -106,6 +118,21 @@ class SimulatedVenue(Service):
         self._logon_event = asyncio.Event()
         self._closed_stats = VenueStats()
         self._seq_store: dict[tuple[str, str], tuple[int, int]] = {}
+        #: The benchmark stream (`fix_session.venue.fast`) instead of the random walk.
+        self.fast = config.stream == "fast"
+        self._fast_rate = config.fast_rate_ticks_per_s
+        self._fast_wake = asyncio.Event()
+        self._writers: dict[VenueSession, tuple[FastWriter, asyncio.Task[None]]] = {}
+        self._cycle_cache: dict[tuple[StreamSubscription, ...], SessionCycle] = {}
+        #: Each symbol's closed cycle of the fast stream (empty in random mode).
+        self.symbol_cycles: dict[str, SymbolCycle] = {}
+        if self.fast:
+            for symbol, book in self.market.books.items():
+                cycle = symbol_cycle(book, trade_ratio=config.trade_ratio, seed=self.seed)
+                self.symbol_cycles[symbol] = cycle
+                # The market stands still: a whole cycle leaves its last trade behind.
+                if cycle.last_trade is not None:
+                    book.last_trade = cycle.last_trade
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -118,8 +145,9 @@ class SimulatedVenue(Service):
             self._on_connect, self.config.host, port, reuse_address=True
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
-        self._stream_task = asyncio.create_task(self._stream_loop(), name="venue-stream")
-        self._stream_task.add_done_callback(self._stream_ended)
+        if not self.fast:
+            self._stream_task = asyncio.create_task(self._stream_loop(), name="venue-stream")
+            self._stream_task.add_done_callback(self._stream_ended)
         log.info("venue: listening on %s:%s", self.config.host, self._port)
 
     async def stop(self) -> None:
@@ -130,6 +158,9 @@ class SimulatedVenue(Service):
         server.close()
         task, self._stream_task = self._stream_task, None
         await cancel_and_wait(task)
+        writers, self._writers = list(self._writers.values()), {}
+        for _, writer_task in writers:
+            await cancel_and_wait(writer_task)
         sessions = list(self._sessions)
         if sessions:
             await asyncio.gather(
@@ -159,8 +190,23 @@ class SimulatedVenue(Service):
 
     @property
     def rate(self) -> int:
-        """X entries per second the stream is paced at."""
-        return self._rate
+        """X entries per second the stream is paced at (fast stream: its cap, 0 = none)."""
+        return self._fast_rate if self.fast else self._rate
+
+    @property
+    def paused(self) -> bool:
+        """True between `pause_stream` and `resume_stream`."""
+        return self._paused
+
+    @property
+    def fast_rate(self) -> int:
+        """The fast stream's cap in entries per second; 0: the reader's pace."""
+        return self._fast_rate
+
+    @property
+    def stream_idle(self) -> bool:
+        """Fast stream: True when every session's writer waits at a cycle boundary."""
+        return all(writer.idle or task.done() for writer, task in self._writers.values())
 
     @property
     def stats(self) -> VenueStats:
@@ -194,13 +240,21 @@ class SimulatedVenue(Service):
         """Resume the X stream at the current rate, without catching up the pause."""
         self._paused = False
         self._wake.set()
+        self._fast_wake.set()
 
     def set_rate(self, entries_per_s: int) -> None:
-        """Change the X entries per second from now on."""
-        if entries_per_s < 1:
+        """Change the X entries per second from now on.
+
+        On the fast stream this is its cap, and 0 lifts the cap (the reader's pace).
+        """
+        if entries_per_s < (0 if self.fast else 1):
             raise ValueError(f"the rate must be at least 1 entry/s, got {entries_per_s}")
-        self._rate = entries_per_s
+        if self.fast:
+            self._fast_rate = entries_per_s
+        else:
+            self._rate = entries_per_s
         self._wake.set()
+        self._fast_wake.set()
 
     # -- what its sessions call (MarketDataHost) ---------------------------------------
 
@@ -230,6 +284,49 @@ class SimulatedVenue(Service):
             symbols.update(session.subscriptions)
         self.market.set_active(symbols)
         self._wake.set()
+        self._fast_wake.set()
+        if self.fast and self._server is not None:
+            for session in self._sessions:
+                running = self._writers.get(session)
+                if session.streaming and (running is None or running[1].done()):
+                    self._start_writer(session)
+
+    # -- what the fast writers call (fix_session.venue.fast.FastHost) ------------------
+
+    def session_cycle(self, subscriptions: Sequence[StreamSubscription]) -> SessionCycle:
+        """The packed X cycle of a session streaming `subscriptions` (cached)."""
+        key = tuple(subscriptions)
+        cycle = self._cycle_cache.get(key)
+        if cycle is None:
+            if len(self._cycle_cache) > 64:
+                self._cycle_cache.clear()
+            cycle = self._cycle_cache[key] = session_cycle(
+                self.symbol_cycles,
+                subscriptions,
+                max_entries=self.max_entries_per_message,
+                seed=self.seed,
+            )
+        return cycle
+
+    async def wait_wake(self) -> None:
+        """Wait for a resume, a rate or a subscription change."""
+        self._fast_wake.clear()
+        await self._fast_wake.wait()
+
+    def _start_writer(self, session: VenueSession) -> None:
+        writer = FastWriter(self, session)
+        # drain() waits above this: a bounded buffer, and heartbeats not far behind.
+        session.set_write_high_water(min(self.write_high_water, 1 << 20))
+        task = asyncio.create_task(writer.run(), name=f"venue-fast-{session.peer}")
+        self._writers[session] = (writer, task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            running = self._writers.get(session)
+            if running is not None and running[1] is t:
+                del self._writers[session]
+            self._stream_ended(t)
+
+        task.add_done_callback(done)
 
     # -- raw access for tests ----------------------------------------------------------
 

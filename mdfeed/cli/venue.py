@@ -36,6 +36,13 @@ MarketDataRequest (V) with a full-refresh snapshot (W) per symbol, then streams
 incremental refreshes (X) of a random-walk market at the given rate, and rejects
 unknown symbols with MarketDataRequestReject (Y). A status line is printed every
 second: sessions, messages/s and entries/s sent.
+
+--fast switches to the benchmark stream (venue.stream = "fast"): each session's X
+messages are encoded once as a closed cycle over its subscribed symbols (size changes,
+top-of-book moves as DELETE+NEW pairs undone later in the cycle, trades; up to 20
+entries per X, the symbols of one request sharing messages) and written again and
+again with fresh MsgSeqNum, SendingTime, MDEntryTime and CheckSum, as fast as the
+reader takes them. --rate then caps it (entries/s); without --rate there is no cap.
 """
 
 _CLI_EPILOG = """\
@@ -43,6 +50,8 @@ examples:
   mdfeed venue                              the [venue] section of the config
   mdfeed venue --port 9877 --rate 50000     override port and rate
   mdfeed venue --symbols AAPL,MSFT --seed 7 two symbols, a reproducible market
+  mdfeed venue --fast                       the benchmark stream, at the reader's pace
+  mdfeed venue --fast --rate 100000         the benchmark stream capped at 100K entries/s
 """
 
 
@@ -110,6 +119,12 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default=None,
         help="seed of the random walk; 0 draws one (default: venue.seed)",
     )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="the benchmark stream: pre-encoded X cycles as fast as the reader takes them "
+        "(--rate caps it); see above (default: venue.stream)",
+    )
     parser.set_defaults(func=run_venue_command)
 
 
@@ -128,6 +143,12 @@ def run_venue_command(args: argparse.Namespace) -> int:
         value = getattr(args, option, None)
         if value is not None:
             overrides[key] = value
+    if getattr(args, "fast", False):
+        overrides["stream"] = "fast"
+    if (
+        overrides.get("stream") or venue_config.stream
+    ) == "fast" and "rate_ticks_per_s" in overrides:
+        overrides["fast_rate_ticks_per_s"] = overrides.pop("rate_ticks_per_s")
     venue_config = dataclasses.replace(venue_config, **overrides)
     setup_logging(config.log)
     return run_async(_serve_until_signal(venue_config))
@@ -156,7 +177,7 @@ async def serve(
         print(
             f"venue: FIX 4.4 acceptor on {config.host}:{venue.port} "
             f"(SenderCompID {config.sender_comp_id}, TargetCompID {config.target_comp_id}), "
-            f"{len(config.symbols)} symbols, {venue.rate} entries/s, seed {venue.seed}; "
+            f"{len(config.symbols)} symbols, {_rate_text(venue)}, seed {venue.seed}; "
             "Ctrl-C stops",
             file=out,
             flush=True,
@@ -169,6 +190,14 @@ async def serve(
             now_stats, now_t = venue.stats, loop.time()
             print(_status_line(venue, last, now_stats, now_t - last_t), file=out, flush=True)
             last, last_t = now_stats, now_t
+
+
+def _rate_text(venue: SimulatedVenue) -> str:
+    if not venue.fast:
+        return f"{venue.rate} entries/s"
+    if venue.rate:
+        return f"fast stream capped at {venue.rate} entries/s"
+    return "fast stream at the reader's pace"
 
 
 def _status_line(venue: SimulatedVenue, before: VenueStats, after: VenueStats, dt: float) -> str:

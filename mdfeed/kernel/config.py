@@ -75,6 +75,11 @@ class VenueConfig:
     target_comp_id: str = "MDFEED"
     #: Seed of the random walk; 0 draws a new one each start.
     seed: int = 0
+    #: ``random``: the paced random walk. ``fast``: the benchmark stream, pre-encoded X
+    #: cycles written as fast as the reader takes them (fix_session.venue.fast).
+    stream: Literal["random", "fast"] = "random"
+    #: Cap of the fast stream in entries per second; 0: the reader's pace.
+    fast_rate_ticks_per_s: Annotated[int, Between(0, None)] = 0
 
 
 @dataclass(frozen=True, slots=True)
