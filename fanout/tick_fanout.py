@@ -39,6 +39,7 @@ from fanout.snapshot_cache import SnapshotCache
 from mdfeed.kernel.bus import Bus, BusConsumer, BusRecord
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
+from mdfeed.kernel.tick_records import TickRecordError, ticks_of
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["TickFanout"]
@@ -235,43 +236,47 @@ class TickFanout(Service):
             stamp_ms = -1
             suffix = fanout_field
         for record in records:
-            encoded = record.value
-            if stamp:
+            try:
+                encoded_ticks = ticks_of(record.value)
+            except TickRecordError:  # a junk record must not stop the fanout
+                self.bad_records += 1
+                continue
+            if stamp and record.timestamp_ms != stamp_ms:
                 # Appended fields override earlier ones of the same number when parsed, so
                 # the stamps need no re-encoding; one suffix serves a run of records with
                 # the same bus timestamp (nearly a whole batch).
-                if record.timestamp_ms != stamp_ms:
-                    stamp_ms = record.timestamp_ms
-                    suffix = (
-                        _TAG_BUS_TIME + encode_varint(stamp_ms * 1_000_000) + fanout_field
-                        if stamp_ms > 0
-                        else fanout_field
-                    )
-                encoded += suffix
-            try:
-                tick = from_string(encoded)
-            except Exception:  # a junk record must not stop the fanout
-                self.bad_records += 1
-                continue
-            symbol = tick.symbol
-            seq = tick.seq
-            if not symbol:
-                self.bad_records += 1
-                continue
-            groups = groups_by_symbol.get(symbol)
-            if tick.from_snapshot:
-                cached = cache.get(symbol)
-                if cached is not None and seq < cached.seq:
-                    self._resync(symbol, seq, cached.seq, groups)
-            if not cache.update(symbol, seq, encoded):
-                self.stale += 1  # not newer than what clients already have
-                continue
-            if groups:
-                for group in groups:
-                    group.add(symbol, seq, encoded)
-                    touched.add(group)
-            for listener in listeners:
-                listener(symbol, seq, encoded)
+                stamp_ms = record.timestamp_ms
+                suffix = (
+                    _TAG_BUS_TIME + encode_varint(stamp_ms * 1_000_000) + fanout_field
+                    if stamp_ms > 0
+                    else fanout_field
+                )
+            for raw in encoded_ticks:
+                encoded = raw + suffix if stamp else raw
+                try:
+                    tick = from_string(encoded)
+                except Exception:  # a junk tick must not stop the fanout
+                    self.bad_records += 1
+                    continue
+                symbol = tick.symbol
+                seq = tick.seq
+                if not symbol:
+                    self.bad_records += 1
+                    continue
+                groups = groups_by_symbol.get(symbol)
+                if tick.from_snapshot:
+                    cached = cache.get(symbol)
+                    if cached is not None and seq < cached.seq:
+                        self._resync(symbol, seq, cached.seq, groups)
+                if not cache.update(symbol, seq, encoded):
+                    self.stale += 1  # not newer than what clients already have
+                    continue
+                if groups:
+                    for group in groups:
+                        group.add(symbol, seq, encoded)
+                        touched.add(group)
+                for listener in listeners:
+                    listener(symbol, seq, encoded)
         max_batch = self._max_batch_ticks
         for group in touched:
             group.flush(max_batch)

@@ -55,6 +55,7 @@ from mdfeed.kernel.bus import Bus, BusConsumer, BusError
 from mdfeed.kernel.config import OhlcvConfig
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
+from mdfeed.kernel.tick_records import TickRecordError, ticks_of
 from ohlcv.bar_config import parse_resolutions, parse_session_timezone
 from ohlcv.bars import BarAggregator
 from proto import mdfeed_pb2 as pb
@@ -163,19 +164,25 @@ class BarService(Service):
             for record in records:
                 self.stats.records += 1
                 try:
-                    tick = from_string(record.value)
-                except Exception:  # a junk record must not stop the bars
+                    encoded_ticks = ticks_of(record.value)
+                except TickRecordError:  # a junk record must not stop the bars
                     self.stats.bad_records += 1
                     continue
-                symbol = tick.symbol
-                if symbol not in self._loaded:
-                    await self._restore(symbol)
-                if record.offset <= self._skip_to.get(symbol, -1):
-                    self.stats.replayed_skipped += 1
-                    continue
-                apply(tick)
-                self._position[symbol] = (record.partition, record.offset)
-                self._touched.add(symbol)
+                for encoded in encoded_ticks:
+                    try:
+                        tick = from_string(encoded)
+                    except Exception:  # a junk tick must not stop the bars
+                        self.stats.bad_records += 1
+                        continue
+                    symbol = tick.symbol
+                    if symbol not in self._loaded:
+                        await self._restore(symbol)
+                    if record.offset <= self._skip_to.get(symbol, -1):
+                        self.stats.replayed_skipped += 1
+                        continue
+                    apply(tick)
+                    self._position[symbol] = (record.partition, record.offset)
+                    self._touched.add(symbol)
             if time.monotonic() >= next_flush:
                 try:
                     await self.flush(consumer)

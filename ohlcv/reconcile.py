@@ -22,6 +22,7 @@ from typing import TextIO
 
 from mdfeed.kernel.bus import Bus
 from mdfeed.kernel.config import OhlcvConfig
+from mdfeed.kernel.tick_records import ticks_of
 from ohlcv.bar_config import parse_resolutions, parse_session_timezone
 from ohlcv.bars import BarKey, recompute_bars
 from proto import mdfeed_pb2 as pb
@@ -86,8 +87,8 @@ async def read_tick_log(
                 last = time.monotonic()
             for record in records:
                 try:
-                    ticks.append(pb.Tick.FromString(record.value))
-                except Exception:
+                    ticks += [pb.Tick.FromString(t) for t in ticks_of(record.value)]
+                except Exception:  # a junk record is counted, the rest is read
                     bad += 1
             if out is not None and time.monotonic() - shown > 1.0:
                 shown = time.monotonic()

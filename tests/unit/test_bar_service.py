@@ -15,6 +15,7 @@ from polling import until
 
 from mdfeed.kernel.bus import CommitFailedError, MemoryBus
 from mdfeed.kernel.config import BusConfig, OhlcvConfig
+from mdfeed.kernel.tick_records import batch_record
 from ohlcv.aggregator import BarService
 from ohlcv.bar_config import parse_resolutions, parse_session_timezone
 from ohlcv.bars import recompute_bars
@@ -49,13 +50,20 @@ async def test_stored_bars_equal_the_recomputation_from_the_tick_log(tmp_path: P
     got: list[pb.Bar] = []
     async with bus() as b, SqliteBarStore(tmp_path / "bars.sqlite3") as store:
         async with b.producer() as producer:
-            for tick in ticks:
+            # AAPL's ticks one per record, MSFT's in batch records of 7 (mdfeed.kernel.tick_records).
+            aapl = [t for t in ticks if t.symbol == "AAPL"]
+            msft = [t.SerializeToString() for t in ticks if t.symbol == "MSFT"]
+            for tick in aapl:
                 producer.send(b.config.tick_topic, tick.symbol.encode(), tick.SerializeToString())
+            batches = [batch_record(msft[i : i + 7]) for i in range(0, len(msft), 7)]
+            for value in batches:
+                producer.send(b.config.tick_topic, b"MSFT", value)
             assert await producer.flush(5)
         service = BarService(b, store, CONFIG, from_beginning=True)
         service.add_listener(got.extend)
         async with service:
-            await until(lambda: service.stats.records == len(ticks), timeout_s=10)
+            records = len(aapl) + len(batches)
+            await until(lambda: service.stats.records == records, timeout_s=10)
             await service.flush()
         expected = recompute_bars(
             ticks,

@@ -11,6 +11,7 @@ from fanout.client import FanoutClient
 from fanout.lane import TickLane
 from fanout.tick_fanout import TickFanout
 from mdfeed.kernel.bus import BusRecord, MemoryBus
+from mdfeed.kernel.tick_records import batch_record
 from proto import mdfeed_pb2 as pb
 
 
@@ -185,3 +186,28 @@ async def test_without_hop_timestamps_ticks_pass_through_byte_for_byte() -> None
         cached = fanout.cache.get("AAPL")
         assert cached is not None
         assert cached.encoded == tick("AAPL", 1)
+
+
+async def test_a_batch_record_delivers_each_of_its_ticks_stamped() -> None:
+    async with MemoryBus() as bus:
+        fanout = TickFanout(bus, hop_timestamps=True)
+        client = fanout.connect()
+        fanout.subscribe(client, ["AAPL", "MSFT"])
+        value = batch_record([tick("AAPL", s) for s in (1, 2, 3)])
+        fanout.ingest(
+            [
+                BusRecord("md.ticks", 0, 0, b"AAPL", value, 1_700_000_000_002),
+                BusRecord("md.ticks", 1, 0, b"MSFT", tick("MSFT", 1), 1_700_000_000_003),
+                BusRecord("md.ticks", 1, 1, b"MSFT", b"\x0a\x05\x0a\x01A", 1_700_000_000_003),
+            ]
+        )
+        _snapshot, frame = await drain(client, 2)
+        ticks = list(frame.ticks.ticks)
+        assert [(t.symbol, t.seq) for t in ticks] == [
+            ("AAPL", 1), ("AAPL", 2), ("AAPL", 3), ("MSFT", 1),
+        ]  # fmt: skip
+        assert [t.bus_time_ns for t in ticks] == [1_700_000_000_002_000_000] * 3 + [
+            1_700_000_000_003_000_000
+        ]
+        assert fanout.records == 3
+        assert fanout.bad_records == 1  # the truncated batch
