@@ -13,12 +13,12 @@ from mdfeed.cli.support import int_at_least, positive_float, run_async
 from mdfeed.kernel.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:  # the harness's modules load only when `mdfeed bench` runs
-    from bench.harness.pipeline import PipelineOptions
-    from bench.harness.scenarios import ScenarioOptions, ScenarioResult
+    from bench.harness.pipeline import Pipeline, PipelineOptions
+    from bench.harness.scenarios import Progress, ScenarioOptions, ScenarioResult
 
 __all__ = ["register_cli", "run_bench"]
 
-SCENARIOS = ("fixed", "max", "burst")
+SCENARIOS = ("fixed", "max", "burst", "ingest")
 
 _DESCRIPTION = """\
 Measure mdfeed end to end on this machine. Starts the local stack's Kafka and Mosquitto
@@ -32,6 +32,10 @@ streams and M MQTT clients in subscriber processes. Then runs the scenarios:
           sustains (no backlog, no conflation, no standing queue)
   burst   a market open: --rate, then --burst-factor x --rate for --burst-seconds,
           then --rate again; reports the time until latency is back to normal
+  ingest  the ingest alone into Kafka against the fast venue (its benchmark stream, in a
+          process of its own) for --ingest-seconds, after the bare QuickFIX floor (an
+          initiator whose fromApp only counts) against the same venue; its last line is
+          "ingest: N quote updates/s (R of bare QuickFIX)"
 
 Writes results.json, latency-histogram.png and throughput.png to --out and prints the
 headline figures, each beside the limit it is a ratio of.
@@ -63,6 +67,7 @@ def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions
         burst_factor=args.burst_factor,
         burst_s=args.burst_seconds,
         floor_s=args.floor_seconds,
+        ingest_s=args.ingest_seconds,
     )
     pipeline = PipelineOptions(
         symbols=args.symbols,
@@ -110,6 +115,8 @@ async def run_bench(args: argparse.Namespace) -> int:
                     results.append(await run_fixed(pipe, options, progress))
                 elif name == "max":
                     results.append(await run_max(pipe, options, progress))
+                elif name == "ingest":
+                    results.append(await _ingest(pipe, options, progress, out))
                 else:
                     best = next(
                         (
@@ -150,6 +157,16 @@ async def run_bench(args: argparse.Namespace) -> int:
     meta["interrupted"] = interrupted
     _report(args, run_dir, meta, results, out)
     return 130 if interrupted else 0
+
+
+async def _ingest(
+    pipe: Pipeline, options: ScenarioOptions, progress: Progress, out: TextIO
+) -> ScenarioResult:
+    from bench.harness.ingest_scenario import run_ingest
+    from bench.harness.pipeline import KAFKA
+
+    out.write(f"ingest: bare QuickFIX, then the ingest, {options.ingest_s:g} s each…\n")
+    return await run_ingest(pipe, options, progress, bootstrap=KAFKA)
 
 
 def _report(
@@ -266,6 +283,12 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=positive_float,
         default=5.0,
         help="seconds of the bare-Kafka latency floor measured in the fixed scenario (default: 5)",
+    )
+    bench.add_argument(
+        "--ingest-seconds",
+        type=positive_float,
+        default=15.0,
+        help="measured seconds of each phase of the ingest scenario (default: 15)",
     )
     bench.add_argument(
         "--out",

@@ -155,6 +155,20 @@ class Pipeline:
         return f"bench.{self.run_id}.floor"
 
     @property
+    def ingest_topic(self) -> str:
+        """The ingest scenario's topic (bench.harness.ingest_scenario): nothing reads it."""
+        return f"bench.{self.run_id}.ingest"
+
+    def pause_venue(self) -> None:
+        """Stop the pipeline's venue streaming, so its ingest and fanout are idle."""
+        assert self.venue is not None
+        self.venue.pause_stream()
+
+    def resume_venue(self) -> None:
+        assert self.venue is not None
+        self.venue.resume_stream()
+
+    @property
     def logs(self) -> Path:
         return self.options.run_dir / "logs"
 
@@ -280,7 +294,7 @@ class Pipeline:
                         replication_factor=1,
                         topic_configs={"message.timestamp.type": "LogAppendTime"},
                     )
-                    for topic in (self.tick_topic, self.floor_topic)
+                    for topic in (self.tick_topic, self.floor_topic, self.ingest_topic)
                 ]
             )
         finally:
@@ -288,7 +302,7 @@ class Pipeline:
         self._topics_created = True
 
     def _run_topics(self) -> list[str]:
-        return [self.tick_topic, self.floor_topic] + [
+        return [self.tick_topic, self.floor_topic, self.ingest_topic] + [
             f"bench.{self.run_id}.{name}" for name in ("chat", "bars")
         ]
 

@@ -146,7 +146,11 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
     lines: list[str] = []
     for result in results:
         f = result.figures
-        if result.name == "fixed":
+        if result.name == "ingest":
+            from bench.harness.ingest_scenario import summary
+
+            lines += summary(f)
+        elif result.name == "fixed":
             rates = f["rates_per_s"]
             lines.append(
                 f"fixed: venue at {f['rate_per_s']:,} entries/s for {f['duration_s']:.0f} s "

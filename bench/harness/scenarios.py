@@ -54,6 +54,8 @@ class ScenarioOptions:
     interval_s: float = 0.5
     #: Seconds of the Kafka floor measurement (bench.harness.kafka_floor).
     floor_s: float = 5.0
+    #: Measured seconds of each phase of the ingest scenario (bench.harness.ingest_scenario).
+    ingest_s: float = 15.0
 
 
 class Progress:

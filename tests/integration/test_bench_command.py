@@ -107,6 +107,40 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
             pass
 
 
+def test_the_ingest_scenario_ends_with_its_headline_against_the_bare_quickfix_floor(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable, "-P", "-m", "mdfeed.cli", "bench",
+            "--scenarios", "ingest", "--ingest-seconds", "2",
+            "--grpc", "1", "--mqtt", "0", "--symbols", "10", "--out", str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"ingest: ([\d,]+) quote updates/s \((\d+\.\d\d) of bare QuickFIX\)", last
+    )
+    assert match, result.stdout[-2000:]
+    assert int(match.group(1).replace(",", "")) > 0
+    assert float(match.group(2)) > 0
+    document = json.loads((out / "results.json").read_text())
+    (ingest,) = document["scenarios"]
+    assert ingest["name"] == "ingest"
+    assert ingest["bare_quickfix"]["fix_msgs_per_s"] > 0
+    assert ingest["bare_quickfix"]["entries_per_x"] > 1  # one request: several per X
+    assert ingest["ingest"]["ticks_per_s"] > 0
+    assert ingest["ingest"]["cores_allowed"] == 1
+    assert ingest["ingest"]["decode_errors"] == 0
+    assert set(ingest["ingest"]["stage_us"]) >= {"decode", "normalize", "produce"}
+
+
 def test_sigterm_stops_everything_the_run_started(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(
