@@ -6,9 +6,10 @@ and noisy, so absolute numbers move from run to run.
 
 Benchmarks measure the installed build, as the tests do (pytest's ``--import-mode=
 importlib``, pyproject.toml), and so do the processes they start (bench.harness.children
-runs them with ``-P``): the session stops before the first benchmark when ``ohlcv.bars``
-or ``fix_spec.codec`` is the pure-Python source rather than the compiled module, or when
-``bench.harness`` is this checkout's rather than the installed one.
+runs them with ``-P``): the session stops before the first benchmark when a module the
+build compiles (setup.py; ``children.compiled_modules``) is the pure-Python source rather
+than the compiled module, or when ``bench.harness`` is this checkout's rather than the
+installed one.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class PriceLevelBook:
     symbol: str
     #: The Kafka key (the symbol's UTF-8 bytes) and the Tick's encoded field 1.
     key: bytes
-    head: list[int]
+    head: bytes
     bids: dict[int, int]
     asks: dict[int, int]
     bid_px: int

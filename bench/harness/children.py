@@ -251,7 +251,15 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
-def compiled_modules(names: Sequence[str] = ("ohlcv.bars", "fix_spec.codec")) -> dict[str, str]:
+def compiled_modules(
+    names: Sequence[str] = (
+        "ohlcv.bars",
+        "fix_spec.codec",
+        "fix_session.normalizer",
+        "fix_session.books",
+        "fix_session.tick_encoding",
+    ),
+) -> dict[str, str]:
     """Where the modules that the build compiles (see setup.py) were imported from."""
     import importlib
 

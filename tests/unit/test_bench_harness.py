@@ -161,7 +161,13 @@ def test_benchmarks_refuse_the_pure_python_source_of_a_compiled_module() -> None
     from bench.harness.children import check_compiled, compiled_modules
 
     files = compiled_modules()
-    assert set(files) == {"ohlcv.bars", "fix_spec.codec"}
+    assert set(files) == {
+        "ohlcv.bars",
+        "fix_spec.codec",
+        "fix_session.normalizer",
+        "fix_session.books",
+        "fix_session.tick_encoding",
+    }
     check_compiled(files)  # the tests, like the benchmarks, import the installed build
     with pytest.raises(RuntimeError, match=r"ohlcv\.bars is /src/ohlcv/bars\.py"):
         check_compiled({**files, "ohlcv.bars": "/src/ohlcv/bars.py"})
