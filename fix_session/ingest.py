@@ -4,8 +4,11 @@ Flow: QuickFIX owns the TCP session (logon, heartbeats, sequence numbers, resend
 schedule, reconnects). Its callback thread does the minimum: it copies the raw message
 (`message.toString()`), stamps the ingest time and appends both to a bounded inbox; the
 QuickFIX `Message` never leaves the callback. The asyncio loop drains the inbox in
-batches: fix_spec's codec decodes the raw text, `BookNormalizer` turns it into Ticks, and
-each Tick is encoded once and handed to the bus producer keyed by symbol.
+slices: the market data decoder reads each raw message into one reused column form
+(`fix_spec.md_columns.MdMessage`: scaled integers and symbols, no object per entry),
+`BookNormalizer.on_message` applies it and appends each tick already encoded, and at the
+end of the slice each symbol's ticks go to the bus producer as one record keyed by the
+symbol (`mdfeed.kernel.tick_records`).
 
 Choices, and why:
 
@@ -39,7 +42,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -49,16 +52,22 @@ from typing import Any
 import quickfix
 
 from fix_spec.codec import FixCodecError
+from fix_spec.md_columns import MdMessage
+from fix_spec.md_from_typed import columns_from_typed
 from mdfeed.kernel.bus import BusProducer
 from mdfeed.kernel.clock import WallClockNs, wall_ns
 from mdfeed.kernel.config import FixSessionConfig
 from mdfeed.kernel.metrics import Histogram
+from mdfeed.kernel.tick_records import batch_record
 
 from .normalizer import BookNormalizer, InvalidEntryError
 
 log = logging.getLogger("mdfeed.fix_session")
 
 _SOH = "\x01"
+#: Messages per turn of the loop: a slice of the inbox is decoded and published, then the
+#: loop runs everything else that waits before the next slice.
+_SLICE_MESSAGES = 2000
 
 
 @dataclass(slots=True)
@@ -74,6 +83,8 @@ class IngestStats:
     resend_requests_sent: int = 0
     requests_sent: int = 0
     ticks_out: int = 0
+    #: Bus records the ticks went out in (one per symbol per slice of the inbox).
+    records_out: int = 0
     #: Increments held back after the bus dropped ticks, until the symbol's snapshot.
     ticks_suppressed: int = 0
     inbox_waits: int = 0
@@ -101,6 +112,21 @@ def codec_module(name: str) -> ModuleType:
     from fix_spec import fix44
 
     return fix44
+
+
+def md_decoder(name: str) -> Callable[[bytes, MdMessage], bool]:
+    """The tick path's decoder for a dictionary: raw FIX -> MdMessage; False when the
+    message is valid but not market data (W, X, Y); FixCodecError when it is not valid."""
+    codec = codec_module(name).CODEC
+
+    def decode(data: bytes, out: MdMessage) -> bool:
+        message = codec.decode(data)
+        if message.MSG_TYPE not in ("W", "X", "Y"):
+            return False
+        columns_from_typed(message, out)
+        return True
+
+    return decode
 
 
 def quickfix_settings(config: FixSessionConfig, log_dir: Path) -> str:
@@ -214,7 +240,11 @@ class FixIngest:
         #: the producer, once per message that passed decoding and normalizing.
         self.latency = Histogram()
         self._clock_ns = clock_ns
-        self._codec = codec_module(config.dictionary).CODEC
+        self._md_decode = md_decoder(config.dictionary)
+        self._md = MdMessage()
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+        self._arrivals: list[int] = []
         self._inbox: collections.deque[tuple[str, int]] = collections.deque()
         self._inbox_max = inbox_max_messages
         self._wakeup_pending = False
@@ -370,52 +400,75 @@ class FixIngest:
         ):
             self._stats.requests_sent += 1
 
-    def _drain(self) -> None:  # noqa: PLR0915 - one inlined message loop
-        """Process what the QuickFIX thread queued, in slices that keep the loop responsive."""
+    def _drain(self) -> None:  # noqa: PLR0912, PLR0915 - one inlined message loop
+        """Process what the QuickFIX thread queued, in slices that keep the loop responsive.
+
+        Per message: the market data decoder fills one reused `MdMessage`, the normalizer
+        appends the ticks' keys and encoded bytes; at the end of the slice each symbol's
+        ticks go to the producer as one record (`mdfeed.kernel.tick_records`), so the
+        Kafka clients' cost is per symbol and slice, not per tick.
+        """
         self._wakeup_pending = False
-        inbox, stats, send = self._inbox, self._stats, self.producer.send
-        decode = self._codec.decode
-        topic = self.topic
-        observe = self.latency.observe
-        clock_ns = self._clock_ns
+        inbox, stats = self._inbox, self._stats
+        md = self._md
+        decode = self._md_decode
+        on_message = self.normalizer.on_message
+        keys, values = self._keys, self._values
+        arrivals = self._arrivals
         stage = stats.stage_ns
         clock = time.perf_counter_ns
-        budget = 2000
+        decode_ns = normalize_ns = 0
+        budget = _SLICE_MESSAGES
+        taken = 0
         while inbox and budget:
             budget -= 1
             raw, ingest_ns = inbox.popleft()
-            stats.messages_in += 1
+            taken += 1
             t0 = clock()
             try:
-                message = decode(raw.encode("latin-1"))
+                is_md = decode(raw.encode("latin-1"), md)
             except FixCodecError as exc:
+                decode_ns += clock() - t0
                 stats.decode_errors += 1
                 stats.last_error = f"decode: {exc}"
                 log.warning("rejected FIX message: %s", exc)
                 continue
             t1 = clock()
+            decode_ns += t1 - t0
+            if not is_md:
+                continue  # other application messages carry no market data
+            msg_type = md.msg_type
+            if msg_type == "Y":
+                self._on_reject(md.md_req_id, md.text, md.rej_reason)
+                continue
+            first = len(values)
             try:
-                ticks = self._normalize(message, ingest_ns)
+                on_message(md, ingest_ns, keys, values)
             except InvalidEntryError as exc:
                 stats.rejected_messages += 1
                 stats.last_error = f"normalize: {exc}"
                 log.warning("rejected market data: %s", exc)
                 continue
             finally:
-                t2 = clock()
-                stage["decode"] += t1 - t0
-                stage["normalize"] += t2 - t1
-            suppressed = self._suppressed
-            for tick in ticks:
-                if suppressed and tick.symbol in suppressed:
-                    if not tick.from_snapshot:
-                        stats.ticks_suppressed += 1
-                        continue
-                    suppressed.discard(tick.symbol)
-                send(topic, tick.symbol.encode(), tick.SerializeToString())
-                stats.ticks_out += 1
+                normalize_ns += clock() - t1
+            if msg_type == "W":
+                self._resyncing.discard(md.symbol)
+            if self._suppressed:
+                self._hold_back(msg_type, md.symbol, first)
+            arrivals.append(ingest_ns)
+        stats.messages_in += taken
+        stage["decode"] += decode_ns
+        stage["normalize"] += normalize_ns
+        if values:
+            t2 = clock()
+            self._publish()
             stage["produce"] += clock() - t2
-            observe((clock_ns() - ingest_ns) * 1e-9)
+        if arrivals:
+            observe = self.latency.observe
+            now = self._clock_ns()
+            for ingest_ns in arrivals:
+                observe((now - ingest_ns) * 1e-9)
+            arrivals.clear()
         self._check_drops()
         if inbox and self._loop is not None and not self._wakeup_pending:
             self._wakeup_pending = True
@@ -424,6 +477,41 @@ class FixIngest:
         stale = self.normalizer.stale - self._resyncing
         if stale:
             self.resync(sorted(stale))
+
+    def _hold_back(self, msg_type: str, symbol: str, first: int) -> None:
+        """After the bus dropped ticks: a symbol's increments wait for its snapshot."""
+        if msg_type == "W":
+            self._suppressed.discard(symbol)
+            return
+        held = {s.encode() for s in self._suppressed}
+        keys, values = self._keys, self._values
+        kept_keys, kept_values = [], []
+        for key, value in zip(keys[first:], values[first:], strict=True):
+            if key in held:
+                self._stats.ticks_suppressed += 1
+            else:
+                kept_keys.append(key)
+                kept_values.append(value)
+        keys[first:] = kept_keys
+        values[first:] = kept_values
+
+    def _publish(self) -> None:
+        """Hand the slice's ticks to the producer: one record per symbol, ticks in order."""
+        keys, values = self._keys, self._values
+        by_key: dict[bytes, list[bytes]] = {}
+        for key, value in zip(keys, values, strict=True):
+            run = by_key.get(key)
+            if run is None:
+                by_key[key] = [value]
+            else:
+                run.append(value)
+        send, topic = self.producer.send, self.topic
+        for key, run in by_key.items():
+            send(topic, key, batch_record(run))
+        self._stats.ticks_out += len(values)
+        self._stats.records_out += len(by_key)
+        keys.clear()
+        values.clear()
 
     def _check_drops(self) -> None:
         dropped = self.producer.stats.dropped
@@ -434,23 +522,14 @@ class FixIngest:
             self._dropped_seen = dropped
             self._suppressed.update(self.symbols)
 
-    def _normalize(self, message: Any, ingest_ns: int) -> list[Any]:
-        msg_type = message.MSG_TYPE
-        fix_seq = message.header.msg_seq_num
-        if msg_type == "X":
-            return self.normalizer.on_incremental(message, fix_seq, ingest_ns)
-        if msg_type == "W":
-            ticks = self.normalizer.on_snapshot(message, fix_seq, ingest_ns)
-            self._resyncing.discard(message.symbol)
-            return ticks
-        if msg_type == "Y":
-            # MDReqID is "<symbol>.<n>" (see _send_request): the symbol is what precedes the
-            # last dot, so a symbol with a dot of its own (BRK.B) reads back whole.
-            symbol = (message.md_req_id or "?.").rpartition(".")[0] or "?"
-            reason = message.text or str(message.md_req_rej_reason or "rejected")
-            self.normalizer.on_reject([symbol], reason)
-            log.warning("venue rejected %s: %s", symbol, reason)
-        return []
+    def _on_reject(self, md_req_id: str, text: str, reason: str) -> None:
+        """A MarketDataRequestReject (Y) for the request `md_req_id`."""
+        # MDReqID is "<symbol>.<n>" (see _send_request): the symbol is what precedes the
+        # last dot, so a symbol with a dot of its own (BRK.B) reads back whole.
+        symbol = (md_req_id or "?.").rpartition(".")[0] or "?"
+        why = text or reason or "rejected"
+        self.normalizer.on_reject([symbol], why)
+        log.warning("venue rejected %s: %s", symbol, why)
 
     def _collect_thread_counts(self) -> None:
         if not self._thread_counts:

@@ -20,6 +20,7 @@ from fix_session.venue import SimulatedVenue
 from fix_session.venue.market import Level
 from mdfeed.kernel.bus import Bus, open_bus
 from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.tick_records import ticks_of
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
@@ -43,7 +44,7 @@ async def read_ticks(bus: Bus, topic: str, expected: int) -> list[pb.Tick]:
         async with asyncio.timeout(30):
             while len(ticks) < expected:
                 for record in await consumer.getmany(timeout_ms=500, max_records=10_000):
-                    ticks.append(pb.Tick.FromString(record.value))
+                    ticks += [pb.Tick.FromString(t) for t in ticks_of(record.value)]
     finally:
         await consumer.stop()
     return ticks

@@ -19,6 +19,7 @@ from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.bus import Bus, BusProducer, open_bus
 from mdfeed.kernel.config import BusConfig, FixSessionConfig, MdfeedConfig, VenueConfig
+from mdfeed.kernel.tick_records import ticks_of
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
@@ -99,9 +100,11 @@ async def read_ticks(bus: Bus, topic: str, expected: int, timeout_s: float = 30)
         async with asyncio.timeout(timeout_s):
             while len(ticks) < expected:
                 for record in await consumer.getmany(timeout_ms=500, max_records=10_000):
-                    tick = pb.Tick.FromString(record.value)
-                    assert record.key == tick.symbol.encode()
-                    ticks.append(tick)
+                    # One record per symbol and slice of the inbox, keyed by the symbol.
+                    for encoded in ticks_of(record.value):
+                        tick = pb.Tick.FromString(encoded)
+                        assert record.key == tick.symbol.encode()
+                        ticks.append(tick)
     finally:
         await consumer.stop()
     return ticks

@@ -22,6 +22,7 @@ import pytest
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.bus import open_bus
 from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.tick_records import ticks_of
 from mdfeed.stack.scratch import free_port
 from proto import mdfeed_pb2 as pb
 
@@ -92,9 +93,10 @@ async def test_ingest_publishes_the_venues_ticks_to_kafka(
             async with consumer, asyncio.timeout(60):
                 while {t.symbol for t in ticks} != set(SYMBOLS) or len(ticks) < 300:
                     for record in await consumer.getmany(timeout_ms=500, max_records=1000):
-                        tick = pb.Tick.FromString(record.value)
-                        assert record.key == tick.symbol.encode()
-                        ticks.append(tick)
+                        for encoded in ticks_of(record.value):
+                            tick = pb.Tick.FromString(encoded)
+                            assert record.key == tick.symbol.encode()
+                            ticks.append(tick)
     for symbol in SYMBOLS:
         seqs = [t.seq for t in ticks if t.symbol == symbol]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), symbol  # no gap, in order

@@ -21,6 +21,7 @@ from fix_spec.fix44.messages import MarketDataIncrementalRefresh as X
 from fix_spec.fix44.messages import MarketDataSnapshotFullRefresh as W
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, FixSessionConfig
+from mdfeed.kernel.tick_records import ticks_of
 from proto import mdfeed_pb2 as pb
 
 SYMBOLS = ("AAPL", "MSFT")
@@ -77,11 +78,13 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
         for symbol in SYMBOLS:
             seq += 1
             ingest._inbox.append((snapshot(symbol, seq, "1.00"), 0))
-        # Twenty increments in one loop turn: 40 ticks into a buffer of 4 -> drops.
+        ingest._drain()
+        # Twenty increments, each in a slice of its own, before the bus takes any: 40
+        # records (one per symbol and slice) into a buffer of 4 -> drops.
         for i in range(20):
             seq += 1
             ingest._inbox.append((increment(seq, f"1.{i + 1:02d}"), 0))
-        ingest._drain()
+            ingest._drain()
         assert producer.stats.dropped > 0
         suppressed_before = ingest.stats.ticks_suppressed
         # The bus drains and says so; further increments are still held back.
@@ -101,8 +104,9 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
         assert await producer.flush(5)
         delivered: dict[str, list[pb.Tick]] = defaultdict(list)
         for record in await consumer.getmany(timeout_ms=100, max_records=1000):
-            tick = pb.Tick.FromString(record.value)
-            delivered[tick.symbol].append(tick)
+            for encoded in ticks_of(record.value):
+                tick = pb.Tick.FromString(encoded)
+                delivered[tick.symbol].append(tick)
     finally:
         await consumer.stop()
         await producer.stop()
