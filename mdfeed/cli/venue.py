@@ -25,7 +25,7 @@ from mdfeed.composition import compose
 from mdfeed.kernel.config import MdfeedConfig, VenueConfig
 from mdfeed.kernel.lifecycle import stop_on_signals
 
-__all__ = ["register_cli", "run_venue_command", "serve"]
+__all__ = ["register_cli", "run_venue_command", "serve", "venue_config_from_args"]
 
 
 _CLI_DESCRIPTION = """\
@@ -131,7 +131,17 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 def run_venue_command(args: argparse.Namespace) -> int:
     """``mdfeed venue``: load the config, apply the options, serve until Ctrl-C."""
     config = config_from_args(args)
-    venue_config = config.venue
+    venue_config = venue_config_from_args(config.venue, args)
+    setup_logging(config.log)
+    return run_async(_serve_until_signal(venue_config))
+
+
+def venue_config_from_args(venue_config: VenueConfig, args: argparse.Namespace) -> VenueConfig:
+    """The ``[venue]`` section with the command line's options applied.
+
+    On the fast stream (``--fast`` or ``venue.stream = "fast"``) ``--rate`` is its cap,
+    ``fast_rate_ticks_per_s``; otherwise the random walk's ``rate_ticks_per_s``.
+    """
     overrides: dict[str, Any] = {}  # argparse's values, each parsed to its field's type
     for option, key in (
         ("host", "host"),
@@ -145,13 +155,10 @@ def run_venue_command(args: argparse.Namespace) -> int:
             overrides[key] = value
     if getattr(args, "fast", False):
         overrides["stream"] = "fast"
-    if (
-        overrides.get("stream") or venue_config.stream
-    ) == "fast" and "rate_ticks_per_s" in overrides:
+    fast = overrides.get("stream", venue_config.stream) == "fast"
+    if fast and "rate_ticks_per_s" in overrides:
         overrides["fast_rate_ticks_per_s"] = overrides.pop("rate_ticks_per_s")
-    venue_config = dataclasses.replace(venue_config, **overrides)
-    setup_logging(config.log)
-    return run_async(_serve_until_signal(venue_config))
+    return dataclasses.replace(venue_config, **overrides)
 
 
 async def _serve_until_signal(config: VenueConfig) -> int:

@@ -19,7 +19,7 @@ from fix_spec import fix44
 from fix_spec.fix44.enums import EncryptMethod
 from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import Logon
-from mdfeed.cli.venue import register_cli, run_venue_command, serve
+from mdfeed.cli.venue import register_cli, run_venue_command, serve, venue_config_from_args
 from mdfeed.kernel.config import ConfigError, VenueConfig
 
 # The venue subcommand as mdfeed/cli/main.py mounts it, in a process of its own (run with -P:
@@ -50,6 +50,17 @@ def test_options_parse_into_the_namespace_the_handler_reads() -> None:
     assert args.symbols == ("AAPL", "MSFT")
     defaults = parser().parse_args(["venue"])
     assert (defaults.config, defaults.port, defaults.rate, defaults.symbols) == (None,) * 4
+
+
+def test_fast_takes_the_rate_as_its_cap_and_the_random_walk_keeps_its_own() -> None:
+    base = VenueConfig()
+    fast = venue_config_from_args(base, parser().parse_args(["venue", "--fast", "--rate", "9000"]))
+    assert (fast.stream, fast.fast_rate_ticks_per_s) == ("fast", 9000)
+    assert fast.rate_ticks_per_s == base.rate_ticks_per_s
+    uncapped = venue_config_from_args(base, parser().parse_args(["venue", "--fast"]))
+    assert (uncapped.stream, uncapped.fast_rate_ticks_per_s) == ("fast", 0)
+    walk = venue_config_from_args(base, parser().parse_args(["venue", "--rate", "9000"]))
+    assert (walk.stream, walk.rate_ticks_per_s, walk.fast_rate_ticks_per_s) == ("random", 9000, 0)
 
 
 def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
