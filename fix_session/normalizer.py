@@ -291,13 +291,15 @@ class BookNormalizer:
             px = prices[i]
             deleted = actions[i] == DELETE
             if kind == TRADE:
-                size = sizes[i]
+                # A deleted trade (a bust) is a tick too: size 0, at SendingTime.
                 if deleted:
                     book.set_last(0 if px == ABSENT else px, 0)
+                    venue_ns = sending_ns
                 else:
+                    size = sizes[i]
                     book.set_last(px, 0 if size == ABSENT else size)
+                    venue_ns = _venue_ns(md.time_ns[i], sending_ns)
                 stats.trades_out += 1
-                venue_ns = _venue_ns(md.time_ns[i], sending_ns)
                 _emit(
                     book,
                     _TRADE_TICK,

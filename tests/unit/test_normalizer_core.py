@@ -192,3 +192,10 @@ def test_increments_before_a_snapshot_start_a_book_and_sequences_stay_contiguous
     assert seqs + [t.seq for _, t in ticks] == list(range(1, 12))
     assert ticks[0][1].from_snapshot
     assert n.stats.entries == 11
+
+
+def test_a_deleted_trade_is_a_tick_of_size_zero_at_sending_time() -> None:
+    n = booked()
+    [(_, bust)] = run(n, x((DELETE, TRADE, "AAPL", 101 * E8, 0), times={0: 3_600_000_000_000}))
+    assert (bust.kind, bust.last_px_e8, bust.last_size_e8) == (pb.TICK_KIND_TRADE, 101 * E8, 0)
+    assert bust.venue_time_ns == SENDING_NS
