@@ -10,8 +10,12 @@ For a dictionary the generator writes one package:
   named after the component and the group (``MDIncGrpNoMDEntries``);
 - ``header.py``: ``Header``, ``Trailer`` and ``Message``, the base of all messages;
 - ``messages/<snake_name>.py``: one module per message, one class each;
-- ``__init__.py``: the codec bound to this dictionary (``decode``, ``encode``) and
-  ``MESSAGES`` by MsgType.
+- ``md_layout.py``: when the dictionary has W, X and Y, what the market data fast path
+  (`fix_spec.md_decoder`) reads of them: the tags of each level, the required ones, the
+  nested groups and DATA fields it leaves to the codec, the NoMDEntries delimiters and the
+  valid codes of MDEntryType, MDUpdateAction and MDReqRejReason;
+- ``__init__.py``: the codec bound to this dictionary (``decode``, ``encode``),
+  ``MESSAGES`` by MsgType and, with ``md_layout.py``, the fast decoder ``MD_DECODER``.
 
 Components are flattened: their fields become attributes of the message (or group entry)
 that includes them, in dictionary order. The wire format has no component boundaries, the
@@ -326,7 +330,7 @@ def generate_package(spec: PackageSpec, dictionaries_dir: Path, out_dir: Path) -
                    "header", aliases=header_aliases, optional_init=True),
         _ClassSpec("Trailer", "The standard trailer, less CheckSum.", trailer_slots, "header",
                    aliases=trailer_aliases, optional_init=True),
-    ]  # fmt: skip
+    ]
     message_specs: list[_ClassSpec] = []
     for msg in d.messages.values():
         module = f"messages.{snake_case(msg.name)}"
@@ -481,6 +485,18 @@ def generate_package(spec: PackageSpec, dictionaries_dir: Path, out_dir: Path) -
     lines += ["]", ""]
     _write(pkg_dir / "messages" / "__init__.py", "\n".join(lines), written)
 
+    # md_layout.py
+    md_layout = _md_layout_module(
+        head,
+        spec=spec,
+        d=d,
+        header_classes=header_classes,
+        message_specs=message_specs,
+        classes=builder.classes,
+    )
+    if md_layout is not None:
+        _write(pkg_dir / "md_layout.py", md_layout, written)
+
     # __init__.py
     merged = ""
     if spec.write_merged_xml:
@@ -541,9 +557,125 @@ def generate_package(spec: PackageSpec, dictionaries_dir: Path, out_dir: Path) -
         "    return CODEC.encode(message)",
         "",
     ]
+    if md_layout is not None:
+        lines += [
+            "",
+            "#: The market data fast path: raw W, X and Y into fix_spec.md_columns.MdMessage.",
+            "MD_DECODER: Final = MdDecoder(md_layout.LAYOUT)",
+            "",
+        ]
+        at = lines.index("from fix_spec.runtime import FixMessage")
+        lines[at + 1 : at + 2] = [
+            "from fix_spec.md_decoder import MdDecoder",
+            "from . import enums, md_layout, tags",
+        ]
     _write(pkg_dir / "__init__.py", "\n".join(lines), written)
     _write(pkg_dir / "py.typed", "", written)
     return written
+
+
+#: The market data messages the fast path reads, and the enums whose codes it checks.
+_MD_MESSAGES = ("W", "X", "Y")
+_MD_ENUMS = (
+    ("MD_ENTRY_TYPE_CODES", "MDEntryType"),
+    ("MD_UPDATE_ACTION_CODES", "MDUpdateAction"),
+    ("MD_REQ_REJ_REASON_CODES", "MDReqRejReason"),
+)
+
+
+def _level_lines(
+    name: str, doc: str, slots: Sequence[_FieldSlot | _GroupSlot], keep_group: int | None = None
+) -> list[str]:
+    tags = [s.count.tag if isinstance(s, _GroupSlot) else s.field.tag for s in slots]
+    required = [t for t, s in zip(tags, slots, strict=True) if s.required]
+    opaque = [
+        t
+        for t, s in zip(tags, slots, strict=True)
+        if (isinstance(s, _GroupSlot) and t != keep_group)
+        or (isinstance(s, _FieldSlot) and value_type(s.field.type) is ValueType.DATA)
+    ]
+    return [
+        "",
+        f"#: {doc}",
+        f"{name}: Final = MdLevel(",
+        f"    tags={tuple(tags)!r},",
+        f"    required={tuple(required)!r},",
+        f"    opaque={tuple(opaque)!r},",
+        ")",
+    ]
+
+
+def _md_layout_module(
+    head: str,
+    *,
+    spec: PackageSpec,
+    d: Dictionary,
+    header_classes: Sequence[_ClassSpec],
+    message_specs: Sequence[_ClassSpec],
+    classes: dict[str, _ClassSpec],
+) -> str | None:
+    """The md_layout module of a dictionary with W, X and Y; None without them."""
+    by_type = {m.msg_type: m for m in message_specs}
+    if not all(t in by_type for t in _MD_MESSAGES):
+        return None
+    entries_tag = d.field("NoMDEntries").tag
+    lines = [
+        head,
+        f'"""What the market data fast path reads of {spec.title}: see fix_spec.md_decoder.',
+        "",
+        "Each level lists the tags the dictionary defines there (in dictionary order), the",
+        "required ones, and the opaque ones (nested repeating groups, DATA fields), whose",
+        "messages the decoder leaves to the typed codec. A NoMDEntries entry starts with its",
+        "first tag, the group's delimiter.",
+        '"""',
+        "",
+        "from typing import Final",
+        "",
+        "from fix_spec.md_decoder import MdLayout, MdLevel",
+        "from .tags import DATA_LENGTHS, FIELD_NAMES",
+        "",
+        f"BEGIN_STRING: Final = {d.begin_string!r}",
+    ]
+    for const, field_name in _MD_ENUMS:
+        codes = tuple(v.value for v in d.field(field_name).values)
+        lines.append(f"#: Valid {field_name} ({d.field(field_name).tag}) codes; () for any value.")
+        lines.append(f"{const}: Final = {codes!r}")
+    header, trailer = header_classes
+    lines += _level_lines("HEADER", "The standard header, less the framing fields.", header.slots)
+    lines += _level_lines("TRAILER", "The standard trailer, less CheckSum.", trailer.slots)
+    bodies: list[str] = []
+    entries: list[str] = []
+    for msg_type in _MD_MESSAGES:
+        m = by_type[msg_type]
+        name = f"{msg_type}_BODY"
+        lines += _level_lines(name, f"{m.name} ({msg_type}).", m.slots, keep_group=entries_tag)
+        bodies.append(f"{msg_type!r}: {name}")
+        for slot in m.slots:
+            if isinstance(slot, _GroupSlot) and slot.count.tag == entries_tag:
+                entry = classes[slot.entry_class]
+                entry_name = f"{msg_type}_ENTRY"
+                lines += _level_lines(
+                    entry_name, f"An entry of {m.name}'s NoMDEntries ({entry.name}).", entry.slots
+                )
+                entries.append(f"{msg_type!r}: {entry_name}")
+    lines += [
+        "",
+        "LAYOUT: Final = MdLayout(",
+        "    begin_string=BEGIN_STRING,",
+        "    known_tags=FIELD_NAMES,",
+        "    data_tags=DATA_LENGTHS,",
+        "    field_names=FIELD_NAMES,",
+        "    header=HEADER,",
+        "    trailer=TRAILER,",
+        f"    bodies={{{', '.join(bodies)}}},",
+        f"    entries={{{', '.join(entries)}}},",
+        "    md_entry_type_codes=MD_ENTRY_TYPE_CODES,",
+        "    md_update_action_codes=MD_UPDATE_ACTION_CODES,",
+        "    md_req_rej_reason_codes=MD_REQ_REJ_REASON_CODES,",
+        ")",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _clear_generated(pkg_dir: Path) -> None:

@@ -10,7 +10,8 @@ from typing import Final
 
 from fix_spec.codec import Codec
 from fix_spec.runtime import FixMessage
-from . import enums, tags
+from fix_spec.md_decoder import MdDecoder
+from . import enums, md_layout, tags
 from .header import Header, Message, Trailer
 from .messages import (
     Heartbeat,
@@ -369,3 +370,7 @@ def decode(data: bytes) -> FixMessage:
 def encode(message: FixMessage) -> bytes:
     """Encode one message with BodyLength and CheckSum; raises FixEncodeError."""
     return CODEC.encode(message)
+
+
+#: The market data fast path: raw W, X and Y into fix_spec.md_columns.MdMessage.
+MD_DECODER: Final = MdDecoder(md_layout.LAYOUT)

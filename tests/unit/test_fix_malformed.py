@@ -10,27 +10,13 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from fix_wire import VALID, X_BODY, frame, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fix_spec import fix44, venue44
 from fix_spec.codec import FixCodecError, FixDecodeError
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh
-
-X_BODY = (
-    "35=X|49=VENUE|56=MDFEED|34=4|52=20261122-14:30:00.250|262=req-1|268=2|"
-    "279=0|269=0|55=AAPL|270=189.49|271=300|"
-    "279=1|269=1|55=AAPL|270=189.52|271=250|"
-)
-
-
-def frame(body: str | bytes, begin: bytes = b"FIX.4.4") -> bytes:
-    raw = body.replace("|", "\x01").encode("latin-1") if isinstance(body, str) else body
-    head = b"8=%s\x019=%d\x01" % (begin, len(raw))
-    return head + raw + b"10=%03d\x01" % (sum(head + raw) % 256)
-
-
-VALID = frame(X_BODY)
 
 
 def test_the_valid_message_decodes() -> None:
@@ -169,32 +155,6 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 @given(st.binary(max_size=300))
 def test_fuzz_random_bodies_with_valid_framing(body: bytes) -> None:
     _decode_or_documented_error(frame(body))
-
-
-@st.composite
-def mutations(draw: st.DrawFn, base: bytes) -> bytes:
-    data = bytearray(base)
-    for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["flip", "delete", "insert", "dup"]))
-        if not data:
-            break
-        at = draw(st.integers(0, len(data) - 1))
-        if op == "flip":
-            data[at] = draw(
-                st.sampled_from([0x01, ord("="), ord("0"), ord("9"), ord("-"), 0xFF, ord("A")])
-            )
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-        elif op == "insert":
-            data[at:at] = draw(
-                st.sampled_from(
-                    [b"\x01", b"=", b"268=1\x01", b"279=0\x01", b"9999=x\x01", b"55=\x01"]
-                )
-            )
-        else:
-            end = min(len(data), at + draw(st.integers(1, 40)))
-            data[at:at] = data[at:end]
-    return bytes(data)
 
 
 @FUZZ
