@@ -37,7 +37,9 @@ benchmark measures the reader, not the simulator.
 Measured on the shared 2-core development machine (``mdfeed venue --fast``, uvloop, 50
 symbols in one MarketDataRequest) against a reader in another process that only counts
 bytes, X frames and entries over 5-8 s: 2.2M-3.5M entries/s (112K-175K X/s, 19.9 entries
-per X, 144-226 MB/s), the venue at ~0.65 of a core, the reader being the limit.
+per X, 144-226 MB/s), the venue at ~0.65 of a core, the reader being the limit; with the
+machine at load average ~4.7, ``bench/test_venue_fast_bench.py`` saw 1.38M entries/s with
+the venue at 0.35 CPU s per s.
 """
 
 from __future__ import annotations
