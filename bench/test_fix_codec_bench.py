@@ -8,6 +8,11 @@ Peers, each timed on the same wire bytes in the same run:
 Each benchmark reads the same five fields of each of the ten entries (action, type,
 symbol, price, size). `make bench` prints each group (decode-X-10, encode-X-10) as one
 pytest-benchmark table, so the codec and its peers are read side by side in one run.
+
+The market data fast path (`fix_spec.md_decoder`, raw bytes into MdMessage columns) has its
+own groups, against the typed decode read into the same columns (`columns_from_typed`):
+md-decode, for X-10 (the messages above) and X-20 (20 entries over 4 symbols), each
+with and without the CheckSum sum (`verify_checksum=False`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from fix_spec import fix44
 from fix_spec.fix44 import enums
 from fix_spec.fix44.header import Header
 from fix_spec.fix44.messages import MarketDataIncrementalRefresh
+from fix_spec.md_columns import MdMessage
+from fix_spec.md_decoder import MdDecoder
+from fix_spec.md_from_typed import columns_from_typed
 
 T = TypeVar("T")
 
@@ -221,3 +229,105 @@ def test_encode_simplefix(benchmark: BenchmarkFixture) -> None:
     decoded = fix44.decode(benchmark(run))
     assert isinstance(decoded, MarketDataIncrementalRefresh)
     assert len(decoded.no_md_entries) == ENTRIES
+
+
+# -- the market data fast path -------------------------------------------------------------
+
+MD_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN")
+
+
+def _multi_symbol(rng: random.Random, seq: int, mids: list[Decimal]) -> bytes:
+    """A 20-entry X over four symbols: per symbol a bid and an offer change, then trades."""
+    entries = []
+    for i in range(20):
+        s = i % len(MD_SYMBOLS)
+        side = (i // len(MD_SYMBOLS)) % 3
+        kind = (enums.MDEntryType.BID, enums.MDEntryType.OFFER, enums.MDEntryType.TRADE)[side]
+        offset = Decimal((1, -1, 0)[side]) / 100
+        entries.append(
+            MarketDataIncrementalRefresh.NoMDEntries(
+                md_update_action=(
+                    enums.MDUpdateAction.CHANGE if side < 2 else enums.MDUpdateAction.NEW
+                ),
+                md_entry_type=kind,
+                symbol=MD_SYMBOLS[s],
+                md_entry_px=mids[s] - offset,
+                md_entry_size=Decimal(rng.randrange(1, 50) * 100),
+                md_entry_time=_entry_time(seq),
+            )
+        )
+    message = MarketDataIncrementalRefresh(
+        md_req_id="all",
+        no_md_entries=entries,
+        header=Header(
+            sender_comp_id="VENUE",
+            target_comp_id="MDFEED",
+            msg_seq_num=seq,
+            sending_time=1_795_357_800_125_000_000 + seq * 1_000_000,
+        ),
+    )
+    return fix44.encode(message)
+
+
+def _multi_symbol_variants() -> list[bytes]:
+    rng = random.Random(7)
+    mids = [Decimal("189.50"), Decimal("415.10"), Decimal("120.25"), Decimal("185.00")]
+    out = []
+    for seq in range(1, VARIANTS + 1):
+        mids = [m + Decimal(rng.choice((-1, 0, 1))) / 100 for m in mids]
+        out.append(_multi_symbol(rng, seq, mids))
+    return out
+
+
+WIRES_20 = _multi_symbol_variants()
+MD_WIRES = {"X-10": WIRES, "X-20": WIRES_20}
+MD_ENTRIES = {"X-10": ENTRIES, "X-20": 20}
+TRUSTING = MdDecoder(fix44.md_layout.LAYOUT, verify_checksum=False)
+
+
+def _md_run(
+    benchmark: BenchmarkFixture, shape: str, decode: Callable[[bytes, MdMessage], bool]
+) -> None:
+    next_wire = _cycle(MD_WIRES[shape])
+    out = MdMessage()
+
+    def run() -> MdMessage:
+        decode(next_wire(), out)
+        return out
+
+    result = benchmark(run)
+    assert result.count == MD_ENTRIES[shape]
+    assert result.px_e8[0] > 0
+    benchmark.extra_info["entries"] = MD_ENTRIES[shape]
+
+
+def _typed_columns(data: bytes, out: MdMessage) -> bool:
+    columns_from_typed(fix44.decode(data), out)
+    return True
+
+
+@pytest.mark.parametrize("shape", ["X-10", "X-20"])
+@pytest.mark.benchmark(group="md-decode")
+def test_md_decode_fast(benchmark: BenchmarkFixture, shape: str) -> None:
+    _md_run(benchmark, shape, fix44.MD_DECODER.decode)
+
+
+@pytest.mark.parametrize("shape", ["X-10", "X-20"])
+@pytest.mark.benchmark(group="md-decode")
+def test_md_decode_fast_without_checksum(benchmark: BenchmarkFixture, shape: str) -> None:
+    _md_run(benchmark, shape, TRUSTING.decode)
+
+
+@pytest.mark.parametrize("shape", ["X-10", "X-20"])
+@pytest.mark.benchmark(group="md-decode")
+def test_md_decode_typed_then_columns(benchmark: BenchmarkFixture, shape: str) -> None:
+    _md_run(benchmark, shape, _typed_columns)
+
+
+@pytest.mark.parametrize("shape", ["X-10", "X-20"])
+@pytest.mark.benchmark(group="md-decode")
+def test_md_decode_typed_only(benchmark: BenchmarkFixture, shape: str) -> None:
+    next_wire = _cycle(MD_WIRES[shape])
+    message = benchmark(lambda: fix44.decode(next_wire()))
+    assert isinstance(message, MarketDataIncrementalRefresh)
+    assert len(message.no_md_entries) == MD_ENTRIES[shape]
