@@ -258,6 +258,7 @@ def compiled_modules(
         "fix_session.normalizer",
         "fix_session.books",
         "fix_session.tick_encoding",
+        "fix_spec.md_columns",
     ),
 ) -> dict[str, str]:
     """Where the modules that the build compiles (see setup.py) were imported from."""

@@ -167,6 +167,7 @@ def test_benchmarks_refuse_the_pure_python_source_of_a_compiled_module() -> None
         "fix_session.normalizer",
         "fix_session.books",
         "fix_session.tick_encoding",
+        "fix_spec.md_columns",
     }
     check_compiled(files)  # the tests, like the benchmarks, import the installed build
     with pytest.raises(RuntimeError, match=r"ohlcv\.bars is /src/ohlcv/bars\.py"):
