@@ -36,7 +36,9 @@ READ_TAGS = {8, 9, 10, 35, 34, 52, 262, 55, 58, 281, 268, 279, 269, 270, 271, 27
 
 
 def _columns(md: MdMessage) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, list) else v for k, v in vars(md).items()}
+    # Every public field by name: MdMessage is compiled, a native class without __dict__.
+    fields = (k for k in dir(md) if not k.startswith("_") and not callable(getattr(md, k)))
+    return {k: list(v) if isinstance(v := getattr(md, k), list) else v for k in fields}
 
 
 def _outcome(package: ModuleType, raw: bytes) -> tuple[str, Any]:
