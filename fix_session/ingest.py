@@ -53,6 +53,7 @@ import quickfix
 
 from fix_spec.codec import FixCodecError
 from fix_spec.md_columns import MdMessage
+from fix_spec.md_decoder import MdDecoder
 from fix_spec.md_from_typed import columns_from_typed
 from mdfeed.kernel.bus import BusProducer
 from mdfeed.kernel.clock import WallClockNs, wall_ns
@@ -116,10 +117,20 @@ def codec_module(name: str) -> ModuleType:
 
 def md_decoder(name: str) -> Callable[[bytes, MdMessage], bool]:
     """The tick path's decoder for a dictionary: raw FIX -> MdMessage; False when the
-    message is valid but not market data (W, X, Y); FixCodecError when it is not valid."""
-    codec = codec_module(name).CODEC
+    message is valid but not market data (W, X, Y); FixCodecError when it is not valid.
+
+    `fix_spec.md_decoder.MdDecoder` reads W/X/Y without an object per entry; the rare
+    shapes it leaves to the typed codec (a nested group in an entry, a DATA field) are
+    decoded by the codec and read into the same columns. The CheckSum is not summed again:
+    QuickFIX has verified it, and `toString()` writes the message anew.
+    """
+    module = codec_module(name)
+    codec = module.CODEC
+    fast = MdDecoder(module.md_layout.LAYOUT, verify_checksum=False).decode
 
     def decode(data: bytes, out: MdMessage) -> bool:
+        if fast(data, out):
+            return True
         message = codec.decode(data)
         if message.MSG_TYPE not in ("W", "X", "Y"):
             return False
