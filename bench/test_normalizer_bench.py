@@ -161,8 +161,9 @@ def _core(benchmark: BenchmarkFixture, messages: list[MdMessage]) -> None:
         return len(values)
 
     assert benchmark(run) > 0
-    benchmark.extra_info["ticks_per_message"] = normalizer.stats.quotes_out / max(
-        1, normalizer.stats.increments + normalizer.stats.snapshots
+    stats = normalizer.stats
+    benchmark.extra_info["ticks_per_message"] = (stats.quotes_out + stats.trades_out) / max(
+        1, stats.increments + stats.snapshots
     )
 
 
