@@ -34,6 +34,11 @@ every field's type; QuickFIX, which hands the ingest its messages, has validated
 it locates the body). For messages QuickFIX has already validated and serialized again;
 the saving is measured in bench/test_fix_codec_bench.py.
 
+How: one pass over the body's bytes. Tags are read as ints in place and looked up in a
+list per level (tag -> code), prices, sizes, times and counts are parsed from the bytes
+without slicing them; only strings (symbols, through a cache, and IDs) are sliced out.
+Values outside the common forms (more than 10 integer or 8 fraction digits, ...) go
+through the exact slow path, which follows `fix_spec.md_from_typed` to the letter.
 Compiled with mypyc (setup.py): module constants are Final, locals typed, and the loops
 branch on small int codes rather than calling a function per field.
 """
@@ -61,9 +66,15 @@ from fix_spec.md_columns import (
 from fix_spec.md_from_typed import scaled_e8
 
 _SOH: Final = b"\x01"
+_SOH_BYTE: Final = 1
+_EQ_BYTE: Final = 61
+_END: Final = -2 << 40
+_MISALIGNED: Final = -3 << 40
+#: 10 ** (8 - fraction digits): the scale of a fraction of that many digits.
+_SCALE: Final[list[int]] = [10 ** (8 - d) for d in range(9)]
+#: 10 ** (9 - fraction digits), for nanoseconds.
+_TIME_SCALE: Final[list[int]] = [10 ** (9 - d) for d in range(10)]
 _EQ: Final = b"="
-_FIELD_SKELETON: Final = b"=\x01"
-_ALL_BUT_SEPARATORS: Final = bytes(b for b in range(256) if b not in b"=\x01")
 _INT64_LIMIT: Final = 1 << 63
 _E8: Final = 100_000_000
 _DAY_NS: Final = 86_400_000_000_000
@@ -175,32 +186,62 @@ _ENTRY_READ: Final = {
 }
 
 
-class _Level:
-    """A level compiled for decoding: tag bytes -> code, and the required codes."""
+_KNOWN_ELSEWHERE: Final = -3
+_ENCLOSING: Final = -4
+_UNKNOWN: Final = -1 << 40  # a tag with a leading zero or more than 9 digits: never defined
 
-    def __init__(self, level: MdLevel, read: dict[int, int]) -> None:
-        self.codes: dict[bytes, int] = {}
-        self.tags: list[int] = []
+
+class _Level:
+    """A level compiled for decoding: the code of every tag (a list indexed by tag), and
+    the required codes."""
+
+    def __init__(
+        self,
+        level: MdLevel,
+        read: dict[int, int],
+        *,
+        known: frozenset[int],
+        data_tags: frozenset[int],
+        enclosing: frozenset[int] = frozenset(),
+    ) -> None:
+        self.tags: list[int] = list(level.tags)
+        codes: dict[int, int] = {}
         for index, tag in enumerate(level.tags):
-            code = _OPAQUE if tag in level.opaque else read.get(tag, _OTHER + index)
-            self.codes[str(tag).encode()] = code
-            self.tags.append(tag)
-        for tag in level.opaque:
-            self.codes[str(tag).encode()] = _OPAQUE
+            codes[tag] = _OPAQUE if tag in level.opaque else read.get(tag, _OTHER + index)
+        # Any DATA field, wherever it stands: the typed codec checks it against its length.
+        for tag in [*level.opaque, *data_tags]:
+            codes[tag] = _OPAQUE
+        size = max([*known, *codes, 0]) + 1
+        table = [_NOT_HERE] * size
+        for tag in known:
+            table[tag] = _KNOWN_ELSEWHERE
+        for tag in enclosing:
+            table[tag] = _ENCLOSING
+        for tag, code in codes.items():
+            table[tag] = code
+        #: tag -> code; a tag past the end is _NOT_HERE.
+        self.table: list[int] = table
+        self.size: int = size
+        self.codes = codes
         required = 0
         for tag in level.required:
-            code = self.codes.get(str(tag).encode(), _OPAQUE)
+            code = codes.get(tag, _OPAQUE)
             if code >= 0:
                 required |= 1 << code
         #: Bits (1 << code) of the required fields, read or not.
         self.required_mask: int = required
-        self.first_tag: bytes = str(level.tags[0]).encode() if level.tags else b""
+        self.first_tag: int = level.tags[0] if level.tags else -1
+
+    def code(self, tag: int) -> int:
+        if 0 <= tag < self.size:
+            return self.table[tag]
+        return _NOT_HERE
 
     def missing(self, seen: int) -> int:
         """The tag of the first required field whose bit is not in `seen`."""
-        for tag_bytes, code in self.codes.items():
+        for tag, code in self.codes.items():
             if code >= 0 and self.required_mask & (1 << code) and not seen & (1 << code):
-                return int(tag_bytes)
+                return tag
         return 0
 
 
@@ -212,25 +253,28 @@ class MdDecoder:
         self.verify_checksum = verify_checksum
         self._field_names = layout.field_names
         self._prefix = b"8=" + layout.begin_string.encode() + b"\x019="
-        self._known: frozenset[bytes] = frozenset(str(t).encode() for t in layout.known_tags)
-        self._data_tags: frozenset[bytes] = frozenset(str(t).encode() for t in layout.data_tags)
-        self._header = _Level(layout.header, _HEADER_READ)
-        self._trailer_tags: frozenset[bytes] = frozenset(
-            str(t).encode() for t in layout.trailer.tags
-        )
+        known = frozenset(layout.known_tags)
+        data_tags = frozenset(layout.data_tags)
+        self._data_tags: frozenset[bytes] = frozenset(str(t).encode() for t in data_tags)
+        self._header = _Level(layout.header, _HEADER_READ, known=known, data_tags=data_tags)
+        trailer = frozenset(layout.trailer.tags)
         self._bodies: dict[bytes, _Level] = {}
         self._entries: dict[bytes, _Level] = {}
-        self._enclosing: dict[bytes, frozenset[bytes]] = {}
         for msg_type, body in layout.bodies.items():
             key = msg_type.encode()
-            self._bodies[key] = _Level(body, _BODY_READ)
+            # A body stops at the trailer's fields (Signature: DATA): left to the codec.
+            self._bodies[key] = _Level(
+                body, _BODY_READ, known=known, data_tags=data_tags | trailer
+            )
             entry = layout.entries.get(msg_type)
             if entry is not None:
-                compiled = _Level(entry, _ENTRY_READ)
-                self._entries[key] = compiled
                 # A tag of the body or the trailer ends the group, as in the typed codec.
-                self._enclosing[key] = self._trailer_tags | frozenset(
-                    str(t).encode() for t in body.tags
+                self._entries[key] = _Level(
+                    entry,
+                    _ENTRY_READ,
+                    known=known,
+                    data_tags=data_tags,
+                    enclosing=trailer | frozenset(body.tags),
                 )
         self._kind_codes: frozenset[bytes] = frozenset(
             c.encode() for c in layout.md_entry_type_codes
@@ -241,6 +285,8 @@ class MdDecoder:
         self._reject_codes: frozenset[bytes] = frozenset(
             c.encode() for c in layout.md_req_rej_reason_codes
         )
+        self._kind_chars = _char_table(self._kind_codes)
+        self._action_chars = _char_table(self._action_codes)
         self._e8_cache: dict[bytes, int] = {}
         self._time_cache: dict[bytes, int] = {}
         self._date_cache: dict[bytes, int] = {}
@@ -383,26 +429,25 @@ class MdDecoder:
         """Read one whole message into `out`; False: leave it to the typed codec."""
         out.clear()
         body = self._body(data)
-        if not body.endswith(_SOH):
+        n = len(body)
+        if n == 0 or body[n - 1] != _SOH_BYTE:
             raise FixDecodeError("the last body field is not terminated by SOH")
-        toks = body.replace(_SOH, _EQ).split(_EQ)
-        toks.pop()
-        n = len(toks)
-        # Exactly one '=' in every field, else the split above does not align tags and
-        # values: such a message (a Text holding '=', a DATA field) is the typed codec's.
-        if body.translate(None, _ALL_BUT_SEPARATORS) != _FIELD_SKELETON * (n >> 1):
-            return self._misaligned(body)
-        if n < 2 or toks[0] != b"35":
+        if not body.startswith(b"35="):
             raise FixDecodeError("MsgType (35) is not the third field", 35)
-        msg_type = toks[1]
+        i = 3
+        while body[i] != _SOH_BYTE:
+            if body[i] == _EQ_BYTE:
+                return self._misaligned(body)
+            i += 1
+        msg_type = body[3:i]
         body_level = self._bodies.get(msg_type)
         if body_level is None:
             return False
-        i = self._read_header(toks, n, out)
+        i = self._read_header(body, i + 1, n, out)
         if i < 0:
             return self._leave(out)
         out.msg_type = msg_type.decode()
-        i = self._read_body(msg_type, body_level, toks, i, n, out)
+        i = self._read_body(msg_type, body_level, body, i, n, out)
         if i < 0:
             return self._leave(out)
         return True
@@ -422,94 +467,128 @@ class MdDecoder:
         out.clear()
         return False
 
-    def _read_header(self, toks: list[bytes], n: int, out: MdMessage) -> int:
-        """Read the header from toks[2:]; the index of the body's first tag, -1 to leave."""
+    def _tag_error(self, body: bytes, start: int) -> FixDecodeError:
+        """The error for the field at `start`, whose tag is not digits followed by '='."""
+        end = body.find(_SOH, start)
+        field = body[start:end]
+        if _EQ not in field:
+            return FixDecodeError(f"field {field!r} is not tag=value")
+        tag = field.partition(_EQ)[0]
+        return FixDecodeError(f"malformed field: tag {tag!r} is not a number")
+
+    def _read_header(self, body: bytes, i: int, n: int, out: MdMessage) -> int:
+        """Read the header from body[i:]; the index of the body's first field, -1 to leave."""
         level = self._header
-        codes = level.codes
-        known = self._known
         seen = 0
-        i = 2
         while i < n:
-            tag = toks[i]
-            code = codes.get(tag, _NOT_HERE)
+            start = i
+            tag = 0
+            c = body[i]
+            while 48 <= c <= 57:
+                tag = tag * 10 + (c - 48)
+                i += 1
+                c = body[i]
+            if c != _EQ_BYTE or i == start:
+                raise self._tag_error(body, start)
+            if body[start] == 48 or i - start > 9:
+                tag = _UNKNOWN
+            i += 1
+            value_start = i
+            c = body[i]
+            while c != _SOH_BYTE:
+                if c == _EQ_BYTE:
+                    return self._misaligned_at(body)
+                i += 1
+                c = body[i]
+            value_end = i
+            i += 1
+            code = level.code(tag)
             if code == _NOT_HERE:
-                if tag in known:
-                    break  # the body's first field
-                if not tag.isdigit():
-                    raise FixDecodeError(f"malformed field: tag {tag!r} is not a number")
-                i += 2
-                continue
+                continue  # a tag the dictionary does not define: kept by the codec
+            if code in (_KNOWN_ELSEWHERE, _ENCLOSING):
+                i = start
+                break  # the body's first field
             if code == _OPAQUE:
                 return -1
             bit = 1 << code
             if seen & bit:
                 return -1  # a header field sent twice
             seen |= bit
-            value = toks[i + 1]
-            if not value:
-                raise self._error("empty value", int(tag))
+            if value_start == value_end:
+                raise self._error("empty value", tag)
             if code == _H_SEQ_NUM:
-                out.seq_num = self._int(_MSG_SEQ_NUM, value)
+                out.seq_num = self._int(_MSG_SEQ_NUM, body[value_start:value_end])
             elif code == _H_SENDING:
-                out.sending_ns = self._timestamp_ns(_SENDING_TIME, value)
-            i += 2
+                out.sending_ns = self._timestamp_ns(_SENDING_TIME, body[value_start:value_end])
         if seen & level.required_mask != level.required_mask:
             missing = level.missing(seen)
             raise self._error("required field missing in Header", missing)
         return i
 
+    def _misaligned_at(self, body: bytes) -> int:
+        self._misaligned(body)
+        return -1
+
     def _read_body(
         self,
         msg_type: bytes,
         level: _Level,
-        toks: list[bytes],
+        body: bytes,
         i: int,
         n: int,
         out: MdMessage,
     ) -> int:
-        """Read the body from toks[i:] to the end; n on success, -1 to leave."""
-        codes = level.codes
-        trailer_tags = self._trailer_tags
+        """Read the message body from body[i:] to the end; n on success, -1 to leave."""
         seen = 0
         invalid: list[str] = []
         while i < n:
-            tag = toks[i]
-            code = codes.get(tag, _NOT_HERE)
-            if code == _NOT_HERE:
-                if tag in trailer_tags:
-                    return -1  # Signature and its length: DATA
-                if not tag.isdigit():
-                    raise FixDecodeError(f"malformed field: tag {tag!r} is not a number")
-                i += 2
-                continue
-            if code == _OPAQUE:
-                return -1
+            start = i
+            tag = 0
+            c = body[i]
+            while 48 <= c <= 57:
+                tag = tag * 10 + (c - 48)
+                i += 1
+                c = body[i]
+            if c != _EQ_BYTE or i == start:
+                raise self._tag_error(body, start)
+            if body[start] == 48 or i - start > 9:
+                tag = _UNKNOWN
+            i += 1
+            value_start = i
+            c = body[i]
+            while c != _SOH_BYTE:
+                if c == _EQ_BYTE:
+                    return self._misaligned_at(body)
+                i += 1
+                c = body[i]
+            value_end = i
+            i += 1
+            code = level.code(tag)
+            if code < 0:
+                if code == _OPAQUE:
+                    return -1
+                continue  # a field of another level or none: kept by the codec as extra
             bit = 1 << code
             if seen & bit:
-                raise self._error("tag appears more than once", int(tag))
+                raise self._error("tag appears more than once", tag)
             seen |= bit
-            value = toks[i + 1]
-            if not value:
-                raise self._error("empty value", int(tag))
+            if value_start == value_end:
+                raise self._error("empty value", tag)
             if code == _B_ENTRIES:
-                i = self._read_entries(msg_type, toks, i, n, out, invalid)
+                i = self._read_entries(msg_type, body, value_start, value_end, n, out, invalid)
                 if i < 0:
                     return -1
-                continue
-            if code == _B_REQ_ID:
-                out.md_req_id = value.decode("latin-1")
+            elif code == _B_REQ_ID:
+                out.md_req_id = body[value_start:value_end].decode("latin-1")
             elif code == _B_SYMBOL:
-                out.symbol = self._text(value)
+                out.symbol = self._text(body[value_start:value_end])
             elif code == _B_TEXT:
-                out.text = value.decode("latin-1")
+                out.text = body[value_start:value_end].decode("latin-1")
             elif code == _B_REJ_REASON:
+                value = body[value_start:value_end]
                 if self._reject_codes and value not in self._reject_codes:
-                    raise self._error(
-                        f"{value.decode('latin-1')!r} is not one of the field's enumerated values",
-                        _MD_REQ_REJ_REASON,
-                    )
+                    raise self._not_enumerated(_MD_REQ_REJ_REASON, value)
                 out.rej_reason = value.decode("latin-1")
-            i += 2
         if seen & level.required_mask != level.required_mask:
             raise self._error(
                 f"required field missing in the {msg_type.decode()} body", level.missing(seen)
@@ -520,35 +599,39 @@ class MdDecoder:
     def _read_entries(
         self,
         msg_type: bytes,
-        toks: list[bytes],
-        i: int,
+        body: bytes,
+        count_start: int,
+        count_end: int,
         n: int,
         out: MdMessage,
         invalid: list[str],
     ) -> int:
-        """Read NoMDEntries from its count at toks[i]; the next index, -1 to leave."""
+        """Read NoMDEntries, whose count is body[count_start:count_end]; the index of the
+        field after the group, -1 to leave."""
         level = self._entries.get(msg_type)
         if level is None:
             return -1
-        count_text = toks[i + 1]
+        count_text = body[count_start:count_end]
         if not count_text.isdigit():
             raise self._error(
                 f"group count is not a number: {count_text.decode('latin-1')!r}", _NO_MD_ENTRIES
             )
         count = int(count_text)
-        i += 2
-        codes = level.codes
-        enclosing = self._enclosing[msg_type]
+        i = count_end + 1
         required = level.required_mask
         delimiter = level.first_tag
-        kind_codes = self._kind_codes
-        action_codes = self._action_codes
+        kind_chars = self._kind_chars
+        action_chars = self._action_chars
         actions, kinds, symbols = out.action, out.kind, out.entry_symbol
         prices, sizes, times = out.px_e8, out.size_e8, out.time_ns
         positions, levels = out.position_no, out.price_level
         entry_ids, ref_ids = out.entry_id, out.ref_id
         entries = 0
-        while i < n and toks[i] == delimiter:
+        # The field read but not yet consumed: an entry starts at its delimiter.
+        start, tag, value_start, value_end = self._field(body, i)
+        if tag == _MISALIGNED:
+            return -1
+        while tag == delimiter:
             if entries == count:
                 raise self._error(
                     f"more than the {count} entries the group count says", _NO_MD_ENTRIES
@@ -564,64 +647,96 @@ class MdDecoder:
             entry_id = ""
             ref_id = ""
             seen = 0
-            while i < n:
-                tag = toks[i]
-                code = codes.get(tag, _NOT_HERE)
-                if code == _NOT_HERE:
-                    if tag in enclosing:
+            while True:
+                code = level.code(tag)
+                if code < 0:
+                    if code == _OPAQUE:
+                        return -1
+                    if code == _ENCLOSING:
                         break  # a field of the body ends the group
-                    if not tag.isdigit():
-                        raise FixDecodeError(f"malformed field: tag {tag!r} is not a number")
-                    i += 2
-                    continue
-                if code == _OPAQUE:
-                    return -1
-                bit = 1 << code
-                if seen & bit:
-                    break  # the next entry's delimiter, or a repeated tag
-                seen |= bit
-                value = toks[i + 1]
-                if not value:
-                    raise self._error("empty value", int(tag))
-                if code == _E_PX:
-                    px = self._e8(270, value, invalid)
-                elif code == _E_SIZE:
-                    size = self._e8(271, value, invalid)
-                elif code == _E_KIND:
-                    if kind_codes and value not in kind_codes:
-                        raise self._not_enumerated(269, value)
-                    if value == b"0":
-                        kind = BID
-                    elif value == b"1":
-                        kind = OFFER
-                    elif value == b"2":
-                        kind = TRADE
-                    else:
-                        kind = OTHER
-                elif code == _E_ACTION:
-                    if action_codes and value not in action_codes:
-                        raise self._not_enumerated(279, value)
-                    if value == b"0":
-                        action = NEW
-                    elif value == b"1":
-                        action = CHANGE
-                    elif value == b"2":
-                        action = DELETE
-                    else:
-                        action = ABSENT
-                elif code == _E_SYMBOL:
-                    symbol = self._text(value)
-                elif code == _E_TIME:
-                    time_ns = self._time_ns(273, value)
-                elif code == _E_POSITION:
-                    position = self._int(290, value)
-                elif code == _E_LEVEL:
-                    price_level = self._int(1023, value)
-                elif code == _E_ENTRY_ID:
-                    entry_id = value.decode("latin-1")
-                elif code == _E_REF_ID:
-                    ref_id = value.decode("latin-1")
-                i += 2
+                elif code >= 0:
+                    bit = 1 << code
+                    if seen & bit:
+                        break  # the next entry's delimiter, or a repeated tag
+                    seen |= bit
+                    if value_start == value_end:
+                        raise self._error("empty value", tag)
+                    if code == _E_PX:
+                        px = self._px(270, body, value_start, value_end, invalid)
+                    elif code == _E_SIZE:
+                        size = self._px(271, body, value_start, value_end, invalid)
+                    elif code == _E_KIND:
+                        c = body[value_start]
+                        if value_end - value_start == 1 and kind_chars[c]:
+                            if c == 48:
+                                kind = BID
+                            elif c == 49:
+                                kind = OFFER
+                            elif c == 50:
+                                kind = TRADE
+                            else:
+                                kind = OTHER
+                        else:
+                            value = body[value_start:value_end]
+                            if self._kind_codes and value not in self._kind_codes:
+                                raise self._not_enumerated(269, value)
+                            kind = OTHER
+                    elif code == _E_ACTION:
+                        c = body[value_start]
+                        if value_end - value_start == 1 and action_chars[c]:
+                            if c == 48:
+                                action = NEW
+                            elif c == 49:
+                                action = CHANGE
+                            elif c == 50:
+                                action = DELETE
+                            else:
+                                action = ABSENT
+                        else:
+                            value = body[value_start:value_end]
+                            if self._action_codes and value not in self._action_codes:
+                                raise self._not_enumerated(279, value)
+                            action = ABSENT
+                    elif code == _E_SYMBOL:
+                        symbol = self._text(body[value_start:value_end])
+                    elif code == _E_TIME:
+                        time_ns = _time_at(body, value_start, value_end)
+                        if time_ns < 0:
+                            time_ns = self._time_ns(273, body[value_start:value_end])
+                    elif code == _E_POSITION:
+                        position = self._int(290, body[value_start:value_end])
+                    elif code == _E_LEVEL:
+                        price_level = self._int(1023, body[value_start:value_end])
+                    elif code == _E_ENTRY_ID:
+                        entry_id = body[value_start:value_end].decode("latin-1")
+                    elif code == _E_REF_ID:
+                        ref_id = body[value_start:value_end].decode("latin-1")
+                # The next field, scanned inline: a call returning a tuple per field costs
+                # more than the field.
+                i = value_end + 1
+                start = i
+                if i >= n:
+                    tag = _END
+                    break
+                tag = 0
+                c = body[i]
+                while 48 <= c <= 57:
+                    tag = tag * 10 + (c - 48)
+                    i += 1
+                    c = body[i]
+                if c != _EQ_BYTE or i == start:
+                    raise self._tag_error(body, start)
+                if body[start] == 48 or i - start > 9:
+                    tag = _UNKNOWN
+                i += 1
+                value_start = i
+                c = body[i]
+                while c != _SOH_BYTE:
+                    if c == _EQ_BYTE:
+                        return self._misaligned_at(body)
+                    i += 1
+                    c = body[i]
+                value_end = i
             if seen & required != required:
                 raise self._error(
                     f"required field missing in {msg_type.decode()} NoMDEntries entry",
@@ -643,12 +758,106 @@ class MdDecoder:
                 f"group count is {count} but {entries} entries follow", _NO_MD_ENTRIES
             )
         out.count = entries
-        return i
+        return start
+
+    def _field(self, body: bytes, i: int) -> tuple[int, int, int, int]:
+        """The field at body[i:]: (start, tag, value start, value end); tag _END at the
+        end of the body, _MISALIGNED for a value holding '=' (after _misaligned's checks)."""
+        n = len(body)
+        if i >= n:
+            return i, _END, i, i
+        start = i
+        tag = 0
+        c = body[i]
+        while 48 <= c <= 57:
+            tag = tag * 10 + (c - 48)
+            i += 1
+            c = body[i]
+        if c != _EQ_BYTE or i == start:
+            raise self._tag_error(body, start)
+        if body[start] == 48 or i - start > 9:
+            tag = _UNKNOWN
+        i += 1
+        value_start = i
+        c = body[i]
+        while c != _SOH_BYTE:
+            if c == _EQ_BYTE:
+                self._misaligned(body)
+                return start, _MISALIGNED, i, i
+            i += 1
+            c = body[i]
+        return start, tag, value_start, i
+
+    def _px(self, tag: int, body: bytes, start: int, end: int, invalid: list[str]) -> int:
+        """A PRICE or QTY at body[start:end] as ints of 10^-8 (see `_e8`)."""
+        j = start
+        negative = body[j] == 45
+        if negative:
+            j += 1
+        whole = 0
+        whole_digits = 0
+        c = body[j] if j < end else 0
+        while j < end and 48 <= c <= 57:
+            whole = whole * 10 + (c - 48)
+            whole_digits += 1
+            j += 1
+            c = body[j]
+        frac = 0
+        frac_digits = 0
+        if j < end and c == 46:
+            j += 1
+            c = body[j]
+            while j < end and 48 <= c <= 57:
+                frac = frac * 10 + (c - 48)
+                frac_digits += 1
+                j += 1
+                c = body[j]
+        if j != end or whole_digits > 10 or frac_digits > 8 or whole_digits + frac_digits == 0:
+            return self._e8(tag, body[start:end], invalid)  # raises, or the exact rules
+        scaled = whole * _E8 + frac * _SCALE[frac_digits]
+        return -scaled if negative else scaled
 
     def _not_enumerated(self, tag: int, value: bytes) -> FixDecodeError:
         return self._error(
             f"{value.decode('latin-1')!r} is not one of the field's enumerated values", tag
         )
+
+
+def _char_table(codes: frozenset[bytes]) -> list[bool]:
+    """For each byte: is it, alone, one of `codes`."""
+    return [bytes([b]) in codes for b in range(256)]
+
+
+def _time_at(v: bytes, start: int, end: int) -> int:
+    """HH:MM:SS[.f{1,9}] at v[start:end] as ns since midnight, -1 if not such a time."""
+    n = end - start
+    if n < 8 or v[start + 2] != 58 or v[start + 5] != 58:
+        return -1
+    if n > 8 and (v[start + 8] != 46 or n == 9 or n > 18):
+        return -1
+    h = _two_digits(v, start)
+    m = _two_digits(v, start + 3)
+    s = _two_digits(v, start + 6)
+    if h < 0 or m < 0 or s < 0 or h > 23 or m > 59 or s > 60:
+        return -1
+    ns = ((h * 60 + m) * 60 + s) * 1_000_000_000
+    if n > 8:
+        frac = 0
+        for j in range(start + 9, end):
+            c = v[j]
+            if not 48 <= c <= 57:
+                return -1
+            frac = frac * 10 + (c - 48)
+        ns += frac * _TIME_SCALE[n - 9]
+    return ns
+
+
+def _two_digits(v: bytes, at: int) -> int:
+    a = v[at] - 48
+    b = v[at + 1] - 48
+    if not (0 <= a <= 9 and 0 <= b <= 9):
+        return -1
+    return a * 10 + b
 
 
 def _checksum(data: bytes, end: int) -> int:
