@@ -20,8 +20,15 @@ Choices, and why:
   mdfeed's own and keep counting across reconnects.
 - ``UseDataDictionary=Y``: QuickFIX needs the dictionary to parse repeating groups, but its
   field validation is off (``Validate*=N``): the codec validates, and counts what it rejects.
-- One MarketDataRequest per symbol, MDReqID ``<symbol>.<n>``, so a reject (Y) names the
-  symbol it is about.
+- Grouped subscriptions: one MarketDataRequest for up to ``symbols_per_request`` symbols
+  (MDReqIDs unique per request, `fix_session.subscriptions`), so the venue can pack
+  several symbols into one X: per-message cost is what limits the ingest. A reject (Y) of
+  a one-symbol request marks that symbol unavailable; a reject of a grouped request
+  (the venue rejects each unknown symbol of it with the group's MDReqID and serves the
+  rest) is followed, `REJECT_RETRY_DELAY_S` later, by a request of its own for each
+  symbol of that group with no snapshot yet, whose answer marks exactly the unknown
+  ones; the symbols that streamed keep their group. A resync of stale symbols stops them
+  (263=2) and subscribes them again grouped; a logon subscribes everything grouped.
 - Bus outage: see mdfeed.kernel.bus for the producer's bound. After it dropped ticks, increments
   are held back per symbol until that symbol's fresh snapshot is published (the snapshot
   is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
@@ -62,6 +69,7 @@ from mdfeed.kernel.metrics import Histogram
 from mdfeed.kernel.tick_records import batch_record
 
 from .normalizer import BookNormalizer, InvalidEntryError
+from .subscriptions import Request, Subscriptions
 
 log = logging.getLogger("mdfeed.fix_session")
 
@@ -69,6 +77,11 @@ _SOH = "\x01"
 #: Messages per turn of the loop: a slice of the inbox is decoded and published, then the
 #: loop runs everything else that waits before the next slice.
 _SLICE_MESSAGES = 2000
+#: Seconds from a reject of a grouped request to the per-symbol retry of its symbols with
+#: no snapshot yet: the venue answers a V symbol by symbol, so the snapshots of the good
+#: symbols listed after the rejected one are usually in by then (a late one only costs a
+#: redundant request and a fresh snapshot, never a wrong mark).
+REJECT_RETRY_DELAY_S = 0.2
 
 
 @dataclass(slots=True)
@@ -83,6 +96,12 @@ class IngestStats:
     session_rejects_sent: int = 0
     resend_requests_sent: int = 0
     requests_sent: int = 0
+    #: Rejects (Y) of grouped requests, answered by per-symbol retries.
+    grouped_rejects: int = 0
+    #: Symbols requested again alone after their group's reject.
+    symbols_retried: int = 0
+    #: Rejects whose MDReqID names no live request of this session (logged, ignored).
+    stray_rejects: int = 0
     ticks_out: int = 0
     #: Bus records the ticks went out in (one per symbol per slice of the inbox).
     records_out: int = 0
@@ -263,7 +282,8 @@ class FixIngest:
         self._initiator: Any = None
         self._session_id: Any = None
         self._logged_on = asyncio.Event()
-        self._request_counter = 0
+        self.subscriptions = Subscriptions(config.symbols_per_request)
+        self._retry_pending: set[str] = set()
         self._resyncing: set[str] = set()
         self._lock = threading.Lock()
         self._thread_counts: dict[str, int] = collections.defaultdict(int)
@@ -370,32 +390,35 @@ class FixIngest:
             self._logged_on.set()
             log.info("FIX session logged on; subscribing to %d symbols", len(self.symbols))
             self._resyncing.clear()
-            for symbol in self.symbols:
-                self._subscribe(symbol)
+            self._retry_pending.clear()
+            self.subscriptions.new_session()
+            self._send_requests(self.subscriptions.subscribe(self.symbols), "1")
         else:
             self._stats.logouts += 1
             self._logged_on.clear()
             log.warning("FIX session logged out; QuickFIX reconnects")
 
     def resync(self, symbols: Sequence[str] | None = None) -> None:
-        """Take a fresh snapshot of `symbols` (all by default): unsubscribe, subscribe."""
-        for symbol in symbols or self.symbols:
-            if symbol in self._resyncing or not self.logged_on:
-                continue
-            self._resyncing.add(symbol)
-            self._subscribe(symbol, unsubscribe_first=True)
+        """Take a fresh snapshot of `symbols` (all by default): stop them (263=2), then
+        subscribe them again, grouped as at logon."""
+        if not self.logged_on:
+            return
+        todo = [s for s in symbols or self.symbols if s not in self._resyncing]
+        if not todo:
+            return
+        self._resyncing.update(todo)
+        subs = self.subscriptions
+        self._send_requests(subs.unsubscribe(todo), "2")
+        self._send_requests(subs.subscribe(todo), "1")
 
-    def _subscribe(self, symbol: str, *, unsubscribe_first: bool = False) -> None:
-        if unsubscribe_first:
-            self._send_request(symbol, "2")
-        self._send_request(symbol, "1")
+    def _send_requests(self, requests: Sequence[Request], subscription_type: str) -> None:
+        for request in requests:
+            self._send_request(request, subscription_type)
 
-    def _send_request(self, symbol: str, subscription_type: str) -> None:
-        self._request_counter += 1
-        req_id = f"{symbol}.{self._request_counter}"
+    def _send_request(self, request: Request, subscription_type: str) -> None:
         message = quickfix.Message()
         message.getHeader().setField(35, "V")
-        message.setField(262, req_id)
+        message.setField(262, request.md_req_id)
         message.setField(263, subscription_type)
         message.setField(264, str(self.config.market_depth))
         message.setField(265, "1")
@@ -403,9 +426,10 @@ class FixIngest:
             group = quickfix.Group(267, 269)
             group.setField(269, entry_type)
             message.addGroup(group)
-        group = quickfix.Group(146, 55)
-        group.setField(55, symbol)
-        message.addGroup(group)
+        for symbol in request.symbols:
+            group = quickfix.Group(146, 55)
+            group.setField(55, symbol)
+            message.addGroup(group)
         if self._session_id is not None and quickfix.Session.sendToTarget(
             message, self._session_id
         ):
@@ -463,7 +487,7 @@ class FixIngest:
             finally:
                 normalize_ns += clock() - t1
             if msg_type == "W":
-                self._resyncing.discard(md.symbol)
+                self._on_snapshot(md.symbol)
             if self._suppressed:
                 self._hold_back(msg_type, md.symbol, first)
             arrivals.append(ingest_ns)
@@ -533,14 +557,48 @@ class FixIngest:
             self._dropped_seen = dropped
             self._suppressed.update(self.symbols)
 
+    # -- subscription answers (called per W and Y by the message loop) -------------------
+
+    def _on_snapshot(self, symbol: str) -> None:
+        """A snapshot (W) of `symbol` was applied: its resync is over, it is known good."""
+        self._resyncing.discard(symbol)
+        self.subscriptions.snapshot(symbol)
+
     def _on_reject(self, md_req_id: str, text: str, reason: str) -> None:
-        """A MarketDataRequestReject (Y) for the request `md_req_id`."""
-        # MDReqID is "<symbol>.<n>" (see _send_request): the symbol is what precedes the
-        # last dot, so a symbol with a dot of its own (BRK.B) reads back whole.
-        symbol = (md_req_id or "?.").rpartition(".")[0] or "?"
-        why = text or reason or "rejected"
-        self.normalizer.on_reject([symbol], why)
-        log.warning("venue rejected %s: %s", symbol, why)
+        """A MarketDataRequestReject (Y): MDReqID(262), Text(58), MDReqRejReason(281).
+
+        A one-symbol request's reject marks its symbol unavailable; a grouped request's
+        reject schedules the per-symbol retry of its symbols with no snapshot yet."""
+        subs = self.subscriptions
+        why = text or (f"rejected (MDReqRejReason {reason})" if reason else "rejected")
+        if subs.is_single(md_req_id):
+            symbols = subs.rejected_alone(md_req_id)
+            for symbol in symbols:
+                self._resyncing.discard(symbol)
+            if symbols:
+                self.normalizer.on_reject(symbols, why)
+                log.warning("venue rejected %s: %s", ", ".join(symbols), why)
+                return
+        elif subs.symbols_of(md_req_id):
+            self._stats.grouped_rejects += 1
+            log.info("venue rejected part of request %s (%s); retrying alone", md_req_id, why)
+            if md_req_id not in self._retry_pending and self._loop is not None:
+                self._retry_pending.add(md_req_id)
+                self._loop.call_later(REJECT_RETRY_DELAY_S, self._retry_alone, md_req_id)
+            return
+        self._stats.stray_rejects += 1
+        log.warning("venue rejected request %r, not a live one: %s", md_req_id, why)
+
+    def _retry_alone(self, md_req_id: str) -> None:
+        if md_req_id not in self._retry_pending:
+            return  # a new session since: everything was requested again
+        self._retry_pending.discard(md_req_id)
+        if self._stopped or not self.logged_on:
+            return
+        subs = self.subscriptions
+        for symbol in subs.retry_alone(md_req_id):
+            self._stats.symbols_retried += 1
+            self._send_requests(subs.subscribe([symbol]), "1")
 
     def _collect_thread_counts(self) -> None:
         if not self._thread_counts:

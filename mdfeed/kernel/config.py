@@ -98,6 +98,10 @@ class FixSessionConfig:
     symbols: tuple[str, ...] = ()
     #: Book levels requested per side (MarketDepth, tag 264).
     market_depth: PositiveInt = 10
+    #: Symbols per MarketDataRequest (V). Symbols requested together can share X messages,
+    #: so fewer, fuller messages reach the ingest; the default puts the usual symbol lists
+    #: in one request. 1 is one request per symbol.
+    symbols_per_request: Annotated[int, Between(1, 100_000)] = 500
     #: Session schedule in UTC (QuickFIX StartTime/EndTime); equal times mean all day.
     start_time: str = "00:00:00"
     end_time: str = "00:00:00"

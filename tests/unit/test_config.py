@@ -123,6 +123,11 @@ def test_a_file_by_path(tmp_path: Path) -> None:
             "environment variable MDFEED__NOPE__X: expected MDFEED__<SECTION>__<KEY>",
         ),
         ({}, {"MDFEED__MQTT__QUOTE_MAX_RATE_PER_SYMBOL_HZ": "0"}, "must be at least"),
+        (
+            {"fix_session": {"symbols_per_request": 0}},
+            {},
+            "fix_session.symbols_per_request: must be at least 1, got 0",
+        ),
     ],
 )
 def test_bad_config_names_the_key(
