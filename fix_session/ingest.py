@@ -34,7 +34,15 @@ Choices, and why:
   is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
 - Inbox overflow: the callback thread waits (it does not drop) while the inbox holds
   `inbox_max_messages`; QuickFIX then stops reading the socket and TCP pushes back on the
-  venue. Dropping here would silently corrupt books.
+  venue. Dropping here would silently corrupt books. The wait is on an event the loop sets
+  once the inbox is down to half, not a polling sleep: a thread that wakes to look takes
+  the GIL from the loop it waits for.
+- Overload costs latency, never liveness: the loop processes the inbox in slices of at
+  most `DRAIN_SLICE_S` (and `_SLICE_MESSAGES`), so timers, status, metrics and health are
+  answered between slices however far behind it is. `stop()` releases a waiting callback
+  thread at once, stops QuickFIX, then drains what the inbox holds for at most
+  `STOP_DRAIN_S` and drops the rest (counted in `IngestStats.dropped_on_stop`): a stop
+  ends within about 2 s whatever the inbox holds.
 
 Counters in `IngestStats` say what was rejected where: QuickFIX session-level rejects we
 sent (35=3), resend requests we sent after a gap (a garbled message from the venue shows
@@ -82,6 +90,13 @@ _SLICE_MESSAGES = 2000
 #: symbols listed after the rejected one are usually in by then (a late one only costs a
 #: redundant request and a fresh snapshot, never a wrong mark).
 REJECT_RETRY_DELAY_S = 0.2
+#: The most one slice of the message loop runs before it yields to the event loop.
+DRAIN_SLICE_S = 0.02
+_SLICE_NS = int(DRAIN_SLICE_S * 1e9)
+#: How long `stop()` goes on processing the inbox before it drops what is left.
+STOP_DRAIN_S = 0.5
+#: How long `stop()` waits for QuickFIX's threads to end.
+STOP_QUICKFIX_S = 1.0
 
 
 @dataclass(slots=True)
@@ -108,6 +123,8 @@ class IngestStats:
     #: Increments held back after the bus dropped ticks, until the symbol's snapshot.
     ticks_suppressed: int = 0
     inbox_waits: int = 0
+    #: Messages left in the inbox when `stop()` gave up draining, or received after it.
+    dropped_on_stop: int = 0
     #: Time spent per stage, in nanoseconds (decode, normalize, produce).
     stage_ns: dict[str, int] = field(
         default_factory=lambda: {"decode": 0, "normalize": 0, "produce": 0}
@@ -288,6 +305,9 @@ class FixIngest:
         self._lock = threading.Lock()
         self._thread_counts: dict[str, int] = collections.defaultdict(int)
         self._stopped = False
+        #: Set while the inbox has room; the callback thread waits on it when full.
+        self._inbox_room = threading.Event()
+        self._inbox_room.set()
         self._dropped_seen = 0
         self._suppressed: set[str] = set()
 
@@ -329,14 +349,43 @@ class FixIngest:
         return settings_file
 
     async def stop(self) -> None:
-        """Log out and stop QuickFIX's threads; safe to call twice."""
+        """Stop QuickFIX's threads, process what the inbox holds for at most `STOP_DRAIN_S`
+        and drop the rest; ends within about 2 s whatever the inbox holds. Safe twice."""
         if self._stopped or self._initiator is None:
             self._stopped = True
             return
         self._stopped = True
+        self._inbox_room.set()  # a callback thread waiting for room returns at once
         initiator, self._initiator = self._initiator, None
-        await asyncio.get_running_loop().run_in_executor(None, initiator.stop, True)
-        self._drain()
+        await self._stop_quickfix(initiator)
+        deadline = time.monotonic() + STOP_DRAIN_S
+        while self._inbox and time.monotonic() < deadline:
+            self._drain()
+            await asyncio.sleep(0)
+        left = len(self._inbox)
+        if left:
+            self._inbox.clear()
+            self._stats.dropped_on_stop += left
+            log.warning("stopping: dropped %d FIX messages still in the inbox", left)
+
+    async def _stop_quickfix(self, initiator: Any) -> None:
+        # Its own daemon thread, not the loop's executor: asyncio.run waits for executor
+        # threads at exit, so a QuickFIX stop that hangs would keep the process alive.
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def stop_initiator() -> None:
+            try:
+                initiator.stop(True)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(_resolve, done)
+
+        threading.Thread(target=stop_initiator, name="quickfix-stop", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), STOP_QUICKFIX_S)
+        except TimeoutError:
+            log.warning("QuickFIX did not stop within %.1f s; not waiting for it", STOP_QUICKFIX_S)
 
     async def wait_logged_on(self, timeout_s: float) -> None:
         """Wait until the session is logged on; TimeoutError otherwise."""
@@ -356,14 +405,27 @@ class FixIngest:
     # -- QuickFIX thread side ----------------------------------------------------
 
     def _received(self, raw: str) -> None:
-        while len(self._inbox) >= self._inbox_max and not self._stopped:
-            self._count_from_thread("inbox_waits")
-            time.sleep(0.0005)
+        if len(self._inbox) >= self._inbox_max:
+            self._wait_for_room()
+        if self._stopped:
+            self._count_from_thread("dropped_on_stop")
+            return
         self._inbox.append((raw, self._clock_ns()))
         if not self._wakeup_pending and self._loop is not None:
             self._wakeup_pending = True
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 self._loop.call_soon_threadsafe(self._drain)
+
+    def _wait_for_room(self) -> None:
+        self._count_from_thread("inbox_waits")
+        room = self._inbox_room
+        while len(self._inbox) >= self._inbox_max and not self._stopped:
+            room.clear()
+            if len(self._inbox) < self._inbox_max or self._stopped:
+                return  # the loop drained (or stop began) between the check and the clear
+            # The loop sets it when the inbox is down to half; the timeout only covers a
+            # set that raced with the clear above (the loop drains on, and sets it again).
+            room.wait(0.05)
 
     def _from_quickfix_thread(self, event: str, session_id: Any) -> None:
         if self._loop is None:
@@ -401,7 +463,7 @@ class FixIngest:
     def resync(self, symbols: Sequence[str] | None = None) -> None:
         """Take a fresh snapshot of `symbols` (all by default): stop them (263=2), then
         subscribe them again, grouped as at logon."""
-        if not self.logged_on:
+        if self._stopped or not self.logged_on:
             return
         todo = [s for s in symbols or self.symbols if s not in self._resyncing]
         if not todo:
@@ -455,7 +517,8 @@ class FixIngest:
         decode_ns = normalize_ns = 0
         budget = _SLICE_MESSAGES
         taken = 0
-        while inbox and budget:
+        deadline = clock() + _SLICE_NS
+        while inbox and budget and clock() < deadline:
             budget -= 1
             raw, ingest_ns = inbox.popleft()
             taken += 1
@@ -505,6 +568,8 @@ class FixIngest:
                 observe((now - ingest_ns) * 1e-9)
             arrivals.clear()
         self._check_drops()
+        if not self._inbox_room.is_set() and len(inbox) <= self._inbox_max // 2:
+            self._inbox_room.set()
         if inbox and self._loop is not None and not self._wakeup_pending:
             self._wakeup_pending = True
             self._loop.call_soon(self._drain)
@@ -608,3 +673,8 @@ class FixIngest:
             self._thread_counts.clear()
         for name, value in counts.items():
             setattr(self._stats, name, getattr(self._stats, name) + value)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,120 @@
+"""Overload costs latency, never liveness: FixIngest (real QuickFIX) against a venue that
+sends as fast as TCP lets it.
+
+The venue is ``mdfeed venue --fast`` in a process of its own (run with -P: the installed
+build), streaming pre-encoded X messages at the reader's pace, far faster than the ingest
+decodes them, so the inbox fills and the callback thread waits (TCP pushes back). While
+that lasts the event loop must keep answering timers, and ``stop()`` must end within 2 s
+(a correctness bound: the process has to end when asked, whatever the inbox holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from polling import until, until_sync
+
+from fix_session.ingest import FixIngest
+from mdfeed.kernel.bus import MemoryBus
+from mdfeed.kernel.config import BusConfig, FixSessionConfig
+from mdfeed.stack.scratch import free_port
+
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO")
+RUN_VENUE = """
+import argparse, sys
+from mdfeed.cli.venue import register_cli
+parser = argparse.ArgumentParser(prog="mdfeed")
+register_cli(parser.add_subparsers(dest="command", required=True))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def fast_venue_port(tmp_path: Path) -> Iterator[int]:
+    """``mdfeed venue --fast`` on a free port, in a child process."""
+    port = free_port()
+    log = (tmp_path / "venue.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", RUN_VENUE, "venue", "--fast", "--port", str(port),
+         "--symbols", ",".join(SYMBOLS), "--seed", "5"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        until_sync(lambda: accepts(port), timeout_s=20, interval_s=0.1, what="the venue listening")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+async def test_a_venue_faster_than_the_ingest_costs_latency_not_liveness(
+    fast_venue_port: int, tmp_path: Path
+) -> None:
+    bus = MemoryBus(BusConfig(tick_topic="t", tick_partitions=1))
+    await bus.start()
+    producer = bus.producer()
+    await producer.start()
+    config = FixSessionConfig(port=fast_venue_port, reconnect_interval_s=1, log_dir=str(tmp_path))
+    # A small inbox fills within moments: the callback thread then waits for room.
+    ingest = FixIngest(
+        config, symbols=SYMBOLS, producer=producer, topic="t", inbox_max_messages=2000
+    )
+    lags: list[float] = []
+
+    async def watch_the_loop() -> None:
+        while True:
+            then = time.monotonic()
+            await asyncio.sleep(0.05)
+            lags.append(time.monotonic() - then - 0.05)
+
+    watcher = asyncio.create_task(watch_the_loop())
+    try:
+        await ingest.start()
+        await ingest.wait_logged_on(20)
+        await until(
+            lambda: ingest.stats.inbox_waits > 0,
+            timeout_s=20,
+            interval_s=0.05,
+            what="the inbox full (the venue outpacing the ingest)",
+        )
+        lags.clear()
+        taken_in = []
+        for _ in range(4):
+            before = ingest.stats.messages_in
+            await asyncio.sleep(0.5)
+            taken_in.append(ingest.stats.messages_in - before)
+        # Still taking in, every half second, while the venue is ahead of it.
+        assert all(n > 0 for n in taken_in), taken_in
+        assert ingest.logged_on
+        assert lags
+        assert max(lags) < 0.5, f"loop lag up to {max(lags):.3f} s"
+        assert len(ingest._inbox) > 100, "the venue did not stay ahead of the ingest"
+        started = time.monotonic()
+        await ingest.stop()
+        took = time.monotonic() - started
+        assert took < 2.0, f"stop took {took:.2f} s"
+        assert not ingest._inbox
+        await ingest.stop()  # still safe twice
+    finally:
+        watcher.cancel()
+        await ingest.stop()
+        await producer.stop()
+        await bus.stop()
