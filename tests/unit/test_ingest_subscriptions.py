@@ -23,6 +23,7 @@ from fix_session.subscriptions import Subscriptions
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.bus import BusConsumer, MemoryBus
 from mdfeed.kernel.config import BusConfig, FixSessionConfig, VenueConfig
+from mdfeed.kernel.tick_records import ticks_of
 from proto import mdfeed_pb2 as pb
 
 KNOWN = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META")
@@ -139,8 +140,10 @@ async def delivered(rig: Rig) -> dict[str, list[pb.Tick]]:
     out: dict[str, list[pb.Tick]] = defaultdict(list)
     while records := await rig.consumer.getmany(timeout_ms=50, max_records=100_000):
         for record in records:
-            tick = pb.Tick.FromString(record.value)
-            out[tick.symbol].append(tick)
+            for encoded in ticks_of(record.value):
+                tick = pb.Tick.FromString(encoded)
+                assert record.key == tick.symbol.encode()
+                out[tick.symbol].append(tick)
     return out
 
 
