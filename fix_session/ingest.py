@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -72,12 +73,12 @@ from fix_spec.md_decoder import MdDecoder
 from fix_spec.md_from_typed import columns_from_typed
 from mdfeed.kernel.bus import BusProducer
 from mdfeed.kernel.clock import WallClockNs, wall_ns
-from mdfeed.kernel.config import FixSessionConfig
+from mdfeed.kernel.config import FixSessionConfig, parse_shard
 from mdfeed.kernel.metrics import Histogram
 from mdfeed.kernel.tick_records import batch_record
 
 from .normalizer import BookNormalizer, InvalidEntryError
-from .subscriptions import Request, Subscriptions
+from .subscriptions import Request, Subscriptions, shard_symbols
 
 log = logging.getLogger("mdfeed.fix_session")
 
@@ -277,11 +278,22 @@ class FixIngest:
     ) -> None:
         if not symbols:
             raise ValueError("no symbols to subscribe to")
+        shard = parse_shard(config.shard)
+        if shard is not None:
+            k, n = shard
+            mine = shard_symbols(symbols, k, n)
+            if not mine:
+                raise ValueError(f"shard {k}/{n} of these {len(symbols)} symbols has none")
+            symbols = mine
+            if config.shard_comp_id_suffix:
+                config = dataclasses.replace(config, sender_comp_id=f"{config.sender_comp_id}-{k}")
+        #: The session's config; when sharded, with the shard's SenderCompID.
         self.config = config
+        #: The symbols this session subscribes to (when sharded, its shard's).
         self.symbols = tuple(symbols)
         self.producer = producer
         self.topic = topic
-        self.normalizer = BookNormalizer(symbols=symbols)
+        self.normalizer = BookNormalizer(symbols=self.symbols)
         self._stats = IngestStats()
         #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to
         #: the producer, once per message that passed decoding and normalizing.
@@ -344,7 +356,9 @@ class FixIngest:
         # QuickFIX reads its settings from a file; it also tells an operator what ran.
         log_dir = Path(self.config.log_dir).absolute()
         log_dir.mkdir(parents=True, exist_ok=True)
-        settings_file = log_dir / "quickfix.cfg"
+        # One file per shard: several shard processes may share a log directory.
+        name = f"quickfix-{self.config.sender_comp_id}.cfg" if self.config.shard else "quickfix.cfg"
+        settings_file = log_dir / name
         settings_file.write_text(quickfix_settings(self.config, log_dir), encoding="utf-8")
         return settings_file
 

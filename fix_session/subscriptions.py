@@ -23,10 +23,22 @@ group's request (and their shared X messages).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Request", "Subscriptions"]
+__all__ = ["Request", "Subscriptions", "shard_of", "shard_symbols"]
+
+
+def shard_of(symbol: str, shards: int) -> int:
+    """The shard (1..`shards`) a symbol belongs to: ``zlib.crc32(symbol) % shards + 1``,
+    the same in every process and every run (unlike ``hash()``)."""
+    return zlib.crc32(symbol.encode()) % shards + 1
+
+
+def shard_symbols(symbols: Iterable[str], k: int, n: int) -> tuple[str, ...]:
+    """The symbols of shard `k` of `n`, in their given order."""
+    return tuple(s for s in symbols if shard_of(s, n) == k)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ free to be whatever serves that protocol.
 Session layer (FIX 4.4, one session per TCP connection, several connections at once):
 
 * Logon (A): CompIDs checked against the config (SenderCompID = `target_comp_id`,
-  TargetCompID = `sender_comp_id`), EncryptMethod 0, HeartBtInt >= 0.
+  TargetCompID = `sender_comp_id`), EncryptMethod 0, HeartBtInt >= 0. The SenderCompID
+  of a sharded ingest, `target_comp_id` and ``-K`` (``MDFEED-2``: shard 2), is accepted
+  too: the session then speaks to that CompID, so each shard has a session of its own.
   ResetSeqNumFlag(141)=Y resets both sequence numbers to 1 (the Logon must be 34=1) and
   the reply Logon echoes HeartBtInt and 141=Y. Without it the session resumes the
   numbers saved when the last connection with the same CompIDs closed (kept in memory
@@ -485,6 +487,15 @@ class AcceptorSession:
         stats.received_by_type[msg_type] = stats.received_by_type.get(msg_type, 0) + 1
         self._test_request_at = None
         header = message.header
+        shard_id = header.sender_comp_id
+        if (
+            self.state is SessionState.AWAITING_LOGON
+            and isinstance(message, Logon)
+            and shard_id is not None
+            and _is_shard_of(shard_id, self._target)
+        ):
+            self._target = shard_id
+            self._header_text = f"49={self._sender}{SOH}56={self._target}{SOH}"
         if header.sender_comp_id != self._target or header.target_comp_id != self._sender:
             self._fatal(
                 f"wrong CompIDs: expected SenderCompID={self._target} "
@@ -669,3 +680,11 @@ class AcceptorSession:
         log.info("venue: %s: Logout from the initiator: %s", self.peer, message.text)
         self._send(Logout())
         self._close("Logout from the initiator")
+
+
+def _is_shard_of(comp_id: str, base: str) -> bool:
+    """True for ``<base>-K`` with K a positive number: the CompID of an ingest shard."""
+    if not comp_id.startswith(base + "-"):
+        return False
+    k = comp_id[len(base) + 1 :]
+    return k.isdigit() and int(k) > 0

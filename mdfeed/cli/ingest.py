@@ -8,6 +8,13 @@ QuickFIX initiator (``fix_session.ingest.FixIngest``) whose ticks go to a bus pr
 ``mdfeed venue`` there to try it). With ``bus.kind = "memory"`` the ticks stay inside this
 process, so a separate ``mdfeed aggregate`` or ``mdfeed fanout`` sees none; use Kafka.
 
+Scale out: ``--shard K/N`` (or ``fix_session.shard = "K/N"``) makes this process shard K
+of N: it subscribes only the symbols with ``zlib.crc32(symbol) % N == K - 1``, on a FIX
+session of its own (SenderCompID ``<fix_session.sender_comp_id>-K`` unless
+``fix_session.shard_comp_id_suffix = false``), and publishes into the same topic, keyed
+by symbol: run N processes with shards 1/N .. N/N for every symbol exactly once, each
+symbol's sequence intact.
+
 systemd: READY once the producer and the initiator have started (QuickFIX then connects and
 reconnects in the background); STATUS says "logged on" or "connecting" whenever the
 session's state changes, checked every progress interval.
@@ -18,14 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mdfeed.cli.support import add_config_option, run_service
 from mdfeed.cli.systemd import Notifier
-from mdfeed.kernel.config import MdfeedConfig
+from mdfeed.kernel.config import MdfeedConfig, parse_shard
 from mdfeed.kernel.lifecycle import stop_on_signals
 
 if TYPE_CHECKING:
@@ -38,8 +46,8 @@ __all__ = ["register_cli", "run_ingest"]
 PROGRESS_INTERVAL_S = 2.0
 
 
-def _session_name(config: MdfeedConfig) -> str:
-    session = config.fix_session
+def _session_name(config: MdfeedConfig, ingest: FixIngest | None = None) -> str:
+    session = config.fix_session if ingest is None else ingest.config
     return (
         f"FIX {session.sender_comp_id}->{session.target_comp_id} at {session.host}:{session.port}"
     )
@@ -69,13 +77,15 @@ async def run_ingest(
         assert producer is not None
         assert metrics is not None
         out.write(metrics.describe() + "\n")
+        shard = config.fix_session.shard
+        of_all = f" (shard {shard} of {len(symbols)})" if shard else ""
         out.write(
-            f"ingest ready: {_session_name(config)}, {len(symbols)} symbols -> "
-            f"{config.bus.kind} topic {config.bus.tick_topic}\n"
+            f"ingest ready: {_session_name(config, ingest)}, {len(ingest.symbols)} symbols"
+            f"{of_all} -> {config.bus.kind} topic {config.bus.tick_topic}\n"
         )
         out.flush()
         gc.freeze()  # as the other tick-path commands: long-lived state out of GC scans
-        notifier.ready(f"connecting: {_session_name(config)}")
+        notifier.ready(f"connecting: {_session_name(config, ingest)}")
         try:
             await _report_until(
                 stop,
@@ -126,8 +136,24 @@ async def _report_until(
     out.write("stopping…\n")
 
 
+def _shard_arg(text: str) -> str:
+    try:
+        parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    return run_service(args, run_ingest)
+    shard: str | None = args.shard
+    if shard is None:
+        return run_service(args, run_ingest)
+
+    async def sharded(config: MdfeedConfig, **options: Any) -> int:
+        session = dataclasses.replace(config.fix_session, shard=shard)
+        return await run_ingest(dataclasses.replace(config, fix_session=session), **options)
+
+    return run_service(args, sharded)
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,11 +168,21 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "venue is started (run 'mdfeed venue' for one). Use bus.kind = 'kafka' so that "
             "'mdfeed aggregate' and 'mdfeed fanout' in other processes get the ticks. Prints "
             "a progress line every 2 seconds: logon state, FIX messages/s in, ticks/s out, "
-            "rejected messages, records buffered in the producer. Under systemd "
+            "rejected messages, records buffered in the producer. --shard K/N runs shard K "
+            "of N ingest processes: only the symbols with crc32(symbol) % N == K-1, on a FIX "
+            "session of its own (SenderCompID <fix_session.sender_comp_id>-K), into the same "
+            "topic; run 1/N .. N/N to cover every symbol once. Under systemd "
             "(Type=notify) it sends READY once the producer and the initiator have started, "
             "STATUS when the session logs on or goes back to connecting, and watchdog "
             "keep-alives."
         ),
     )
     add_config_option(ingest)
+    ingest.add_argument(
+        "--shard",
+        metavar="K/N",
+        type=_shard_arg,
+        default=None,
+        help="be shard K of N ingest processes (default: fix_session.shard; empty: all symbols)",
+    )
     ingest.set_defaults(func=_cmd_ingest)

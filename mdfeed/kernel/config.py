@@ -42,6 +42,34 @@ class Between:
     high: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A check of a config value beyond its type: `check` returns what is wrong, or None."""
+
+    check: Callable[[Any], str | None]
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """``"K/N"`` as (K, N) with 1 <= K <= N; None for ``""`` (not sharded); ValueError else."""
+    if not text:
+        return None
+    k_text, slash, n_text = text.partition("/")
+    if not (slash and k_text.isdigit() and n_text.isdigit()):
+        raise ValueError(f"expected K/N (shard K of N, e.g. 1/2), got {text!r}")
+    k, n = int(k_text), int(n_text)
+    if not 1 <= k <= n:
+        raise ValueError(f"shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def _shard_problem(value: Any) -> str | None:
+    try:
+        parse_shard(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 Port = Annotated[int, Between(1, 65535)]
 PositiveInt = Annotated[int, Between(1, None)]
 PositiveFloat = Annotated[float, Between(1e-9, None)]
@@ -102,6 +130,15 @@ class FixSessionConfig:
     #: so fewer, fuller messages reach the ingest; the default puts the usual symbol lists
     #: in one request. 1 is one request per symbol.
     symbols_per_request: Annotated[int, Between(1, 100_000)] = 500
+    #: ``"K/N"``: this process is shard K of N ingest processes and subscribes only the
+    #: symbols with ``zlib.crc32(symbol) % N == K - 1`` (a hash stable across processes and
+    #: runs), each shard on a FIX session of its own; ``""`` (the default) subscribes all.
+    #: Every shard publishes into the same topic, keyed by symbol, so per-symbol sequences
+    #: stay intact (a symbol is in exactly one shard).
+    shard: Annotated[str, Checked(_shard_problem)] = ""
+    #: When sharded, log on as ``<sender_comp_id>-K`` so each shard has its own session;
+    #: false when each shard's config names its own `sender_comp_id`.
+    shard_comp_id_suffix: bool = True
     #: Session schedule in UTC (QuickFIX StartTime/EndTime); equal times mean all day.
     start_time: str = "00:00:00"
     end_time: str = "00:00:00"
@@ -388,9 +425,11 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 def _coerce(key: str, hint: Any, value: Any, source: str, *, from_env: bool) -> Any:
     bounds: Between | None = None
+    checked: Checked | None = None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         bounds = next((e for e in extras if isinstance(e, Between)), None)
+        checked = next((e for e in extras if isinstance(e, Checked)), None)
     if typing.get_origin(hint) is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
@@ -402,6 +441,8 @@ def _coerce(key: str, hint: Any, value: Any, source: str, *, from_env: bool) -> 
         result = parse(value, from_env)
     except _WrongTypeError as exc:
         raise ConfigError(f"{source}: {key}: expected {exc}, got {value!r}") from None
+    if checked is not None and (problem := checked.check(result)) is not None:
+        raise ConfigError(f"{source}: {key}: {problem}")
     if bounds is not None:
         if bounds.low is not None and result < bounds.low:
             low = _num(bounds.low)
