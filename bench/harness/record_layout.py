@@ -11,6 +11,8 @@ fewer, fuller records. This measures both layouts in one run, against the real K
 - consume: ``getmany`` per tick, reading the topic from the beginning, CPU time too;
 - decode for the aggregator: ``Tick.FromString`` per record against ``TickBatch.FromString``
   per record (upb parses every tick either way);
+- split, decode and aggregate into every bar resolution (ohlcv.bars.BarAggregator), the
+  bar service's work per tick after ``getmany``;
 - split for the fanout, which forwards each tick's encoded bytes as they came
   (mdfeed.kernel.tick_records.ticks_of: a check per bare Tick, a walk over the
   length-prefixed ticks of a batch).
@@ -28,11 +30,13 @@ import sys
 import time
 import uuid
 from dataclasses import replace
+from zoneinfo import ZoneInfo
 
 from mdfeed.cli.support import run_async
 from mdfeed.kernel.bus import BusRecord, open_bus
 from mdfeed.kernel.config import BusConfig
 from mdfeed.kernel.tick_records import batch_record, ticks_of
+from ohlcv import RESOLUTIONS, BarAggregator
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["main", "measure"]
@@ -135,6 +139,18 @@ async def measure(bootstrap: str, ticks: int, batch: int) -> dict[str, dict[str,
         t1 = time.perf_counter()
         split = sum(len(ticks_of(v)) for v in values)
         t2 = time.perf_counter()
+        aggregator = BarAggregator(
+            [r.value for r in RESOLUTIONS],
+            ZoneInfo("America/New_York"),
+            mid_when_no_trades=True,
+            allowed_lateness_ns=2_000_000_000,
+        )
+        apply = aggregator.apply
+        for value in values:
+            for encoded in ticks_of(value):
+                apply(pb.Tick.FromString(encoded))
+        aggregator.drain_changed()
+        t3 = time.perf_counter()
         if parsed != ticks or split != ticks:
             raise RuntimeError(f"{name}: parsed {parsed}, split {split} of {ticks} ticks")
         per_tick = 1e6 / ticks
@@ -144,6 +160,8 @@ async def measure(bootstrap: str, ticks: int, batch: int) -> dict[str, dict[str,
             "consume_us_per_tick": consume_s * per_tick,
             "decode_us_per_tick": (t1 - t0) * per_tick,
             "split_us_per_tick": (t2 - t1) * per_tick,
+            # Split, decode and every bar resolution: the aggregator's work after getmany.
+            "aggregate_us_per_tick": (t3 - t2) * per_tick,
         }
     return results
 
@@ -159,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{name:>16}: {figures['records']:>8.0f} records; us per tick: produce "
             f"{figures['produce_us_per_tick']:.2f}, consume {figures['consume_us_per_tick']:.2f}, "
-            f"decode {figures['decode_us_per_tick']:.2f}, split {figures['split_us_per_tick']:.2f}"
+            f"decode {figures['decode_us_per_tick']:.2f}, "
+            f"split {figures['split_us_per_tick']:.2f}, "
+            f"split+decode+bars {figures['aggregate_us_per_tick']:.2f}"
         )
     sys.stdout.write(json.dumps(results) + "\n")
 
