@@ -336,3 +336,59 @@ async def test_ingest_restart_logs_on_afresh_and_resnapshots(rig: StartRig, tmp_
         assert second[0].from_snapshot, symbol
         assert second[0].fix_msg_seq_num < 10, symbol
         assert [t.seq for t in second] == list(range(1, len(second) + 1)), symbol
+
+
+async def test_two_shards_publish_every_symbol_once_into_one_topic(
+    stack_config: MdfeedConfig, unique_name: str, tmp_path: Path
+) -> None:
+    symbols = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO")
+    port = free_port()
+    venue_cfg, session_cfg, bus_cfg = configs(stack_config, unique_name, port, tmp_path)
+    venue = SimulatedVenue(dataclasses.replace(venue_cfg, symbols=symbols))
+    await venue.start()
+    bus = open_bus(bus_cfg)
+    await bus.start()
+    # One producer per shard, as two processes would have.
+    producers = [bus.producer(), bus.producer()]
+    shards = [
+        FixIngest(
+            dataclasses.replace(session_cfg, shard=f"{k}/2"),
+            symbols=symbols,
+            producer=producer,
+            topic=unique_name,
+        )
+        for k, producer in enumerate(producers, start=1)
+    ]
+    try:
+        for producer, ingest in zip(producers, shards, strict=True):
+            await producer.start()
+            await ingest.start()
+        for ingest in shards:
+            await ingest.wait_logged_on(15)
+        await until(
+            lambda: all(i.normalizer.sequence(s) > 5 for i in shards for s in i.symbols),
+            timeout_s=20,
+            interval_s=0.05,
+            what="every symbol streaming in its shard",
+        )
+        for ingest in shards:
+            await ingest.stop()
+        for producer in producers:
+            assert await producer.flush(15)
+        sent = sum(i.stats.ticks_out for i in shards)
+        grouped = by_symbol(await read_ticks(bus, unique_name, sent))
+    finally:
+        for ingest in shards:
+            await ingest.stop()
+        for producer in producers:
+            await producer.stop()
+        await bus.stop()
+        await venue.stop()
+    first, second = (set(i.symbols) for i in shards)
+    assert first
+    assert second
+    assert first.isdisjoint(second)
+    assert first | second == set(symbols) == set(grouped)
+    for symbol, items in grouped.items():
+        assert [t.seq for t in items] == list(range(1, len(items) + 1)), symbol
+        assert items[0].from_snapshot, symbol
