@@ -8,7 +8,8 @@ prints one JSON line with the differences over the measured window (it starts
 ``--warmup`` seconds after the first ticks): FIX messages taken in, X entries normalized,
 ticks handed to the producer, `IngestStats.stage_ns` per stage, the producer's dropped
 records, the window in seconds, and the process's CPU seconds in it (all its threads,
-from ``resource.getrusage``).
+from ``resource.getrusage``). ``--shard K/N`` runs one shard of a scaled-out ingest
+(`fix_session.shard`): its own FIX session on its share of the symbols, same topic.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def measure(
     bootstrap: str,
     warmup_s: float = 1.0,
     host: str = "127.0.0.1",
+    shard: str = "",
 ) -> dict[str, Any]:
     """Run a FixIngest into Kafka; its counters' differences over the window."""
     from fix_session.ingest import FixIngest
@@ -49,7 +51,9 @@ async def measure(
     from mdfeed.kernel.config import BusConfig, FixSessionConfig
 
     with tempfile.TemporaryDirectory(prefix="ingest-alone-") as tmp:
-        session = FixSessionConfig(host=host, port=port, symbols=tuple(symbols), log_dir=tmp)
+        session = FixSessionConfig(
+            host=host, port=port, symbols=tuple(symbols), log_dir=tmp, shard=shard
+        )
         bus = open_bus(BusConfig(kind="kafka", bootstrap_servers=bootstrap, tick_topic=topic))
         await bus.start()
         producer = bus.producer()
@@ -88,6 +92,8 @@ async def measure(
     out["seconds"] = after.pop("t") - before["t"]
     out["stage_ns"] = {k: v - before["stage_ns"].get(k, 0) for k, v in after["stage_ns"].items()}
     out["cpus_allowed"] = len(os.sched_getaffinity(0))
+    out["shard"] = shard
+    out["symbols"] = len(ingest.symbols)
     return out
 
 
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cpu", type=int, default=None, help="the core to pin to (default: the last)"
     )
+    parser.add_argument(
+        "--shard", default="", help="K/N: subscribe only shard K of N of the symbols"
+    )
     args = parser.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cores[-1]})
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                 bootstrap=args.bootstrap,
                 warmup_s=args.warmup,
                 host=args.host,
+                shard=args.shard,
             )
         )
     except Exception as exc:

@@ -6,7 +6,10 @@ reader's pace, in a process of its own), one after the other in the same run:
 1. the bare QuickFIX floor (`bench.harness.bare_quickfix`): the ingest's QuickFIX settings,
    every symbol in one MarketDataRequest, a ``fromApp`` that only counts;
 2. the ingest alone (`bench.harness.ingest_alone`): `FixIngest` publishing to a topic of
-   the run on the real Kafka, pinned to one core.
+   the run on the real Kafka, pinned to one core;
+3. scale-out: `SHARDS` ingest processes at once, shard K of N each (`fix_session.shard`:
+   its own FIX session on its share of the symbols), each pinned to a core of its own,
+   into the same topic; their entries/s, summed and over the one-process figure.
 
 Each is measured over ``ScenarioOptions.ingest_s`` after a second of warm-up. The
 pipeline's own venue is paused meanwhile, so its ingest and fanout are idle. Entries per
@@ -18,6 +21,7 @@ R = the ingest's FIX messages/s over the floor's.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -133,7 +137,23 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"  ingest decode errors {ing['decode_errors']}, rejected {ing['rejected_messages']}, "
         f"producer dropped {ing['producer_dropped']}; venue "
         f"{figures['venue_cpu_per_wall_s_ingest_phase']:.2f} CPU s per s over the ingest phase",
+        *_scale_out_lines(figures.get("scale_out")),
         headline(figures),
+    ]
+
+
+def _scale_out_lines(scale: dict[str, Any] | None) -> list[str]:
+    if not scale:
+        return []
+    shards = "; ".join(
+        f"shard {s['shard']} ({s['symbols']} symbols) {s['entries_per_s']:,.0f} entries/s "
+        f"{s['fix_msgs_per_s']:,.0f} FIX msgs/s {s['cpu_per_wall_s']:.2f} CPU s per s"
+        for s in scale["shards"]
+    )
+    return [
+        f"  scale-out, {scale['processes']} ingest processes at once: "
+        f"{scale['entries_per_s']:,.0f} entries/s in all "
+        f"({scale['vs_one_process']:.2f}x one process); {shards}"
     ]
 
 
@@ -180,6 +200,7 @@ async def run_ingest(
                 seconds + 120,
             )
             after_ingest = await venue.arequest(cmd="stats")
+            shards = await _scale_out(pipe, common, bootstrap, seconds)
         finally:
             await venue.aclose()
     finally:
@@ -187,4 +208,51 @@ async def run_ingest(
     figures = ingest_figures(
         seconds, bare, (before_bare, after_bare), ingest, (after_bare, after_ingest)
     )
+    figures["scale_out"] = scale_out_figures(shards, figures)
     return ScenarioResult("ingest", figures)
+
+
+#: Processes of the scale-out phase: one shard each, one core each.
+SHARDS = 2
+
+
+async def _scale_out(
+    pipe: IngestPipe, common: list[str], bootstrap: str, seconds: float
+) -> list[dict[str, Any]]:
+    """Shards 1/N .. N/N of the ingest at once, each its own FIX session and core."""
+    children = []
+    for k in range(1, SHARDS + 1):
+        name = f"ingest-shard-{k}"
+        with (pipe.logs / f"{name}.log").open("wb") as log:
+            args = [*common, "--topic", pipe.ingest_topic, "--bootstrap", bootstrap]
+            args += ["--shard", f"{k}/{SHARDS}", "--cpu", str(k - 1)]
+            children.append(Child("bench.harness.ingest_alone", *args, name=name, stderr=log))
+    try:
+        return list(await asyncio.gather(*(c.aread(timeout_s=seconds + 120) for c in children)))
+    except ChildError as exc:
+        raise PipelineError(f"{exc} (see {pipe.logs}/ingest-shard-*.log)") from None
+    finally:
+        for child in children:
+            await child.aclose()
+
+
+def scale_out_figures(shards: list[dict[str, Any]], figures: dict[str, Any]) -> dict[str, Any]:
+    """The shards' rates, their sum, and the sum over the one-process ingest of the run."""
+    per_shard = [
+        {
+            "shard": s["shard"],
+            "symbols": s["symbols"],
+            "fix_msgs_per_s": round(_per(s["messages"], s["seconds"]), 1),
+            "entries_per_s": round(_per(s["entries"], s["seconds"]), 1),
+            "cpu_per_wall_s": round(_per(s["cpu_s"], s["seconds"]), 3),
+            "producer_dropped": s["dropped"],
+        }
+        for s in shards
+    ]
+    total = sum(s["entries_per_s"] for s in per_shard)
+    return {
+        "processes": len(per_shard),
+        "shards": per_shard,
+        "entries_per_s": round(total, 1),
+        "vs_one_process": round(_per(total, figures["quote_updates_per_s"]), 3),
+    }
