@@ -29,6 +29,11 @@ Choices, and why:
   symbol of that group with no snapshot yet, whose answer marks exactly the unknown
   ones; the symbols that streamed keep their group. A resync of stale symbols stops them
   (263=2) and subscribes them again grouped; a logon subscribes everything grouped.
+- Sharding (``fix_session.shard = "K/N"``, ``mdfeed ingest --shard K/N``): this session
+  subscribes only the symbols with ``zlib.crc32(symbol) % N == K - 1`` and logs on as
+  ``<sender_comp_id>-K`` (unless ``shard_comp_id_suffix`` is false), so N processes, each
+  its own FIX session, publish every symbol exactly once into the same topic, each
+  symbol's sequence intact.
 - Bus outage: see mdfeed.kernel.bus for the producer's bound. After it dropped ticks, increments
   are held back per symbol until that symbol's fresh snapshot is published (the snapshot
   is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
