@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.harness.children import Child, children, cpu_seconds, listener_pid, rss_kb
+from bench.harness.children import Child, Json, children, cpu_seconds, listener_pid, rss_kb
 from bench.harness.stats import (
     latency_from_json,
     latency_histogram,
@@ -240,6 +242,209 @@ def test_grpc_deliveries_against_raw_sockets() -> None:
         "keep the pace); conflated: share of offers replaced by a newer tick; server, "
         "clients: CPU cores used; raw socket: the same frames (ticks/frame as gRPC sent) "
         "written to N loopback TCP connections; core: ingest + take without I/O."
+    )
+
+
+# -- 2b. the fanout's ceiling, searched ------------------------------------------------------
+
+#: Offered deliveries/s (N x input ticks/s) tried in order to the first one not kept up
+#: with; the search then bisects between the last kept up with and that one.
+CEILING_STEPS = (1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000)
+CEILING_BISECTIONS = 2
+CEILING_STREAMS = 1000
+#: Kept up with: the streams received this share of the offered deliveries in the window,
+#: every stream's lane handed on this share of what it was offered in the window by
+#: KEEP_UP_SETTLE_S after it, the fanout took in this share of the input pace...
+KEEP_UP_SHARE = 0.97
+KEEP_UP_SETTLE_S = 0.5
+#: ...and conflated less than this share of the offers.
+KEEP_UP_MAX_CONFLATED = 0.01
+
+
+@dataclasses.dataclass
+class CeilingStep:
+    offered: float
+    layout: str
+    input_per_s: float
+    deliveries_per_s: float
+    min_lane_share: float
+    conflated_share: float
+    ticks_per_frame: float
+    server_cores: float
+    client_cores: float
+
+    @property
+    def server_short(self) -> bool:
+        """The fanout fell short: it took in less than the pace, a lane fell behind, or
+        lanes conflated."""
+        return (
+            self.min_lane_share < KEEP_UP_SHARE
+            or self.input_per_s * CEILING_STREAMS < KEEP_UP_SHARE * self.offered
+            or self.conflated_share >= KEEP_UP_MAX_CONFLATED
+        )
+
+    @property
+    def clients_short(self) -> bool:
+        """The streams received less than the offered share in the window."""
+        return self.deliveries_per_s < KEEP_UP_SHARE * self.offered
+
+    @property
+    def kept_up(self) -> bool:
+        return not (self.server_short or self.clients_short)
+
+    @property
+    def verdict(self) -> str:
+        if self.kept_up:
+            return "yes"
+        return "no: " + " and ".join(
+            side
+            for side, short in (("fanout", self.server_short), ("received", self.clients_short))
+            if short
+        )
+
+
+def _settled_reports(clients: Sequence[Child], limit_s: float = 10.0) -> list[Json]:
+    """The clients' reports once what they still had in flight has arrived (their tick
+    counts unchanged over 0.3 s), so that none of it counts in the next step's window."""
+    reports = [c.request(cmd="report") for c in clients]
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        again = [c.request(cmd="report") for c in clients]
+        settled = all(a["ticks"] == b["ticks"] for a, b in zip(reports, again, strict=True))
+        reports = again
+        if settled:
+            break
+    return reports
+
+
+def _ceiling_step(
+    server: Child, clients: Sequence[Child], offered: float, layout: str, last: list[Json]
+) -> CeilingStep:
+    """One offered rate on streams already open; ``last`` holds the clients' last reports."""
+    cpu0 = [cpu_seconds(c.pid) for c in clients]
+    fed = server.request(
+        timeout_s=120,
+        cmd="feed",
+        rate=offered / CEILING_STREAMS,
+        warmup_s=1.0,
+        seconds=3.0,
+        layout=layout,
+        settle_s=KEEP_UP_SETTLE_S,
+    )
+    cpu1 = [cpu_seconds(c.pid) for c in clients]
+    reports = _settled_reports(clients)
+    for report in reports:
+        assert report["errors"] == [], report["errors"]
+        assert report["ended"] == 0, "a stream ended during the run"
+    assert fed["lanes"]["stale"] == 0
+    assert fed["cut_off"] == 0
+    assert fed["streams_fed"] == CEILING_STREAMS
+
+    def grown(key: str) -> int:
+        return sum(int(r[key]) for r in reports) - sum(int(r[key]) for r in last)
+
+    frames = grown("frames") - grown("gaps")
+    ticks = grown("ticks")
+    last[:] = reports
+    elapsed = (fed["to_ns"] - fed["from_ns"]) / 1e9
+    lanes = fed["lanes"]
+    return CeilingStep(
+        offered=offered,
+        layout=layout,
+        input_per_s=fed["ingested_per_s"],
+        deliveries_per_s=window_rate(
+            merge_counts([r["buckets"] for r in reports]), fed["from_ns"], fed["to_ns"]
+        ),
+        min_lane_share=fed["min_lane_share"],
+        conflated_share=lanes["conflated"] / max(lanes["offered"], 1),
+        ticks_per_frame=ticks / max(frames, 1),
+        server_cores=fed["cpu_cores"],
+        client_cores=sum(b - a for a, b in zip(cpu0, cpu1, strict=True)) / elapsed,
+    )
+
+
+def _print_step(step: CeilingStep) -> None:
+    print(
+        f"{step.layout:>6} {step.offered:11,.0f} {step.input_per_s * CEILING_STREAMS:11,.0f} "
+        f"{step.deliveries_per_s:13,.0f} {step.deliveries_per_s / step.offered:8.1%} "
+        f"{step.min_lane_share:10.1%} {step.conflated_share:9.1%} {step.ticks_per_frame:11.0f} "
+        f"{step.server_cores:6.2f} {step.client_cores:7.2f} {step.verdict}"
+    )
+
+
+def test_grpc_fanout_ceiling() -> None:
+    """The highest offered rate the fanout keeps up with on 1,000 streams, searched."""
+    n = CEILING_STREAMS
+    print(
+        f"\nceiling search: {n} gRPC Subscribe streams of {len(SYMBOLS)} symbols, 3 s windows; "
+        f"kept up: >= {KEEP_UP_SHARE:.0%} of offered received and handed on per stream, "
+        f"< {KEEP_UP_MAX_CONFLATED:.0%} conflated (load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}):"
+    )
+    print(
+        f"{'layout':>6} {'offered/s':>11} {'input x N':>11} {'deliveries/s':>13} "
+        f"{'received':>8} {'min stream':>10} {'conflated':>9} {'ticks/frame':>11} "
+        f"{'server':>6} {'clients':>7} kept up"
+    )
+    steps: list[CeilingStep] = []
+    with children(SERVER) as (server,):
+        port = str(server.read()["port"])
+        server.request(cmd="prime")
+        specs = [(*GRPC_CLIENTS, "--port", port, *NOT_TIMING)] * CLIENT_PROCS
+        with children(*specs) as clients:
+            for client in clients:
+                client.read()
+            for client, count in zip(clients, _split(n, CLIENT_PROCS), strict=True):
+                client.request(
+                    timeout_s=120, cmd="open", kind="subscribe", n=count, symbols=SYMBOLS
+                )
+            assert server.request(cmd="clients")["clients"] == n
+            last = [c.request(cmd="report") for c in clients]
+
+            def run(offered: float, layout: str = "batch") -> CeilingStep:
+                step = _ceiling_step(server, clients, offered, layout, last)
+                steps.append(step)
+                _print_step(step)
+                return step
+
+            kept: CeilingStep | None = None
+            failed: CeilingStep | None = None
+            for offered in CEILING_STEPS:
+                step = run(offered)
+                if not step.kept_up:
+                    failed = step
+                    break
+                kept = step
+            if kept is not None and failed is not None:
+                low, high = kept.offered, failed.offered
+                for _ in range(CEILING_BISECTIONS):
+                    middle = round((low + high) / 2, -5)
+                    if middle in (low, high):
+                        break
+                    step = run(middle)
+                    if step.kept_up:
+                        low, kept = middle, step
+                    else:
+                        high = middle
+            if kept is not None:
+                run(kept.offered, "single")  # the same rate, one tick per record
+    assert kept is not None, "the fanout did not keep up with the lowest step"
+    raw = _raw_run(n, max(1, round(kept.ticks_per_frame)))
+    print(
+        f"highest kept up with: {kept.offered:,.0f} deliveries/s offered, "
+        f"{kept.deliveries_per_s:,.0f} received, at {kept.server_cores:.2f} of a core "
+        f"(clients {kept.client_cores:.2f}); "
+        + (f"first not: {failed.offered:,.0f}; " if failed is not None else "no step failed; ")
+        + f"raw-socket peer, {round(kept.ticks_per_frame)} ticks/frame: {raw:,.0f} ticks/s "
+        f"(grpc/raw {kept.deliveries_per_s / raw:.3f}); target {2 * TARGET_DELIVERIES:,}: "
+        f"{kept.offered / (2 * TARGET_DELIVERIES):.2f}x"
+    )
+    print(
+        "layout batch: one record per symbol per slice, as the ingest writes; single: one "
+        "tick per record. input x N: ticks/s the fanout took in times N; min stream: the "
+        f"lowest share of its window's ticks a stream's lane handed to gRPC by "
+        f"{KEEP_UP_SETTLE_S:g} s after the window."
     )
 
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from bench.harness.children import Json, announce, poll, serve_commands
 from bench.harness.stats import clamped, latency_histogram
-from bench.harness.ticks import encoded_tick, symbols, tick_records
+from bench.harness.ticks import batch_records, encoded_tick, symbols, tick_records
 from fanout.frames import tick_batch_frame
 from proto import mdfeed_pb2 as pb
 
@@ -77,6 +77,9 @@ async def run_fanout(args: argparse.Namespace) -> None:  # noqa: PLR0915 - setup
             out.batches += stats.frames
         out.stale = fanout_ref[0].stale if fanout_ref else 0
         return out
+
+    def per_lane() -> list[tuple[int, int]]:
+        return [(lane.stats.offered, lane.stats.delivered) for lane in lanes]
 
     # Kafka hop: publish (ingest_time_ns) to the fanout's consume loop, every 8th tick.
     hop = latency_histogram()
@@ -133,40 +136,59 @@ async def run_fanout(args: argparse.Namespace) -> None:  # noqa: PLR0915 - setup
             warmup_s = float(command["warmup_s"])
             seconds = float(command["seconds"])
             total = int(rate * (warmup_s + seconds)) + 1
+            # "single": one tick per record (the layout before batches); "batch": what the
+            # ingest writes, one record per symbol per slice (mdfeed.kernel.tick_records).
+            batched = command.get("layout", "single") == "batch"
             records = tick_records(names, next_seq, total)
             next_seq += total // len(names) + 1
-            cap = max(1, int(rate * 0.01))  # at most 10 ms worth per step
+            # What is due, up to what the consume loop takes per poll (TickFanout's
+            # max_records): a loop slower than the pace catches up as a consumer would.
+            cap = 1000
             ingest = fanout.ingest
             fed = 0
             start = time.perf_counter()
             measure_at, end_at = start + warmup_s, start + warmup_s + seconds
-            before: tuple[int, float, _LaneTotals, int] | None = None
+            before: tuple[int, float, _LaneTotals, int, list[tuple[int, int]]] | None = None
             while True:
                 now = time.perf_counter()
                 if before is None and now >= measure_at:
-                    before = (time.time_ns(), time.process_time(), totals(), fed)
+                    before = (time.time_ns(), time.process_time(), totals(), fed, per_lane())
                 if now >= end_at:
                     break
                 due = min(total, int((now - start) * rate))
                 if due > fed:
                     upto = min(due, fed + cap)
-                    ingest(records[fed:upto])
+                    ingest(batch_records(records[fed:upto]) if batched else records[fed:upto])
                     fed = upto
                 await asyncio.sleep(0.001)
             assert before is not None
-            t0, cpu0, lanes0, fed0 = before
-            t1, cpu1, lanes1 = time.time_ns(), time.process_time(), totals()
+            t0, cpu0, lanes0, fed0, each0 = before
+            t1, cpu1, lanes1, each1 = time.time_ns(), time.process_time(), totals(), per_lane()
             elapsed = (t1 - t0) / 1e9
             delta = {
                 f.name: getattr(lanes1, f.name) - getattr(lanes0, f.name)
                 for f in dataclasses.fields(_LaneTotals)
             }
+            # Per stream: the ticks its lane handed to gRPC from the window's start until
+            # settle_s after its end (nothing is offered then) over the ticks offered to it in
+            # the window; below 1 when the lane was still behind by then. A lane hands on
+            # whole messages of many frames a few times a second, so counting only to the
+            # window's end would measure that granularity rather than whether it keeps up.
+            await asyncio.sleep(float(command.get("settle_s", 0.0)))
+            each2 = per_lane()[: len(each0)]
+            shares = [
+                (d2 - d0) / (o1 - o0)
+                for (o0, d0), (o1, _), (_, d2) in zip(each0, each1, each2, strict=False)
+                if o1 > o0
+            ]
             return {
                 "from_ns": t0,
                 "to_ns": t1,
                 "ingested_per_s": (fed - fed0) / elapsed,
                 "cpu_cores": (cpu1 - cpu0) / elapsed,
                 "lanes": delta,
+                "min_lane_share": min(shares, default=0.0),
+                "streams_fed": len(shares),
                 "cut_off": fanout.cut_off,
             }
 

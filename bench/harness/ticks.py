@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 from fanout.frames import encode_varint
 from mdfeed.kernel.bus import BusRecord
+from mdfeed.kernel.tick_records import batch_record
 from proto import mdfeed_pb2 as pb
 
-__all__ = ["encoded_tick", "symbols", "tick_records"]
+__all__ = ["batch_records", "encoded_tick", "symbols", "tick_records"]
 
 
 def symbols(count: int) -> list[str]:
@@ -55,3 +56,17 @@ def tick_records(names: Sequence[str], first_seq: int, count: int) -> list[BusRe
         symbol = names[i % per]
         out.append(BusRecord("bench", 0, i, b"", encoded_tick(symbol, first_seq + i // per), 0))
     return out
+
+
+def batch_records(records: Sequence[BusRecord]) -> list[BusRecord]:
+    """``records`` of one tick each regrouped as the ingest writes them: one record per
+    symbol, its ticks in their order (``mdfeed.kernel.tick_records``)."""
+    by_symbol: dict[bytes, list[bytes]] = {}
+    for record in records:
+        encoded = record.value
+        # encoded_tick's layout: 0x0a, a one-byte length (names are short), the name.
+        by_symbol.setdefault(encoded[2 : 2 + encoded[1]], []).append(encoded)
+    return [
+        BusRecord("bench", 0, i, key, batch_record(ticks), 0)
+        for i, (key, ticks) in enumerate(by_symbol.items())
+    ]
