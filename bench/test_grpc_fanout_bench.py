@@ -249,7 +249,7 @@ def test_grpc_deliveries_against_raw_sockets() -> None:
 
 #: Offered deliveries/s (N x input ticks/s) tried in order to the first one not kept up
 #: with; the search then bisects between the last kept up with and that one.
-CEILING_STEPS = (1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000)
+CEILING_STEPS = (1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000, 8_000_000)
 CEILING_BISECTIONS = 2
 CEILING_STREAMS = 1000
 #: Kept up with: the streams received this share of the offered deliveries in the window,
