@@ -13,6 +13,10 @@ limit measured in the same run:
   practical limit (the same TickBatch frame bytes written with ``StreamWriter.write`` to N
   loopback TCP connections from one asyncio process) and against the fanout's core alone
   (``TickFanout.ingest`` and ``TickLane.take``, no transport; pytest-benchmark);
+- the ceiling to 1,000 streams, searched: offered deliveries/s raised in steps on the same
+  open streams, then bisected, to the highest rate kept up with (the criteria are beside
+  ``CEILING_STEPS``), against the 2M/s target and the raw-socket limit at its ticks/frame;
+  per-symbol batch records as the ingest writes, and one tick per record at the same rate;
 - latency from ``ingest_time_ns`` (stamped at publish) to the client, through the stack's
   Kafka, 100 subscribers, the input paced in its own process at 50K, 5K and 1K ticks/s:
   p50/p99/p99.9 against the p99 <= 20 ms target, with the Kafka hop (publish to the
