@@ -12,13 +12,15 @@ Run as ``python -P -m bench.harness.bare_quickfix --port P --symbols A,B,... --s
 (a process of its own); it prints one JSON line: FIX messages counted in the measured
 window, its length in seconds, and the process's CPU seconds in it (all its threads,
 from ``resource.getrusage``). The window starts ``--warmup`` seconds after the first
-market data message.
+market data message. Like the ingest in this scenario it is pinned to one core, the same
+one by default, so both are measured on the same budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -122,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", required=True, help="comma-separated")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the core to pin to (default: the last)"
+    )
     args = parser.parse_args(argv)
+    # The same one-core budget as the ingest (bench.harness.ingest_alone), on the same core.
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cores[-1]})
     try:
         result = measure(
             args.port, args.symbols.split(","), args.seconds, warmup_s=args.warmup, host=args.host

@@ -73,10 +73,10 @@ def ingest_figures(
     bare_msgs = _per(bare["messages"], bare["seconds"])
     msgs = _per(ingest["messages"], ingest["seconds"])
     entries = _per(ingest["entries"], ingest["seconds"])
-    venue_cpu = _per(
-        ingest_venue[1]["cpu_s"] - ingest_venue[0]["cpu_s"],
-        ingest_venue[1]["t"] - ingest_venue[0]["t"],
-    )
+    def venue_cpu_share(before: dict[str, Any], after: dict[str, Any]) -> float:
+        return _per(after["cpu_s"] - before["cpu_s"], after["t"] - before["t"])
+
+    venue_cpu = venue_cpu_share(*ingest_venue)
     stage_us = {
         stage: {
             "per_message": round(_per(ns, ingest["messages"]) / 1e3, 2),
@@ -105,6 +105,7 @@ def ingest_figures(
             "producer_dropped": ingest["dropped"],
         },
         "venue_cpu_per_wall_s_ingest_phase": round(venue_cpu, 3),
+        "venue_cpu_per_wall_s_bare_phase": round(venue_cpu_share(*bare_venue), 3),
         "quote_updates_per_s": round(entries, 1),
         "ratios": {"ingest_vs_bare_quickfix_fix_msgs": round(_per(msgs, bare_msgs), 4)},
     }
@@ -136,7 +137,8 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"  ingest per stage: {stages}",
         f"  ingest decode errors {ing['decode_errors']}, rejected {ing['rejected_messages']}, "
         f"producer dropped {ing['producer_dropped']}; venue "
-        f"{figures['venue_cpu_per_wall_s_ingest_phase']:.2f} CPU s per s over the ingest phase",
+        f"{figures['venue_cpu_per_wall_s_ingest_phase']:.2f} CPU s per s over the ingest phase "
+        f"({figures.get('venue_cpu_per_wall_s_bare_phase', 0.0):.2f} over the floor's)",
         *_scale_out_lines(figures.get("scale_out")),
         headline(figures),
     ]
