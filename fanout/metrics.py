@@ -7,7 +7,8 @@ the MQTT bridge counts quotes it publishes. Nothing is counted per tick per clie
 ==============================================  =========  ================================
 metric                                          type       meaning
 ==============================================  =========  ================================
-mdfeed_fanout_ticks_in_total                    counter    tick records consumed
+mdfeed_fanout_ticks_in_total                    counter    ticks consumed (all records)
+mdfeed_fanout_records_in_total                  counter    tick records consumed
 mdfeed_fanout_ticks_out_total{transport}        counter    ticks delivered: grpc, mqtt
 mdfeed_fanout_bad_records_total                 counter    undecodable tick records
 mdfeed_fanout_stale_ticks_total                 counter    ticks not newer than the cached
@@ -76,7 +77,12 @@ class FanoutCollector:
         if ticks is not None:
             lanes = ticks.lane_totals()
             yield counter(
-                "mdfeed_fanout_ticks_in_total", "Tick records consumed from the bus.", ticks.records
+                "mdfeed_fanout_ticks_in_total", "Ticks consumed from the bus.", ticks.ticks_in
+            )
+            yield counter(
+                "mdfeed_fanout_records_in_total",
+                "Tick records consumed from the bus (one or more ticks of a symbol each).",
+                ticks.records,
             )
             out: dict[tuple[str, ...], float] = {("grpc",): lanes.delivered}
             conflated: dict[tuple[str, ...], float] = {("grpc",): lanes.conflated}

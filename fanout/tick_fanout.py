@@ -85,6 +85,8 @@ class TickFanout(Service):
         self._watchdog_interval_s = watchdog_interval_s
         self._watchdog: asyncio.Task[None] | None = None
         self.records = 0
+        #: Ticks in those records (a record holds one or more ticks of its symbol).
+        self.ticks_in = 0
         self.bad_records = 0
         self.resyncs = 0
         self.cut_off = 0  # clients whose lane went past its limits
@@ -241,6 +243,7 @@ class TickFanout(Service):
             except TickRecordError:  # a junk record must not stop the fanout
                 self.bad_records += 1
                 continue
+            self.ticks_in += len(encoded_ticks)
             if stamp and record.timestamp_ms != stamp_ms:
                 # Appended fields override earlier ones of the same number when parsed, so
                 # the stamps need no re-encoding; one suffix serves a run of records with

@@ -210,4 +210,5 @@ async def test_a_batch_record_delivers_each_of_its_ticks_stamped() -> None:
             1_700_000_000_003_000_000
         ]
         assert fanout.records == 3
+        assert fanout.ticks_in == 4
         assert fanout.bad_records == 1  # the truncated batch

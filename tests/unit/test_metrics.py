@@ -184,6 +184,7 @@ async def test_fanout_collector_counts_ticks_where_they_leave() -> None:
         collector = FanoutCollector(ticks=fanout)
         samples = scrape(collector)
         assert samples["mdfeed_fanout_ticks_in_total"] == {(): 8}
+        assert samples["mdfeed_fanout_records_in_total"] == {(): 8}  # one tick each
         assert samples["mdfeed_fanout_stale_ticks_total"] == {(): 2}
         assert samples["mdfeed_fanout_ticks_out_total"] == {(("transport", "grpc"),): 6}
         assert samples["mdfeed_fanout_conflated_ticks_total"] == {(("transport", "grpc"),): 5}
