@@ -12,8 +12,11 @@ units, far above any traded price. Negative values are allowed (spreads, some fu
 
 Times are integer nanoseconds since the Unix epoch, UTC (suffix `_ns`).
 
-Kafka: topic `md.ticks` carries one Tick per record, keyed by symbol; topic
-`chat.messages` carries one ChatMessage per record, keyed by room.
+Kafka: topic `md.ticks` carries ticks keyed by symbol, each record a TickBatch of one
+symbol's consecutive ticks (contiguous seqs, in order; the ingest writes one record per
+symbol and slice of its inbox); readers also take a record of one bare Tick, told apart
+by its first field (mdfeed/kernel/tick_records.py). Topic `chat.messages` carries one
+ChatMessage per record, keyed by room.
 
 Serialize once: a ServerFrame's TickBatch is field 1 of ServerFrame and holds repeated
 Tick in field 1, so the fanout builds a frame by concatenating each tick's

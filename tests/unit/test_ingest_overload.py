@@ -2,8 +2,9 @@
 sends as fast as TCP lets it.
 
 The venue is ``mdfeed venue --fast`` in a process of its own (run with -P: the installed
-build), streaming pre-encoded X messages at the reader's pace, far faster than the ingest
-decodes them, so the inbox fills and the callback thread waits (TCP pushes back). While
+build), streaming pre-encoded X messages at the reader's pace; the ingest is slowed to half
+a millisecond per message, so it cannot keep up on any machine: the inbox fills and the
+callback thread waits (TCP pushes back). While
 that lasts the event loop must keep answering timers, and ``stop()`` must end within 2 s
 (a correctness bound: the process has to end when asked, whatever the inbox holds).
 """
@@ -22,6 +23,7 @@ import pytest
 from polling import until, until_sync
 
 from fix_session.ingest import FixIngest
+from fix_spec.md_columns import MdMessage
 from mdfeed.kernel.bus import MemoryBus
 from mdfeed.kernel.config import BusConfig, FixSessionConfig
 from mdfeed.stack.scratch import free_port
@@ -76,6 +78,17 @@ async def test_a_venue_faster_than_the_ingest_costs_latency_not_liveness(
     # A small inbox fills whenever the loop is busy for a moment: the callback thread
     # then waits for room, and QuickFIX stops reading (TCP pushes back on the venue).
     ingest = FixIngest(config, symbols=SYMBOLS, producer=producer, topic="t", inbox_max_messages=64)
+    # The ingest made slower than any venue on any machine: half a millisecond more per
+    # message, so the venue stays ahead of it throughout. A sleep, not a busy wait: the
+    # callback thread needs the GIL to queue messages, and a loop that never lets go of it
+    # would starve the thread instead of filling the inbox.
+    decode = ingest._md_decode
+
+    def slow_decode(data: bytes, out: MdMessage) -> bool:
+        time.sleep(0.0005)
+        return decode(data, out)
+
+    ingest._md_decode = slow_decode
     lags: list[float] = []
 
     async def watch_the_loop() -> None:
