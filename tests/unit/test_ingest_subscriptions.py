@@ -9,7 +9,9 @@ contiguous sequences; a resync and a reconnect subscribe grouped again.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -96,6 +98,10 @@ class StartRig(Protocol):
     ) -> Rig: ...
 
 
+#: Shard-style suffixes, unique for the test process.
+_SESSION_NUMBERS = itertools.count(1)
+
+
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[StartRig]:
     """A venue on a free port, an in-process bus and a logged-on FixIngest, on demand."""
@@ -112,8 +118,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[StartRig]:
         await bus.start()
         producer = bus.producer()
         await producer.start()
+        # A SenderCompID of its own per session (the venue takes <target>-K as a shard's):
+        # stop() may return while QuickFIX is still winding a session down, and a new
+        # session under the same SessionID in this process can then hang or crash it.
         config = FixSessionConfig(
             port=venue.port,
+            sender_comp_id=f"{FixSessionConfig().sender_comp_id}-{next(_SESSION_NUMBERS)}",
             heartbeat_interval_s=2,
             reconnect_interval_s=1,
             log_dir=str(tmp_path / f"fix{len(started)}"),
@@ -136,14 +146,20 @@ async def rig(tmp_path: Path) -> AsyncIterator[StartRig]:
 
 
 async def delivered(rig: Rig) -> dict[str, list[pb.Tick]]:
+    """At least every tick published up to now (the stream goes on meanwhile: reading
+    until a quiet moment would wait as long as the venue keeps sending)."""
     assert await rig.ingest.producer.flush(5)
+    expected = rig.ingest.stats.ticks_out
     out: dict[str, list[pb.Tick]] = defaultdict(list)
-    while records := await rig.consumer.getmany(timeout_ms=50, max_records=100_000):
-        for record in records:
-            for encoded in ticks_of(record.value):
-                tick = pb.Tick.FromString(encoded)
-                assert record.key == tick.symbol.encode()
-                out[tick.symbol].append(tick)
+    got = 0
+    async with asyncio.timeout(30):
+        while got < expected:
+            for record in await rig.consumer.getmany(timeout_ms=50, max_records=100_000):
+                for encoded in ticks_of(record.value):
+                    tick = pb.Tick.FromString(encoded)
+                    assert record.key == tick.symbol.encode()
+                    out[tick.symbol].append(tick)
+                    got += 1
     return out
 
 
