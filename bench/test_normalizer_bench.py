@@ -10,7 +10,12 @@ pytest-benchmark table):
   into `pb.Tick` objects, then `SerializeToString` of each: what a caller holding typed
   messages pays for the same bytes.
 
-Decoding is excluded from both (bench/test_fix_codec_bench.py times it). Groups:
+Decoding is excluded from both (bench/test_fix_codec_bench.py times it), but not from
+the ``raw-X-10`` and ``raw-W-20`` groups, which time what the ingest does per raw message:
+``native``, `BookNormalizer.on_raw` (the C core: decode, check, book, encode), against
+``python``, the market data decoder (compiled) into an MdMessage, then
+`BookNormalizer.apply`; each flushes its ticks every 10 messages, as the ingest's slices
+do. Groups:
 ``normalize-X-10``: 10-entry increments over 4 symbols (size changes, a trade, a deeper
 level added and removed, the best bid deleted and restored), cycled over 1,000 variants
 against books built by a snapshot; ``normalize-W-20``: 20-entry snapshots (10 levels a
@@ -29,8 +34,11 @@ from typing import TypeVar
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from fix_session.ingest import md_fast_decoder
 from fix_session.normalizer import BookNormalizer
+from fix_session.tick_core import RAW_W, RAW_X
 from fix_session.tick_encoding import encode_fields, symbol_field
+from fix_spec import fix44
 from fix_spec.fix44 import enums
 from fix_spec.fix44.groups import MDIncGrpNoMDEntries
 from fix_spec.fix44.header import Header
@@ -201,6 +209,72 @@ def test_normalize_w_typed(benchmark: BenchmarkFixture) -> None:
         return len([tick.SerializeToString() for tick in ticks])
 
     assert benchmark(run) > 0
+
+
+def _raw(messages: list[X] | list[W]) -> list[str]:
+    return [fix44.encode(message).decode("ascii") for message in messages]
+
+
+def _raw_booked() -> BookNormalizer:
+    normalizer = BookNormalizer(symbols=SYMBOLS, decoder=md_fast_decoder("fix44"))
+    for snapshot in BOOKS:
+        normalizer.on_snapshot(snapshot, 1, INGEST_NS)
+    return normalizer
+
+
+def _native(benchmark: BenchmarkFixture, raws: list[str], status: int) -> None:
+    normalizer = _raw_booked()
+    next_raw = _cycle(raws)
+    count = itertools.count()
+
+    def run() -> int:
+        done = normalizer.on_raw(next_raw(), INGEST_NS)
+        if next(count) % 10 == 9:
+            normalizer.flush()
+        return done
+
+    assert benchmark(run) == status
+
+
+def _python(benchmark: BenchmarkFixture, raws: list[str]) -> None:
+    normalizer = _raw_booked()
+    decode = md_fast_decoder("fix44").decode
+    md = MdMessage()
+    next_raw = _cycle(raws)
+    count = itertools.count()
+
+    def run() -> int:
+        decode(next_raw().encode("latin-1"), md)
+        normalizer.apply(md, INGEST_NS)
+        if next(count) % 10 == 9:
+            normalizer.flush()
+        return md.count
+
+    assert benchmark(run) > 0
+
+
+RAW_INCREMENTS = _raw(INCREMENTS)
+RAW_SNAPSHOTS = _raw(SNAPSHOTS)
+
+
+@pytest.mark.benchmark(group="raw-X-10")
+def test_raw_x_native(benchmark: BenchmarkFixture) -> None:
+    _native(benchmark, RAW_INCREMENTS, RAW_X)
+
+
+@pytest.mark.benchmark(group="raw-X-10")
+def test_raw_x_python(benchmark: BenchmarkFixture) -> None:
+    _python(benchmark, RAW_INCREMENTS)
+
+
+@pytest.mark.benchmark(group="raw-W-20")
+def test_raw_w_native(benchmark: BenchmarkFixture) -> None:
+    _native(benchmark, RAW_SNAPSHOTS, RAW_W)
+
+
+@pytest.mark.benchmark(group="raw-W-20")
+def test_raw_w_python(benchmark: BenchmarkFixture) -> None:
+    _python(benchmark, RAW_SNAPSHOTS)
 
 
 def _protobuf_quote() -> bytes:

@@ -4,11 +4,12 @@ Flow: QuickFIX owns the TCP session (logon, heartbeats, sequence numbers, resend
 schedule, reconnects). Its callback thread does the minimum: it copies the raw message
 (`message.toString()`), stamps the ingest time and appends both to a bounded inbox; the
 QuickFIX `Message` never leaves the callback. The asyncio loop drains the inbox in
-slices: the market data decoder reads each raw message into one reused column form
-(`fix_spec.md_columns.MdMessage`: scaled integers and symbols, no object per entry),
-`BookNormalizer.on_message` applies it and appends each tick already encoded, and at the
-end of the slice each symbol's ticks go to the bus producer as one record keyed by the
-symbol (`mdfeed.kernel.tick_records`).
+slices: the native core (`fix_session.tick_core`, through `BookNormalizer.on_raw`) reads
+each raw W or X straight into its books and writes the ticks encoded, with no object per
+entry; a message it leaves (a Y, a malformed or unusual one) is read by the Python decoder
+into `fix_spec.md_columns.MdMessage` and applied to the same books, or rejected and
+counted. At the end of the slice each symbol's ticks go to the bus producer as one record
+keyed by the symbol (`mdfeed.kernel.tick_records`).
 
 Choices, and why:
 
@@ -80,10 +81,10 @@ from mdfeed.kernel.bus import BusProducer
 from mdfeed.kernel.clock import WallClockNs, wall_ns
 from mdfeed.kernel.config import FixSessionConfig, parse_shard
 from mdfeed.kernel.metrics import Histogram
-from mdfeed.kernel.tick_records import batch_record
 
 from .normalizer import BookNormalizer, InvalidEntryError
 from .subscriptions import Request, Subscriptions, shard_symbols
+from .tick_core import RAW_W, RAW_X
 
 log = logging.getLogger("mdfeed.fix_session")
 
@@ -131,9 +132,11 @@ class IngestStats:
     inbox_waits: int = 0
     #: Messages left in the inbox when `stop()` gave up draining, or received after it.
     dropped_on_stop: int = 0
-    #: Time spent per stage, in nanoseconds (decode, normalize, produce).
+    #: Time spent per stage, in nanoseconds: core (the native decode, book and encode of
+    #: every message, the slice loop included), decode and normalize (the Python path of
+    #: the messages the core leaves), produce.
     stage_ns: dict[str, int] = field(
-        default_factory=lambda: {"decode": 0, "normalize": 0, "produce": 0}
+        default_factory=lambda: {"core": 0, "decode": 0, "normalize": 0, "produce": 0}
     )
     last_error: str = ""
 
@@ -157,6 +160,11 @@ def codec_module(name: str) -> ModuleType:
     return fix44
 
 
+def md_fast_decoder(name: str) -> MdDecoder:
+    """The market data decoder of a dictionary, CheckSum not summed (QuickFIX verified it)."""
+    return MdDecoder(codec_module(name).md_layout.LAYOUT, verify_checksum=False)
+
+
 def md_decoder(name: str) -> Callable[[bytes, MdMessage], bool]:
     """The tick path's decoder for a dictionary: raw FIX -> MdMessage; False when the
     message is valid but not market data (W, X, Y); FixCodecError when it is not valid.
@@ -168,7 +176,7 @@ def md_decoder(name: str) -> Callable[[bytes, MdMessage], bool]:
     """
     module = codec_module(name)
     codec = module.CODEC
-    fast = MdDecoder(module.md_layout.LAYOUT, verify_checksum=False).decode
+    fast = md_fast_decoder(name).decode
 
     def decode(data: bytes, out: MdMessage) -> bool:
         if fast(data, out):
@@ -298,7 +306,9 @@ class FixIngest:
         self.symbols = tuple(symbols)
         self.producer = producer
         self.topic = topic
-        self.normalizer = BookNormalizer(symbols=self.symbols)
+        self.normalizer = BookNormalizer(
+            symbols=self.symbols, decoder=md_fast_decoder(config.dictionary)
+        )
         self._stats = IngestStats()
         #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to
         #: the producer, once per message that passed decoding and normalizing.
@@ -306,8 +316,6 @@ class FixIngest:
         self._clock_ns = clock_ns
         self._md_decode = md_decoder(config.dictionary)
         self._md = MdMessage()
-        self._keys: list[bytes] = []
-        self._values: list[bytes] = []
         self._arrivals: list[int] = []
         self._inbox: collections.deque[tuple[str, int]] = collections.deque()
         self._inbox_max = inbox_max_messages
@@ -326,7 +334,6 @@ class FixIngest:
         self._inbox_room = threading.Event()
         self._inbox_room.set()
         self._dropped_seen = 0
-        self._suppressed: set[str] = set()
 
     async def __aenter__(self) -> FixIngest:
         await self.start()
@@ -419,6 +426,7 @@ class FixIngest:
     def stats(self) -> IngestStats:
         """The counters now, including those the QuickFIX thread keeps."""
         self._collect_thread_counts()
+        self._stats.ticks_suppressed = self.normalizer.stats.ticks_suppressed
         return self._stats
 
     # -- QuickFIX thread side ----------------------------------------------------
@@ -516,70 +524,43 @@ class FixIngest:
         ):
             self._stats.requests_sent += 1
 
-    def _drain(self) -> None:  # noqa: PLR0912, PLR0915 - one inlined message loop
+    def _drain(self) -> None:
         """Process what the QuickFIX thread queued, in slices that keep the loop responsive.
 
-        Per message: the market data decoder fills one reused `MdMessage`, the normalizer
-        appends the ticks' keys and encoded bytes; at the end of the slice each symbol's
-        ticks go to the producer as one record (`mdfeed.kernel.tick_records`), so the
-        Kafka clients' cost is per symbol and slice, not per tick.
+        Per message: the native core decodes and applies a W or X and writes its ticks
+        (`BookNormalizer.on_raw`); what it leaves (a Y, a malformed or unusual message) is
+        decoded by the Python decoder and applied, or rejected and counted. At the end of
+        the slice each symbol's ticks go to the producer as one record
+        (`mdfeed.kernel.tick_records`), so the Kafka clients' cost is per symbol and slice,
+        not per tick.
         """
         self._wakeup_pending = False
         inbox, stats = self._inbox, self._stats
-        md = self._md
-        decode = self._md_decode
-        on_message = self.normalizer.on_message
-        keys, values = self._keys, self._values
+        on_raw = self.normalizer.on_raw
         arrivals = self._arrivals
-        stage = stats.stage_ns
         clock = time.perf_counter_ns
-        decode_ns = normalize_ns = 0
         budget = _SLICE_MESSAGES
         taken = 0
-        deadline = clock() + _SLICE_NS
+        start = clock()
+        deadline = start + _SLICE_NS
         while inbox and budget and clock() < deadline:
             budget -= 1
             raw, ingest_ns = inbox.popleft()
             taken += 1
-            t0 = clock()
-            try:
-                is_md = decode(raw.encode("latin-1"), md)
-            except FixCodecError as exc:
-                decode_ns += clock() - t0
-                stats.decode_errors += 1
-                stats.last_error = f"decode: {exc}"
-                log.warning("rejected FIX message: %s", exc)
-                continue
-            t1 = clock()
-            decode_ns += t1 - t0
-            if not is_md:
-                continue  # other application messages carry no market data
-            msg_type = md.msg_type
-            if msg_type == "Y":
-                self._on_reject(md.md_req_id, md.text, md.rej_reason)
-                continue
-            first = len(values)
-            try:
-                on_message(md, ingest_ns, keys, values)
-            except InvalidEntryError as exc:
-                stats.rejected_messages += 1
-                stats.last_error = f"normalize: {exc}"
-                log.warning("rejected market data: %s", exc)
-                continue
-            finally:
-                normalize_ns += clock() - t1
-            if msg_type == "W":
-                self._on_snapshot(md.symbol)
-            if self._suppressed:
-                self._hold_back(msg_type, md.symbol, first)
-            arrivals.append(ingest_ns)
+            status = on_raw(raw, ingest_ns)
+            if status == RAW_X:
+                arrivals.append(ingest_ns)
+            elif status == RAW_W:
+                self._on_snapshot(self.normalizer.last_snapshot)
+                arrivals.append(ingest_ns)
+            else:
+                self._slow_path(raw, ingest_ns)
         stats.messages_in += taken
-        stage["decode"] += decode_ns
-        stage["normalize"] += normalize_ns
-        if values:
+        stats.stage_ns["core"] += clock() - start
+        if self.normalizer.pending:
             t2 = clock()
             self._publish()
-            stage["produce"] += clock() - t2
+            stats.stage_ns["produce"] += clock() - t2
         if arrivals:
             observe = self.latency.observe
             now = self._clock_ns()
@@ -597,40 +578,51 @@ class FixIngest:
         if stale:
             self.resync(sorted(stale))
 
-    def _hold_back(self, msg_type: str, symbol: str, first: int) -> None:
-        """After the bus dropped ticks: a symbol's increments wait for its snapshot."""
-        if msg_type == "W":
-            self._suppressed.discard(symbol)
+    def _slow_path(self, raw: str, ingest_ns: int) -> None:
+        """A message the native core left: the Python decoder, then `apply` (both raise the
+        precise error of a malformed message or entry, which is counted and logged)."""
+        stats = self._stats
+        md = self._md
+        clock = time.perf_counter_ns
+        t0 = clock()
+        try:
+            is_md = self._md_decode(raw.encode("latin-1"), md)
+        except FixCodecError as exc:
+            stats.decode_errors += 1
+            stats.last_error = f"decode: {exc}"
+            log.warning("rejected FIX message: %s", exc)
             return
-        held = {s.encode() for s in self._suppressed}
-        keys, values = self._keys, self._values
-        kept_keys, kept_values = [], []
-        for key, value in zip(keys[first:], values[first:], strict=True):
-            if key in held:
-                self._stats.ticks_suppressed += 1
-            else:
-                kept_keys.append(key)
-                kept_values.append(value)
-        keys[first:] = kept_keys
-        values[first:] = kept_values
+        finally:
+            stats.stage_ns["decode"] += clock() - t0
+        if not is_md:
+            return  # other application messages carry no market data
+        msg_type = md.msg_type
+        if msg_type == "Y":
+            self._on_reject(md.md_req_id, md.text, md.rej_reason)
+            return
+        t1 = clock()
+        try:
+            self.normalizer.apply(md, ingest_ns)
+        except InvalidEntryError as exc:
+            stats.rejected_messages += 1
+            stats.last_error = f"normalize: {exc}"
+            log.warning("rejected market data: %s", exc)
+            return
+        finally:
+            stats.stage_ns["normalize"] += clock() - t1
+        if msg_type == "W":
+            self._on_snapshot(md.symbol)
+        self._arrivals.append(ingest_ns)
 
     def _publish(self) -> None:
         """Hand the slice's ticks to the producer: one record per symbol, ticks in order."""
-        keys, values = self._keys, self._values
-        by_key: dict[bytes, list[bytes]] = {}
-        for key, value in zip(keys, values, strict=True):
-            run = by_key.get(key)
-            if run is None:
-                by_key[key] = [value]
-            else:
-                run.append(value)
+        stats = self._stats
+        stats.ticks_out += self.normalizer.pending
+        records = self.normalizer.flush()
         send, topic = self.producer.send, self.topic
-        for key, run in by_key.items():
-            send(topic, key, batch_record(run))
-        self._stats.ticks_out += len(values)
-        self._stats.records_out += len(by_key)
-        keys.clear()
-        values.clear()
+        for key, value in records:
+            send(topic, key, value)
+        stats.records_out += len(records)
 
     def _check_drops(self) -> None:
         dropped = self.producer.stats.dropped
@@ -639,7 +631,7 @@ class FixIngest:
             # resumes) goes out, its increments are held back, so a consumer sees the gap
             # followed by a snapshot tick, never increments on a book it cannot have.
             self._dropped_seen = dropped
-            self._suppressed.update(self.symbols)
+            self.normalizer.hold_back()
 
     # -- subscription answers (called per W and Y by the message loop) -------------------
 

@@ -292,6 +292,48 @@ class MdDecoder:
         self._date_cache: dict[bytes, int] = {}
         self._text_cache: dict[bytes, str] = {}
 
+    def native_layout(
+        self,
+    ) -> (
+        tuple[
+            bytes,
+            tuple[list[int], list[int], int],
+            tuple[list[int], list[int], int],
+            tuple[list[int], list[int], int],
+            tuple[list[int], list[int], int],
+            tuple[list[int], list[int], int],
+            bytes,
+            bytes,
+        ]
+        | None
+    ):
+        """This decoder's tables for the ingest's native core (fix_session.tick_core), which
+        reads W and X as this decoder does: the framing prefix, (tag -> code table, the
+        required codes, the group delimiter) of the header and of the W and X bodies and
+        entries, and the MDEntryType and MDUpdateAction single-byte codes; None when the
+        dictionary has no W or X with NoMDEntries."""
+        try:
+            levels = (
+                self._header,
+                self._bodies[b"W"],
+                self._entries[b"W"],
+                self._bodies[b"X"],
+                self._entries[b"X"],
+            )
+        except KeyError:
+            return None
+        specs = [_level_spec(level) for level in levels]
+        return (
+            self._prefix,
+            specs[0],
+            specs[1],
+            specs[2],
+            specs[3],
+            specs[4],
+            bytes(self._kind_chars),
+            bytes(self._action_chars),
+        )
+
     # -- errors ----------------------------------------------------------------
 
     def _error(self, reason: str, tag: int) -> FixDecodeError:
@@ -821,6 +863,12 @@ class MdDecoder:
         return self._error(
             f"{value.decode('latin-1')!r} is not one of the field's enumerated values", tag
         )
+
+
+def _level_spec(level: _Level) -> tuple[list[int], list[int], int]:
+    mask = level.required_mask
+    required = [code for code in range(mask.bit_length()) if mask >> code & 1]
+    return list(level.table), required, level.first_tag
 
 
 def _char_table(codes: frozenset[bytes]) -> list[bool]:

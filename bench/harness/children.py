@@ -256,7 +256,7 @@ def compiled_modules(
         "ohlcv.bars",
         "fix_spec.codec",
         "fix_session.normalizer",
-        "fix_session.books",
+        "fix_session.tick_core",
         "fix_session.tick_encoding",
         "fix_spec.md_columns",
     ),

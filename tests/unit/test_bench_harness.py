@@ -165,7 +165,7 @@ def test_benchmarks_refuse_the_pure_python_source_of_a_compiled_module() -> None
         "ohlcv.bars",
         "fix_spec.codec",
         "fix_session.normalizer",
-        "fix_session.books",
+        "fix_session.tick_core",
         "fix_session.tick_encoding",
         "fix_spec.md_columns",
     }
