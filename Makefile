@@ -16,13 +16,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The QuickFIX C++ headers the ingest's native feed is compiled against: the source
+# distribution of the quickfix version pyproject.toml pins, from PyPI.
+QUICKFIX_VERSION := 1.16.0
+QUICKFIX_SRC := .build/quickfix-$(QUICKFIX_VERSION)
+export MDFEED_QUICKFIX_INCLUDE := $(CURDIR)/$(QUICKFIX_SRC)/C++
 
 .PHONY: run test install system-deps web lint typecheck unit integration bench harness stack-up stack-down proto clean
 
-$(VENV)/.deps-installed: pyproject.toml
-	@echo "== python packages (the first install builds quickfix from source: ~5 minutes)"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/pip:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+$(QUICKFIX_SRC)/C++/Application.h: | $(VENV)/bin/pip
+	@echo "== QuickFIX $(QUICKFIX_VERSION) C++ headers (its source distribution)"
+	mkdir -p .build
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: --dest .build quickfix==$(QUICKFIX_VERSION)
+	tar -xzf .build/quickfix-$(QUICKFIX_VERSION).tar.gz -C .build
+	touch $@
+
+$(VENV)/.deps-installed: pyproject.toml $(QUICKFIX_SRC)/C++/Application.h | $(VENV)/bin/pip
+	@echo "== python packages (the first install builds quickfix from source: ~5 minutes)"
 	$(BIN)/pip install --progress-bar off '.[dev]'
 	touch $@
 
@@ -54,7 +68,7 @@ web: web/node_modules/.installed
 
 # The project itself is installed (not editable) every time, so tests import the
 # installed package: a module left out of the package fails the tests.
-install: $(VENV)/.deps-installed
+install: $(VENV)/.deps-installed $(QUICKFIX_SRC)/C++/Application.h
 	@# A stale build/ would put modules compiled earlier into the wheel.
 	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
@@ -109,4 +123,4 @@ test: install system-deps web
 	echo "== test command finished in $$(( $$(date +%s) - start )) s"
 
 clean:
-	rm -rf build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf build .build *.egg-info .mypy_cache .ruff_cache .pytest_cache

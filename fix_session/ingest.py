@@ -1,15 +1,18 @@
 """The market data session: a QuickFIX initiator whose quotes become sequenced Ticks on the bus.
 
 Flow: QuickFIX owns the TCP session (logon, heartbeats, sequence numbers, resends, the
-schedule, reconnects). Its callback thread does the minimum: it copies the raw message
-(`message.toString()`), stamps the ingest time and appends both to a bounded inbox; the
-QuickFIX `Message` never leaves the callback. The asyncio loop drains the inbox in
-slices: the native core (`fix_session.tick_core`, through `BookNormalizer.on_raw`) reads
-each raw W or X straight into its books and writes the ticks encoded, with no object per
-entry; a message it leaves (a Y, a malformed or unusual one) is read by the Python decoder
-into `fix_spec.md_columns.MdMessage` and applied to the same books, or rejected and
-counted. At the end of the slice each symbol's ticks go to the bus producer as one record
-keyed by the symbol (`mdfeed.kernel.tick_records`).
+schedule, reconnects). Its Application is C++ (`fix_session.quickfix_feed`): for each
+application message the QuickFIX thread serializes it, stamps the ingest time and copies
+it into the bounded inbox of the native core (`fix_session.tick_core`), without the GIL
+and without a call into Python; logon and logout come to Python as events. The asyncio
+loop drains the inbox in slices: the core reads each raw W or X straight into its books
+and writes the ticks encoded, with no object per entry; a message it leaves (a Y, a
+malformed or unusual one) is read by the Python decoder into
+`fix_spec.md_columns.MdMessage` and applied to the same books, or rejected and counted,
+before the core goes on. At the end of the slice each symbol's ticks go to the bus
+producer as one record keyed by the symbol (`mdfeed.kernel.tick_records`). Requests
+(MarketDataRequest) are built and sent from Python through the `quickfix` bindings, which
+share the one QuickFIX library and its session registry with the feed.
 
 Choices, and why:
 
@@ -38,14 +41,16 @@ Choices, and why:
 - Bus outage: see mdfeed.kernel.bus for the producer's bound. After it dropped ticks, increments
   are held back per symbol until that symbol's fresh snapshot is published (the snapshot
   is requested when the bus resumes), so consumers see a gap, then a snapshot tick.
-- Inbox overflow: the callback thread waits (it does not drop) while the inbox holds
+- Inbox overflow: the QuickFIX thread waits (it does not drop) while the inbox holds
   `inbox_max_messages`; QuickFIX then stops reading the socket and TCP pushes back on the
-  venue. Dropping here would silently corrupt books. The wait is on an event the loop sets
-  once the inbox is down to half, not a polling sleep: a thread that wakes to look takes
-  the GIL from the loop it waits for.
+  venue. Dropping here would silently corrupt books. The wait is on a condition the loop
+  signals once the inbox is down to half.
+- Wakeups: the QuickFIX thread wakes the loop (an eventfd) for the first message after a
+  drain; under load (a slice found several messages) the next slice runs `COALESCE_S`
+  later instead, so the loop wakes about a thousand times a second, not once per message.
 - Overload costs latency, never liveness: the loop processes the inbox in slices of at
   most `DRAIN_SLICE_S` (and `_SLICE_MESSAGES`), so timers, status, metrics and health are
-  answered between slices however far behind it is. `stop()` releases a waiting callback
+  answered between slices however far behind it is. `stop()` releases a waiting QuickFIX
   thread at once, stops QuickFIX, then drains what the inbox holds for at most
   `STOP_DRAIN_S` and drops the rest (counted in `IngestStats.dropped_on_stop`): a stop
   ends within about 2 s whatever the inbox holds.
@@ -58,10 +63,11 @@ up as one), codec decode errors, and messages the normalizer refused.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import ctypes
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -69,7 +75,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import quickfix
 
@@ -78,13 +84,15 @@ from fix_spec.md_columns import MdMessage
 from fix_spec.md_decoder import MdDecoder
 from fix_spec.md_from_typed import columns_from_typed
 from mdfeed.kernel.bus import BusProducer
-from mdfeed.kernel.clock import WallClockNs, wall_ns
+from mdfeed.kernel.clock import wall_ns
 from mdfeed.kernel.config import FixSessionConfig, parse_shard
 from mdfeed.kernel.metrics import Histogram
 
 from .normalizer import BookNormalizer, InvalidEntryError
 from .subscriptions import Request, Subscriptions, shard_symbols
-from .tick_core import RAW_W, RAW_X
+
+if TYPE_CHECKING:
+    from .quickfix_feed import QuickfixFeed
 
 log = logging.getLogger("mdfeed.fix_session")
 
@@ -100,6 +108,13 @@ REJECT_RETRY_DELAY_S = 0.2
 #: The most one slice of the message loop runs before it yields to the event loop.
 DRAIN_SLICE_S = 0.02
 _SLICE_NS = int(DRAIN_SLICE_S * 1e9)
+#: Wakeup coalescing: after a slice of at least COALESCE_MIN_MESSAGES messages the next
+#: slice runs COALESCE_S later instead of at the next message. Each wakeup of the loop by
+#: the QuickFIX thread costs two thread switches and a GIL hand-over on the shared core,
+#: more than the message's own work now; under load they came one or two messages apart.
+#: A message after a quiet spell (a slice of one) still wakes the loop at once.
+COALESCE_S = 0.001
+COALESCE_MIN_MESSAGES = 4
 #: How long `stop()` goes on processing the inbox before it drops what is left.
 STOP_DRAIN_S = 0.5
 #: How long `stop()` waits for QuickFIX's threads to end.
@@ -236,39 +251,15 @@ _SESSION_KEYS = {
 }
 
 
-class _Application(quickfix.Application):  # type: ignore[misc]  # quickfix has no types: Any
-    """QuickFIX callbacks: copy, stamp, hand off. Nothing here may block for long."""
+def _quickfix_feed() -> type[QuickfixFeed]:
+    """fix_session.quickfix_feed, loaded. It is compiled against QuickFIX's headers and
+    takes QuickFIX's C++ symbols from the `quickfix` package's own extension, which Python
+    loaded privately: it is made global first, so the two share one QuickFIX (one session
+    registry, which `quickfix.Session.sendToTarget` looks sessions up in)."""
+    ctypes.CDLL(quickfix._quickfix.__file__, mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    from .quickfix_feed import QuickfixFeed
 
-    def __init__(self, ingest: FixIngest) -> None:
-        super().__init__()
-        self._ingest = ingest
-
-    def onCreate(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        pass
-
-    def onLogon(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        self._ingest._from_quickfix_thread("logon", session_id)
-
-    def onLogout(self, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        self._ingest._from_quickfix_thread("logout", session_id)
-
-    def toAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        msg_type = message.getHeader().getField(35)
-        if msg_type == "A":
-            self._ingest._add_credentials(message)
-        elif msg_type == "3":
-            self._ingest._count_from_thread("session_rejects_sent")
-        elif msg_type == "2":
-            self._ingest._count_from_thread("resend_requests_sent")
-
-    def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        pass
-
-    def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        pass
-
-    def fromApp(self, message: Any, session_id: Any) -> None:  # noqa: N802 - QuickFIX's names
-        self._ingest._received(message.toString())
+    return QuickfixFeed
 
 
 class FixIngest:
@@ -286,7 +277,6 @@ class FixIngest:
         symbols: Sequence[str],
         producer: BusProducer,
         topic: str,
-        clock_ns: WallClockNs = wall_ns,
         inbox_max_messages: int = 50_000,
     ) -> None:
         if not symbols:
@@ -313,26 +303,23 @@ class FixIngest:
         #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to
         #: the producer, once per message that passed decoding and normalizing.
         self.latency = Histogram()
-        self._clock_ns = clock_ns
         self._md_decode = md_decoder(config.dictionary)
         self._md = MdMessage()
         self._arrivals: list[int] = []
-        self._inbox: collections.deque[tuple[str, int]] = collections.deque()
-        self._inbox_max = inbox_max_messages
-        self._wakeup_pending = False
+        #: The inbox the QuickFIX thread copies raw messages into, in the native core, and
+        #: the eventfd that wakes the loop for them.
+        self._wakeup_fd = self.normalizer.open_inbox(inbox_max_messages)
+        #: The core's drain (a seam for tests that slow the ingest down).
+        self._drain_core = self.normalizer.drain
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._initiator: Any = None
+        self._feed: QuickfixFeed | None = None
+        self._reading = False
         self._session_id: Any = None
         self._logged_on = asyncio.Event()
         self.subscriptions = Subscriptions(config.symbols_per_request)
         self._retry_pending: set[str] = set()
         self._resyncing: set[str] = set()
-        self._lock = threading.Lock()
-        self._thread_counts: dict[str, int] = collections.defaultdict(int)
         self._stopped = False
-        #: Set while the inbox has room; the callback thread waits on it when full.
-        self._inbox_room = threading.Event()
-        self._inbox_room.set()
         self._dropped_seen = 0
 
     async def __aenter__(self) -> FixIngest:
@@ -346,16 +333,19 @@ class FixIngest:
 
     async def start(self) -> None:
         """Create and start the QuickFIX initiator; connecting happens in the background."""
-        self._loop = asyncio.get_running_loop()
-        settings = quickfix.SessionSettings(str(self._write_settings()))
-        store = quickfix.MemoryStoreFactory()
-        logs = (
-            quickfix.FileLogFactory(settings)
-            if self.config.log_messages
-            else quickfix.ScreenLogFactory(settings)
+        self._loop = loop = asyncio.get_running_loop()
+        feed_type = _quickfix_feed()
+        self._feed = feed_type(
+            str(self._write_settings()),
+            self.normalizer.core,
+            self._on_feed_event,
+            self.config.username,
+            self.config.password,
+            self.config.log_messages,
         )
-        self._initiator = quickfix.SocketInitiator(_Application(self), store, settings, logs)
-        self._initiator.start()
+        loop.add_reader(self._wakeup_fd, self._drain)
+        self._reading = True
+        self._feed.start()
         log.info(
             "FIX session %s->%s connecting to %s:%d",
             self.config.sender_comp_id,
@@ -377,24 +367,25 @@ class FixIngest:
     async def stop(self) -> None:
         """Stop QuickFIX's threads, process what the inbox holds for at most `STOP_DRAIN_S`
         and drop the rest; ends within about 2 s whatever the inbox holds. Safe twice."""
-        if self._stopped or self._initiator is None:
-            self._stopped = True
+        if self._stopped:
             return
         self._stopped = True
-        self._inbox_room.set()  # a callback thread waiting for room returns at once
-        initiator, self._initiator = self._initiator, None
-        await self._stop_quickfix(initiator)
+        self.normalizer.stop_inbox()  # a QuickFIX thread waiting for room returns at once
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            await self._stop_quickfix(feed)
         deadline = time.monotonic() + STOP_DRAIN_S
-        while self._inbox and time.monotonic() < deadline:
+        while self.normalizer.inbox_held and time.monotonic() < deadline:
             self._drain()
             await asyncio.sleep(0)
-        left = len(self._inbox)
+        left = self.normalizer.clear_inbox()
         if left:
-            self._inbox.clear()
-            self._stats.dropped_on_stop += left
             log.warning("stopping: dropped %d FIX messages still in the inbox", left)
+        if self._reading and self._loop is not None:
+            self._loop.remove_reader(self._wakeup_fd)
+            self._reading = False
 
-    async def _stop_quickfix(self, initiator: Any) -> None:
+    async def _stop_quickfix(self, feed: QuickfixFeed) -> None:
         # Its own daemon thread, not the loop's executor: asyncio.run waits for executor
         # threads at exit, so a QuickFIX stop that hangs would keep the process alive.
         loop = asyncio.get_running_loop()
@@ -402,7 +393,7 @@ class FixIngest:
 
         def stop_initiator() -> None:
             try:
-                initiator.stop(True)
+                feed.stop(True)
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop is closed
                     loop.call_soon_threadsafe(_resolve, done)
@@ -425,50 +416,22 @@ class FixIngest:
     @property
     def stats(self) -> IngestStats:
         """The counters now, including those the QuickFIX thread keeps."""
-        self._collect_thread_counts()
-        self._stats.ticks_suppressed = self.normalizer.stats.ticks_suppressed
-        return self._stats
+        stats = self._stats
+        stats.ticks_suppressed = self.normalizer.stats.ticks_suppressed
+        _, stats.inbox_waits, stats.dropped_on_stop, _ = self.normalizer.inbox
+        if self._feed is not None:
+            stats.session_rejects_sent, stats.resend_requests_sent = self._feed.counters
+        return stats
 
     # -- QuickFIX thread side ----------------------------------------------------
 
-    def _received(self, raw: str) -> None:
-        if len(self._inbox) >= self._inbox_max:
-            self._wait_for_room()
-        if self._stopped:
-            self._count_from_thread("dropped_on_stop")
-            return
-        self._inbox.append((raw, self._clock_ns()))
-        if not self._wakeup_pending and self._loop is not None:
-            self._wakeup_pending = True
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._loop.call_soon_threadsafe(self._drain)
-
-    def _wait_for_room(self) -> None:
-        self._count_from_thread("inbox_waits")
-        room = self._inbox_room
-        while len(self._inbox) >= self._inbox_max and not self._stopped:
-            room.clear()
-            if len(self._inbox) < self._inbox_max or self._stopped:
-                return  # the loop drained (or stop began) between the check and the clear
-            # The loop sets it when the inbox is down to half; the timeout only covers a
-            # set that raced with the clear above (the loop drains on, and sets it again).
-            room.wait(0.05)
-
-    def _from_quickfix_thread(self, event: str, session_id: Any) -> None:
+    def _on_feed_event(self, event: str, begin: str, sender: str, target: str) -> None:
+        """A logon or logout, from the QuickFIX thread (with the GIL)."""
         if self._loop is None:
             return
-        with contextlib.suppress(RuntimeError):
+        session_id = quickfix.SessionID(begin, sender, target)
+        with contextlib.suppress(RuntimeError):  # the loop is closing
             self._loop.call_soon_threadsafe(self._session_event, event, session_id)
-
-    def _count_from_thread(self, name: str) -> None:
-        with self._lock:
-            self._thread_counts[name] += 1
-
-    def _add_credentials(self, message: Any) -> None:
-        if self.config.username:
-            message.setField(553, self.config.username)
-        if self.config.password:
-            message.setField(554, self.config.password)
 
     # -- event loop side ---------------------------------------------------------
 
@@ -527,34 +490,34 @@ class FixIngest:
     def _drain(self) -> None:
         """Process what the QuickFIX thread queued, in slices that keep the loop responsive.
 
-        Per message: the native core decodes and applies a W or X and writes its ticks
-        (`BookNormalizer.on_raw`); what it leaves (a Y, a malformed or unusual message) is
-        decoded by the Python decoder and applied, or rejected and counted. At the end of
-        the slice each symbol's ticks go to the producer as one record
-        (`mdfeed.kernel.tick_records`), so the Kafka clients' cost is per symbol and slice,
-        not per tick.
+        The native core applies the inbox's W and X messages in C (decode, book, encode:
+        `BookNormalizer.drain`) and stops at a message it leaves (a Y, a malformed or
+        unusual one), which the Python path takes before the core goes on, so the order of
+        messages holds. At the end of the slice each symbol's ticks go to the producer as
+        one record (`mdfeed.kernel.tick_records`), so the Kafka clients' cost is per
+        symbol and slice, not per tick.
         """
-        self._wakeup_pending = False
-        inbox, stats = self._inbox, self._stats
-        on_raw = self.normalizer.on_raw
+        stats = self._stats
+        drain = self._drain_core
         arrivals = self._arrivals
         clock = time.perf_counter_ns
-        budget = _SLICE_MESSAGES
-        taken = 0
         start = clock()
         deadline = start + _SLICE_NS
-        while inbox and budget and clock() < deadline:
-            budget -= 1
-            raw, ingest_ns = inbox.popleft()
-            taken += 1
-            status = on_raw(raw, ingest_ns)
-            if status == RAW_X:
-                arrivals.append(ingest_ns)
-            elif status == RAW_W:
-                self._on_snapshot(self.normalizer.last_snapshot)
-                arrivals.append(ingest_ns)
-            else:
-                self._slow_path(raw, ingest_ns)
+        taken = 0
+        while taken < _SLICE_MESSAGES:
+            left_ns = deadline - clock()
+            if left_ns <= 0:
+                break
+            count, snapshots, applied, fallback, fallback_ns = drain(
+                _SLICE_MESSAGES - taken, left_ns
+            )
+            taken += count
+            for symbol in snapshots:
+                self._on_snapshot(symbol)
+            arrivals += applied
+            if fallback is None:
+                break
+            self._slow_path(fallback, fallback_ns)
         stats.messages_in += taken
         stats.stage_ns["core"] += clock() - start
         if self.normalizer.pending:
@@ -563,22 +526,25 @@ class FixIngest:
             stats.stage_ns["produce"] += clock() - t2
         if arrivals:
             observe = self.latency.observe
-            now = self._clock_ns()
+            now = wall_ns()  # the clock the core stamps arrivals with (CLOCK_REALTIME)
             for ingest_ns in arrivals:
                 observe((now - ingest_ns) * 1e-9)
             arrivals.clear()
         self._check_drops()
-        if not self._inbox_room.is_set() and len(inbox) <= self._inbox_max // 2:
-            self._inbox_room.set()
-        if inbox and self._loop is not None and not self._wakeup_pending:
-            self._wakeup_pending = True
-            self._loop.call_soon(self._drain)
-        self._collect_thread_counts()
+        hold = taken >= COALESCE_MIN_MESSAGES and not self._stopped
+        if self._loop is not None and not self._stopped:
+            # More waiting: go on at the next turn of the loop. A slice of several messages
+            # (they arrive faster than the loop wakes for them): gather the next ones for
+            # COALESCE_S. Otherwise the next message wakes the loop.
+            if self.normalizer.settle(hold):
+                self._loop.call_soon(self._drain)
+            elif hold:
+                self._loop.call_later(COALESCE_S, self._drain)
         stale = self.normalizer.stale - self._resyncing
         if stale:
             self.resync(sorted(stale))
 
-    def _slow_path(self, raw: str, ingest_ns: int) -> None:
+    def _slow_path(self, raw: bytes, ingest_ns: int) -> None:
         """A message the native core left: the Python decoder, then `apply` (both raise the
         precise error of a malformed message or entry, which is counted and logged)."""
         stats = self._stats
@@ -586,7 +552,7 @@ class FixIngest:
         clock = time.perf_counter_ns
         t0 = clock()
         try:
-            is_md = self._md_decode(raw.encode("latin-1"), md)
+            is_md = self._md_decode(raw, md)
         except FixCodecError as exc:
             stats.decode_errors += 1
             stats.last_error = f"decode: {exc}"
@@ -675,15 +641,6 @@ class FixIngest:
         for symbol in subs.retry_alone(md_req_id):
             self._stats.symbols_retried += 1
             self._send_requests(subs.subscribe([symbol]), "1")
-
-    def _collect_thread_counts(self) -> None:
-        if not self._thread_counts:
-            return
-        with self._lock:
-            counts = dict(self._thread_counts)
-            self._thread_counts.clear()
-        for name, value in counts.items():
-            setattr(self._stats, name, getattr(self._stats, name) + value)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

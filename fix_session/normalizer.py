@@ -140,6 +140,56 @@ class BookNormalizer:
             self.unavailable.pop(symbol, None)
         return status
 
+    # -- the inbox (the QuickFIX thread pushes raw messages, the loop drains them) ----
+
+    @property
+    def core(self) -> TickCore:
+        """The native core (its inbox is what fix_session.quickfix_feed pushes into)."""
+        return self._core
+
+    def open_inbox(self, capacity: int) -> int:
+        """Open the core's inbox of `capacity` raw messages; the eventfd that is readable
+        when the QuickFIX thread has pushed into it."""
+        return self._core.open_inbox(capacity)
+
+    def drain(
+        self, max_messages: int, max_ns: int
+    ) -> tuple[int, list[str], list[int], bytes | None, int]:
+        """Apply inbox messages in the core (see `TickCore.drain`): (taken, symbols
+        snapshotted, arrival times, the message left to the Python path or None, its
+        arrival time). A snapshotted symbol is no longer stale or unavailable."""
+        result = self._core.drain(max_messages, max_ns)
+        for symbol in result[1]:
+            self.stale.discard(symbol)
+            self.unavailable.pop(symbol, None)
+        return result
+
+    def settle(self, hold: bool) -> bool:
+        """After a drain: True when the inbox holds more (`TickCore.settle`)."""
+        return self._core.settle(hold)
+
+    def stop_inbox(self) -> None:
+        """Release a QuickFIX thread waiting for room; later messages are dropped."""
+        self._core.stop_inbox()
+
+    def clear_inbox(self) -> int:
+        """Drop what the inbox holds (counted as dropped on stop); how many."""
+        return self._core.clear_inbox()
+
+    def push(self, data: bytes) -> bool:
+        """Push one raw message as the QuickFIX thread does (tests and tools)."""
+        return self._core.push(data)
+
+    @property
+    def inbox_held(self) -> int:
+        """Messages waiting in the inbox."""
+        return self._core.inbox[0]
+
+    @property
+    def inbox(self) -> tuple[int, int, int, int]:
+        """(held, waits for room, dropped on stop, pushed) of the inbox."""
+        return self._core.inbox
+
     @property
     def last_snapshot(self) -> str:
         """The symbol of the last W that `on_raw` applied."""

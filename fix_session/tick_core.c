@@ -24,8 +24,15 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tick_core_api.h"
 
 #define ABSENT INT64_MIN
 #define K_BID 0
@@ -172,6 +179,17 @@ typedef struct {
     Py_ssize_t *flush_order;
     /* the last W applied by on_raw */
     Py_ssize_t last_slot;
+    /* The inbox: raw messages pushed by the QuickFIX thread (fix_session.quickfix_feed),
+     * without the GIL, under in_lock; drained by the event loop. */
+    pthread_mutex_t in_lock;
+    pthread_cond_t in_room;
+    int in_ready;
+    InboxMessage *ring;
+    Py_ssize_t ring_capacity, ring_head, ring_count;
+    int wake_fd;
+    int wake_pending;
+    int in_stopped;
+    long long inbox_waits, dropped_on_stop, pushed;
     /* counters */
     long long snapshots, increments, n_entries, quotes_out, trades_out, ticks_suppressed;
 } TickCore;
@@ -1184,6 +1202,14 @@ static void TickCore_dealloc(TickCore *self)
             }
         }
     }
+    if (self->in_ready) {
+        for (Py_ssize_t k = 0; k < self->ring_count; k++)
+            free(self->ring[(self->ring_head + k) % self->ring_capacity].data);
+        PyMem_Free(self->ring);
+        close(self->wake_fd);
+        pthread_mutex_destroy(&self->in_lock);
+        pthread_cond_destroy(&self->in_room);
+    }
     PyMem_Free(self->slots);
     PyMem_Free(self->order);
     PyMem_Free(self->touched);
@@ -1233,14 +1259,91 @@ static int check_entries(TickCore *self, const Decoded *d, Py_ssize_t *slot_of)
     return 0;
 }
 
+/* Decode, check and apply one raw message: RAW_X, RAW_W (self->last_slot), RAW_Y,
+ * RAW_FALLBACK (nothing changed), or -1 with a Python error set. */
+static int raw_apply(TickCore *self, const char *raw, Py_ssize_t size, int64_t ingest_ns)
+{
+    if (!self->has_layout)
+        return RAW_FALLBACK;
+    /* framing: 8=BeginString|9=BodyLength|body|10=CCC| */
+    if (size < self->prefix_len || memcmp(raw, self->prefix, (size_t)self->prefix_len) != 0)
+        return RAW_FALLBACK;
+    Py_ssize_t at = self->prefix_len, length = 0, digits = 0;
+    while (at < size && raw[at] >= '0' && raw[at] <= '9' && digits < 8) {
+        length = length * 10 + (raw[at] - '0');
+        at++;
+        digits++;
+    }
+    if (digits == 0 || digits > 7 || at >= size || raw[at] != 1)
+        return RAW_FALLBACK;
+    const char *body = raw + at + 1;
+    Py_ssize_t n = length;
+    if (at + 1 + n + 7 != size)
+        return RAW_FALLBACK;
+    const char *trailer = body + n;
+    if (memcmp(trailer, "10=", 3) != 0 || trailer[6] != 1 || trailer[3] < '0' || trailer[3] > '9' ||
+        trailer[4] < '0' || trailer[4] > '9' || trailer[5] < '0' || trailer[5] > '9')
+        return RAW_FALLBACK;
+    if (n < 5 || body[n - 1] != 1 || memcmp(body, "35=", 3) != 0 || body[4] != 1)
+        return RAW_FALLBACK;
+    char msg_type = body[3];
+    if (msg_type == 'Y')
+        return RAW_Y;
+    if (msg_type != 'W' && msg_type != 'X')
+        return RAW_FALLBACK;
+    Decoded d = {0, 0, "", 0, 0};
+    Py_ssize_t i = read_header(self, body, 5, n, &d);
+    if (i < 0)
+        return RAW_FALLBACK;
+    int rc = msg_type == 'W' ? read_body(self, &self->body_w, &self->entry_w, body, i, n, &d)
+                             : read_body(self, &self->body_x, &self->entry_x, body, i, n, &d);
+    if (rc == -2)
+        return -1;
+    if (rc < 0)
+        return RAW_FALLBACK;
+    Py_ssize_t stack_slots[64];
+    Py_ssize_t *slot_of = d.count <= 64 ? stack_slots : PyMem_Malloc((size_t)d.count * sizeof(Py_ssize_t));
+    if (slot_of == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int result = RAW_FALLBACK;
+    if (check_entries(self, &d, slot_of) < 0)
+        goto done;
+    if (msg_type == 'W') {
+        if (d.symbol_len == 0)
+            goto done;
+        Py_ssize_t slot = find_slot(self, d.symbol, d.symbol_len, 0, 0);
+        if (slot < 0 || (self->restricted && !self->slots[slot].allowed))
+            goto done; /* a new symbol: the Python path */
+        if (apply_snapshot(self, slot, d.count, d.sending_ns, d.seq_num, ingest_ns) < 0) {
+            result = -1;
+            goto done;
+        }
+        self->last_slot = slot;
+        result = RAW_W;
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < d.count; k++)
+        if (slot_of[k] < 0)
+            goto done; /* a new symbol: the Python path */
+    if (apply_incremental(self, slot_of, d.count, d.sending_ns, d.seq_num, ingest_ns) < 0) {
+        result = -1;
+        goto done;
+    }
+    result = RAW_X;
+done:
+    if (slot_of != stack_slots)
+        PyMem_Free(slot_of);
+    return result;
+}
+
 static PyObject *TickCore_on_raw(TickCore *self, PyObject *args)
 {
     PyObject *data;
     long long ingest_ns;
     if (!PyArg_ParseTuple(args, "OL", &data, &ingest_ns))
         return NULL;
-    if (!self->has_layout)
-        return PyLong_FromLong(RAW_FALLBACK);
     const char *raw;
     Py_ssize_t size;
     if (PyUnicode_Check(data)) {
@@ -1255,79 +1358,265 @@ static PyObject *TickCore_on_raw(TickCore *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "on_raw takes str or bytes");
         return NULL;
     }
-    /* framing: 8=BeginString|9=BodyLength|body|10=CCC| */
-    if (size < self->prefix_len || memcmp(raw, self->prefix, (size_t)self->prefix_len) != 0)
-        return PyLong_FromLong(RAW_FALLBACK);
-    Py_ssize_t at = self->prefix_len, length = 0, digits = 0;
-    while (at < size && raw[at] >= '0' && raw[at] <= '9' && digits < 8) {
-        length = length * 10 + (raw[at] - '0');
-        at++;
-        digits++;
-    }
-    if (digits == 0 || digits > 7 || at >= size || raw[at] != 1)
-        return PyLong_FromLong(RAW_FALLBACK);
-    const char *body = raw + at + 1;
-    Py_ssize_t n = length;
-    const char *trailer = body + n;
-    if (at + 1 + n + 7 != size || memcmp(trailer, "10=", 3) != 0 || trailer[6] != 1 ||
-        trailer[3] < '0' || trailer[3] > '9' || trailer[4] < '0' || trailer[4] > '9' ||
-        trailer[5] < '0' || trailer[5] > '9')
-        return PyLong_FromLong(RAW_FALLBACK);
-    if (n < 5 || body[n - 1] != 1 || memcmp(body, "35=", 3) != 0 || body[4] != 1)
-        return PyLong_FromLong(RAW_FALLBACK);
-    char msg_type = body[3];
-    if (msg_type == 'Y')
-        return PyLong_FromLong(RAW_Y);
-    if (msg_type != 'W' && msg_type != 'X')
-        return PyLong_FromLong(RAW_FALLBACK);
-    Decoded d = {0, 0, "", 0, 0};
-    Py_ssize_t i = read_header(self, body, 5, n, &d);
-    if (i < 0)
-        return PyLong_FromLong(RAW_FALLBACK);
-    int rc = msg_type == 'W' ? read_body(self, &self->body_w, &self->entry_w, body, i, n, &d)
-                             : read_body(self, &self->body_x, &self->entry_x, body, i, n, &d);
-    if (rc == -2)
+    int status = raw_apply(self, raw, size, ingest_ns);
+    if (status < 0)
         return NULL;
-    if (rc < 0)
-        return PyLong_FromLong(RAW_FALLBACK);
-    Py_ssize_t stack_slots[64];
-    Py_ssize_t *slot_of = d.count <= 64 ? stack_slots : PyMem_Malloc((size_t)d.count * sizeof(Py_ssize_t));
-    if (slot_of == NULL)
+    return PyLong_FromLong(status);
+}
+
+/* ---- the inbox -------------------------------------------------------------------- */
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* From the QuickFIX thread, without the GIL: copy one raw message into the inbox, stamped
+ * with the wall clock; wait while the inbox is full (TCP then pushes back on the venue);
+ * wake the loop when it is not already woken. 0, or -1 when the inbox is stopped (the
+ * message is dropped and counted). */
+static int inbox_push(void *core, const char *data, size_t len)
+{
+    TickCore *self = (TickCore *)core;
+    int64_t ingest_ns = wall_ns();
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, data, len);
+    pthread_mutex_lock(&self->in_lock);
+    if (self->ring_count >= self->ring_capacity && !self->in_stopped) {
+        self->inbox_waits++;
+        while (self->ring_count >= self->ring_capacity && !self->in_stopped)
+            pthread_cond_wait(&self->in_room, &self->in_lock);
+    }
+    if (self->in_stopped) {
+        self->dropped_on_stop++;
+        pthread_mutex_unlock(&self->in_lock);
+        free(copy);
+        return -1;
+    }
+    Py_ssize_t at = (self->ring_head + self->ring_count) % self->ring_capacity;
+    self->ring[at].data = copy;
+    self->ring[at].len = len;
+    self->ring[at].ingest_ns = ingest_ns;
+    self->ring_count++;
+    self->pushed++;
+    int wake = !self->wake_pending;
+    if (wake)
+        self->wake_pending = 1;
+    pthread_mutex_unlock(&self->in_lock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t written = write(self->wake_fd, &one, sizeof(one));
+        (void)written; /* EAGAIN: the counter is already non-zero, the loop will wake */
+    }
+    return 0;
+}
+
+static const TickCoreInboxApi inbox_api = {inbox_push};
+
+static int inbox_pop(TickCore *self, InboxMessage *out)
+{
+    pthread_mutex_lock(&self->in_lock);
+    if (self->ring_count == 0) {
+        pthread_mutex_unlock(&self->in_lock);
+        return 0;
+    }
+    *out = self->ring[self->ring_head];
+    self->ring_head = (self->ring_head + 1) % self->ring_capacity;
+    self->ring_count--;
+    if (self->ring_count <= self->ring_capacity / 2)
+        pthread_cond_broadcast(&self->in_room);
+    pthread_mutex_unlock(&self->in_lock);
+    return 1;
+}
+
+static PyObject *TickCore_open_inbox(TickCore *self, PyObject *args)
+{
+    Py_ssize_t capacity;
+    if (!PyArg_ParseTuple(args, "n", &capacity))
+        return NULL;
+    if (self->in_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "the inbox is open already");
+        return NULL;
+    }
+    if (capacity < 2) {
+        PyErr_SetString(PyExc_ValueError, "an inbox holds at least 2 messages");
+        return NULL;
+    }
+    self->ring = PyMem_Calloc((size_t)capacity, sizeof(InboxMessage));
+    if (self->ring == NULL)
         return PyErr_NoMemory();
-    PyObject *result = NULL;
-    if (check_entries(self, &d, slot_of) < 0) {
-        result = PyLong_FromLong(RAW_FALLBACK);
-        goto done;
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wake_fd < 0) {
+        PyMem_Free(self->ring);
+        self->ring = NULL;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
-    if (msg_type == 'W') {
-        if (d.symbol_len == 0) {
-            result = PyLong_FromLong(RAW_FALLBACK);
-            goto done;
-        }
-        Py_ssize_t slot = find_slot(self, d.symbol, d.symbol_len, 0, 0);
-        if (slot < 0 || (self->restricted && !self->slots[slot].allowed)) {
-            result = PyLong_FromLong(RAW_FALLBACK); /* a new symbol: the Python path */
-            goto done;
-        }
-        if (apply_snapshot(self, slot, d.count, d.sending_ns, d.seq_num, ingest_ns) < 0)
-            goto done;
-        self->last_slot = slot;
-        result = PyLong_FromLong(RAW_W);
-        goto done;
+    pthread_mutex_init(&self->in_lock, NULL);
+    pthread_cond_init(&self->in_room, NULL);
+    self->ring_capacity = capacity;
+    self->in_ready = 1;
+    return PyLong_FromLong(self->wake_fd);
+}
+
+static int inbox_ready(TickCore *self)
+{
+    if (!self->in_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "the inbox is not open");
+        return 0;
     }
-    for (Py_ssize_t k = 0; k < d.count; k++) {
-        if (slot_of[k] < 0) {
-            result = PyLong_FromLong(RAW_FALLBACK); /* a new symbol: the Python path */
-            goto done;
+    return 1;
+}
+
+/* drain(max_messages, max_ns) -> (taken, snapshots, arrivals, fallback, fallback_ns):
+ * apply inbox messages in C until the inbox is empty, max_messages are taken or max_ns
+ * have passed, or a message needs the Python path: then that message is returned as
+ * `fallback` (bytes; None otherwise) and the caller handles it before draining on, so
+ * the order of messages is kept. `snapshots`: the symbols of the W applied; `arrivals`:
+ * the ingest times of the messages applied. */
+static PyObject *TickCore_drain(TickCore *self, PyObject *args)
+{
+    Py_ssize_t budget;
+    long long max_ns;
+    if (!PyArg_ParseTuple(args, "nL", &budget, &max_ns))
+        return NULL;
+    if (!inbox_ready(self))
+        return NULL;
+    uint64_t counter;
+    ssize_t got = read(self->wake_fd, &counter, sizeof(counter));
+    (void)got; /* EAGAIN: not signalled since the last read */
+    int64_t deadline = monotonic_ns() + max_ns;
+    PyObject *snapshots = PyList_New(0), *arrivals = PyList_New(0);
+    PyObject *fallback = NULL;
+    int64_t fallback_ns = 0;
+    Py_ssize_t taken = 0;
+    if (snapshots == NULL || arrivals == NULL)
+        goto fail;
+    InboxMessage m;
+    while (taken < budget && ((taken & 15) != 15 || monotonic_ns() < deadline) && inbox_pop(self, &m)) {
+        taken++;
+        int status = raw_apply(self, m.data, (Py_ssize_t)m.len, m.ingest_ns);
+        if (status == RAW_X || status == RAW_W) {
+            PyObject *ns = PyLong_FromLongLong(m.ingest_ns);
+            if (ns == NULL || PyList_Append(arrivals, ns) < 0) {
+                Py_XDECREF(ns);
+                free(m.data);
+                goto fail;
+            }
+            Py_DECREF(ns);
+            if (status == RAW_W && PyList_Append(snapshots, self->slots[self->last_slot].text) < 0) {
+                free(m.data);
+                goto fail;
+            }
+            free(m.data);
+            continue;
         }
+        if (status < 0) {
+            free(m.data);
+            goto fail;
+        }
+        fallback = PyBytes_FromStringAndSize(m.data, (Py_ssize_t)m.len);
+        fallback_ns = m.ingest_ns;
+        free(m.data);
+        if (fallback == NULL)
+            goto fail;
+        break;
     }
-    if (apply_incremental(self, slot_of, d.count, d.sending_ns, d.seq_num, ingest_ns) < 0)
-        goto done;
-    result = PyLong_FromLong(RAW_X);
-done:
-    if (slot_of != stack_slots)
-        PyMem_Free(slot_of);
-    return result;
+    return Py_BuildValue("(nNNNL)", taken, snapshots, arrivals, fallback ? fallback : Py_NewRef(Py_None),
+                         (long long)fallback_ns);
+fail:
+    Py_XDECREF(snapshots);
+    Py_XDECREF(arrivals);
+    Py_XDECREF(fallback);
+    return NULL;
+}
+
+/* settle(hold) -> bool: after a drain. True: the inbox holds more (drain again now). False:
+ * it is empty; with `hold` the loop stays "woken" (the caller drains again after a short
+ * wait, and pushes meanwhile do not wake it), without, the next push wakes it. */
+static PyObject *TickCore_settle(TickCore *self, PyObject *args)
+{
+    int hold;
+    if (!PyArg_ParseTuple(args, "p", &hold))
+        return NULL;
+    if (!inbox_ready(self))
+        return NULL;
+    pthread_mutex_lock(&self->in_lock);
+    int more = self->ring_count > 0;
+    if (more || hold)
+        self->wake_pending = 1;
+    else
+        self->wake_pending = 0;
+    pthread_mutex_unlock(&self->in_lock);
+    return PyBool_FromLong(more);
+}
+
+/* stop_inbox(): release a waiting QuickFIX thread; later pushes are dropped and counted. */
+static PyObject *TickCore_stop_inbox(TickCore *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!inbox_ready(self))
+        return NULL;
+    pthread_mutex_lock(&self->in_lock);
+    self->in_stopped = 1;
+    pthread_cond_broadcast(&self->in_room);
+    pthread_mutex_unlock(&self->in_lock);
+    Py_RETURN_NONE;
+}
+
+/* clear_inbox() -> int: drop what the inbox holds (counted as dropped on stop). */
+static PyObject *TickCore_clear_inbox(TickCore *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!inbox_ready(self))
+        return NULL;
+    InboxMessage m;
+    Py_ssize_t dropped = 0;
+    while (inbox_pop(self, &m)) {
+        free(m.data);
+        dropped++;
+    }
+    pthread_mutex_lock(&self->in_lock);
+    self->dropped_on_stop += dropped;
+    pthread_mutex_unlock(&self->in_lock);
+    return PyLong_FromSsize_t(dropped);
+}
+
+static PyObject *TickCore_get_inbox(TickCore *self, void *Py_UNUSED(closure))
+{
+    if (!self->in_ready)
+        return Py_BuildValue("(nLLL)", (Py_ssize_t)0, 0LL, 0LL, 0LL);
+    pthread_mutex_lock(&self->in_lock);
+    Py_ssize_t count = self->ring_count;
+    long long waits = self->inbox_waits, dropped = self->dropped_on_stop, pushed = self->pushed;
+    pthread_mutex_unlock(&self->in_lock);
+    return Py_BuildValue("(nLLL)", count, waits, dropped, pushed);
+}
+
+static PyObject *TickCore_push(TickCore *self, PyObject *args)
+{
+    /* push(data): what the QuickFIX thread does, for tests (releases the GIL meanwhile). */
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    if (!inbox_ready(self)) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = inbox_push((void *)self, data.buf, (size_t)data.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(rc == 0);
 }
 
 /* ---- apply: a message already decoded and checked by Python (MdMessage columns) ------- */
@@ -1678,12 +1967,26 @@ static PyMethodDef TickCore_methods[] = {
     {"hold_back", (PyCFunction)TickCore_hold_back, METH_NOARGS,
      "hold_back(): hold every symbol's increments back until its next snapshot."},
     {"held", (PyCFunction)TickCore_held, METH_NOARGS, "held() -> the symbols held back."},
+    {"open_inbox", (PyCFunction)TickCore_open_inbox, METH_VARARGS,
+     "open_inbox(capacity) -> fd: the inbox the QuickFIX thread pushes raw messages into, and "
+     "the eventfd that says it did."},
+    {"drain", (PyCFunction)TickCore_drain, METH_VARARGS,
+     "drain(max_messages, max_ns) -> (taken, snapshots, arrivals, fallback, fallback_ns)."},
+    {"settle", (PyCFunction)TickCore_settle, METH_VARARGS,
+     "settle(hold) -> bool: True when the inbox holds more; see the C source."},
+    {"stop_inbox", (PyCFunction)TickCore_stop_inbox, METH_NOARGS,
+     "stop_inbox(): release a waiting QuickFIX thread; later messages are dropped, counted."},
+    {"clear_inbox", (PyCFunction)TickCore_clear_inbox, METH_NOARGS,
+     "clear_inbox() -> int: drop what the inbox holds, counted as dropped on stop."},
+    {"push", (PyCFunction)TickCore_push, METH_VARARGS,
+     "push(data) -> bool: push one raw message as the QuickFIX thread does (for tests)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef TickCore_getset[] = {
     {"last_symbol", (getter)TickCore_get_last_symbol, NULL, "the symbol of the last W on_raw applied", NULL},
     {"pending", (getter)TickCore_get_pending, NULL, "ticks written and not yet taken or flushed", NULL},
+    {"inbox", (getter)TickCore_get_inbox, NULL, "(held, waits, dropped on stop, pushed)", NULL},
     {"counters", (getter)TickCore_get_counters, NULL,
      "(snapshots, increments, entries, quotes_out, trades_out, ticks_suppressed)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1719,6 +2022,12 @@ PyMODINIT_FUNC PyInit_tick_core(void)
         PyModule_AddIntConstant(m, "RAW_FALLBACK", RAW_FALLBACK) < 0 ||
         PyModule_AddIntConstant(m, "RAW_X", RAW_X) < 0 || PyModule_AddIntConstant(m, "RAW_W", RAW_W) < 0 ||
         PyModule_AddIntConstant(m, "RAW_Y", RAW_Y) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New((void *)&inbox_api, TICK_CORE_INBOX_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(m, "_inbox_api", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }

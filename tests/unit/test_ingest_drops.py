@@ -77,13 +77,13 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
         seq = 1
         for symbol in SYMBOLS:
             seq += 1
-            ingest._inbox.append((snapshot(symbol, seq, "1.00"), 0))
+            ingest.normalizer.push(snapshot(symbol, seq, "1.00").encode())
         ingest._drain()
         # Twenty increments, each in a slice of its own, before the bus takes any: 40
         # records (one per symbol and slice) into a buffer of 4 -> drops.
         for i in range(20):
             seq += 1
-            ingest._inbox.append((increment(seq, f"1.{i + 1:02d}"), 0))
+            ingest.normalizer.push(increment(seq, f"1.{i + 1:02d}").encode())
             ingest._drain()
         assert producer.stats.dropped > 0
         suppressed_before = ingest.stats.ticks_suppressed
@@ -91,15 +91,15 @@ async def test_after_drops_increments_wait_for_the_symbols_snapshot() -> None:
         await asyncio.sleep(0.2)
         assert resyncs, "the bus did not call on_resumed after dropping"
         seq += 1
-        ingest._inbox.append((increment(seq, "1.50"), 0))
+        ingest.normalizer.push(increment(seq, "1.50").encode())
         ingest._drain()
         assert ingest.stats.ticks_suppressed == suppressed_before + len(SYMBOLS)
         # The fresh snapshots go out, then increments flow again.
         for symbol in SYMBOLS:
             seq += 1
-            ingest._inbox.append((snapshot(symbol, seq, "2.00"), 0))
+            ingest.normalizer.push(snapshot(symbol, seq, "2.00").encode())
         seq += 1
-        ingest._inbox.append((increment(seq, "2.01"), 0))
+        ingest.normalizer.push(increment(seq, "2.01").encode())
         ingest._drain()
         assert await producer.flush(5)
         delivered: dict[str, list[pb.Tick]] = defaultdict(list)
