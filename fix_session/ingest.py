@@ -415,13 +415,17 @@ class FixIngest:
 
     @property
     def stats(self) -> IngestStats:
-        """The counters now, including those the QuickFIX thread keeps."""
+        """The counters now, including those the QuickFIX thread and the core keep (also
+        brought up to date after every slice)."""
+        self._refresh_counters()
+        return self._stats
+
+    def _refresh_counters(self) -> None:
         stats = self._stats
         stats.ticks_suppressed = self.normalizer.stats.ticks_suppressed
         _, stats.inbox_waits, stats.dropped_on_stop, _ = self.normalizer.inbox
         if self._feed is not None:
             stats.session_rejects_sent, stats.resend_requests_sent = self._feed.counters
-        return stats
 
     # -- QuickFIX thread side ----------------------------------------------------
 
@@ -531,6 +535,7 @@ class FixIngest:
                 observe((now - ingest_ns) * 1e-9)
             arrivals.clear()
         self._check_drops()
+        self._refresh_counters()
         hold = taken >= COALESCE_MIN_MESSAGES and not self._stopped
         if self._loop is not None and not self._stopped:
             # More waiting: go on at the next turn of the loop. A slice of several messages
