@@ -251,7 +251,7 @@ _SESSION_KEYS = {
 }
 
 
-def _quickfix_feed() -> type[QuickfixFeed]:
+def quickfix_feed_type() -> type[QuickfixFeed]:
     """fix_session.quickfix_feed, loaded. It is compiled against QuickFIX's headers and
     takes QuickFIX's C++ symbols from the `quickfix` package's own extension, which Python
     loaded privately: it is made global first, so the two share one QuickFIX (one session
@@ -334,7 +334,7 @@ class FixIngest:
     async def start(self) -> None:
         """Create and start the QuickFIX initiator; connecting happens in the background."""
         self._loop = loop = asyncio.get_running_loop()
-        feed_type = _quickfix_feed()
+        feed_type = quickfix_feed_type()
         self._feed = feed_type(
             str(self._write_settings()),
             self.normalizer.core,

@@ -143,6 +143,10 @@ int Feed_init(Feed *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "QuickfixFeed is initialized once");
         return -1;
     }
+    if (!PyObject_TypeCheck(core, static_cast<PyTypeObject *>(inbox_api->type)) || !inbox_api->ready(core)) {
+        PyErr_SetString(PyExc_TypeError, "core must be a TickCore whose inbox is open");
+        return -1;
+    }
     if (!PyCallable_Check(on_event)) {
         PyErr_SetString(PyExc_TypeError, "on_event must be callable");
         return -1;

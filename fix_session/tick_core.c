@@ -1422,7 +1422,10 @@ static int inbox_push(void *core, const char *data, size_t len)
     return 0;
 }
 
-static const TickCoreInboxApi inbox_api = {inbox_push};
+static int inbox_is_open(void *core) { return ((TickCore *)core)->in_ready; }
+
+static PyTypeObject TickCoreType;
+static const TickCoreInboxApi inbox_api = {&TickCoreType, inbox_is_open, inbox_push};
 
 static int inbox_pop(TickCore *self, InboxMessage *out)
 {

@@ -18,6 +18,10 @@ typedef struct {
 } InboxMessage;
 
 typedef struct {
+    /* The TickCore type: what `push` takes, checked by the caller. */
+    void *type;
+    /* 1 when the core's inbox is open (push needs it), else 0. */
+    int (*ready)(void *core);
     /* Copy one raw message into the core's inbox (stamped with the wall clock), waiting
      * while it is full; 0, or -1 when the inbox is stopped (the message is dropped). Call
      * without the GIL; `core` is a TickCore whose inbox is open. */

@@ -9,18 +9,24 @@ books) is the only one.
 
 from __future__ import annotations
 
+import select
+import threading
+from pathlib import Path
+
 import pytest
 from fix_wire import X_MIXED, frame, mutations, wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_books import ReferenceNormalizer
 
+from fix_session.ingest import quickfix_feed_type, quickfix_settings
 from fix_session.normalizer import BookNormalizer, InvalidEntryError
 from fix_session.tick_core import RAW_FALLBACK, RAW_W, RAW_X, RAW_Y, TickCore
 from fix_spec import fix44
 from fix_spec.codec import FixCodecError
 from fix_spec.md_columns import MdMessage
 from fix_spec.md_decoder import MdDecoder
+from mdfeed.kernel.config import FixSessionConfig
 from mdfeed.kernel.tick_records import batch_record, ticks_of
 from proto import mdfeed_pb2 as pb
 
@@ -279,3 +285,96 @@ def test_pending_ticks_survive_the_symbol_table_growing() -> None:
         [tick] = [pb.Tick.FromString(t) for t in ticks_of(record)]
         assert (tick.symbol, tick.bid_px_e8) == (f"S{i}", (i + 1) * E8)
     assert len(core.symbols()) == 300
+
+
+# -- the inbox: what the QuickFIX thread pushes, the loop drains -------------------------
+
+X_ONE = frame(
+    "35=X|49=V|56=M|34=3|52=20261122-14:30:00|262=r|268=1|279=0|269=0|55=AAPL|270=10|"
+)
+
+
+def readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_push_wakes_the_loop_once_until_it_settles() -> None:
+    normalizer = fast()
+    fd = normalizer.open_inbox(16)
+    assert not readable(fd)
+    assert normalizer.push(X_ONE)
+    assert readable(fd)
+    assert normalizer.push(X_ONE)  # the loop is already woken: no second signal needed
+    taken, snapshots, arrivals, fallback, _ = normalizer.drain(100, 10**9)
+    assert (taken, snapshots, len(arrivals), fallback) == (2, [], 2, None)
+    assert not readable(fd)  # drain read the signal
+    assert normalizer.settle(True) is False  # empty; held: pushes do not wake meanwhile
+    normalizer.push(X_ONE)
+    assert not readable(fd)
+    assert normalizer.settle(False) is True  # one waiting: the caller drains on
+    normalizer.drain(100, 10**9)
+    assert normalizer.settle(False) is False
+    normalizer.push(X_ONE)
+    assert readable(fd)
+    assert normalizer.inbox == (1, 0, 0, 4)
+
+
+def test_drain_stops_at_a_message_for_the_python_path_and_keeps_the_order() -> None:
+    normalizer = fast()
+    normalizer.open_inbox(16)
+    reject = frame("35=Y|49=V|56=M|34=4|52=20261122-14:30:00|262=r|281=0|")
+    for raw in (X_ONE, reject, X_ONE):
+        normalizer.push(raw)
+    taken, _, arrivals, fallback, fallback_ns = normalizer.drain(100, 10**9)
+    assert (taken, len(arrivals), fallback) == (2, 1, reject)
+    assert fallback_ns > 0
+    taken, _, arrivals, fallback, _ = normalizer.drain(100, 10**9)
+    assert (taken, len(arrivals), fallback) == (1, 1, None)
+    assert normalizer.stats.increments == 2  # both X applied; the Y came back between them
+
+
+def test_a_full_inbox_holds_the_pusher_until_half_drained_and_a_stop_releases_it() -> None:
+    normalizer = fast()
+    normalizer.open_inbox(4)
+    for _ in range(4):
+        normalizer.push(X_ONE)
+    results: list[bool] = []
+    pusher = threading.Thread(target=lambda: results.append(normalizer.push(X_ONE)))
+    pusher.start()
+    pusher.join(0.2)
+    assert pusher.is_alive(), "a push into a full inbox must wait (TCP pushes back)"
+    assert normalizer.inbox[1] == 1  # one wait counted
+    normalizer.drain(2, 10**9)  # down to half: room
+    pusher.join(5)
+    assert results == [True]
+    while normalizer.inbox_held < 4:
+        normalizer.push(X_ONE)
+    stopped = threading.Thread(target=lambda: results.append(normalizer.push(X_ONE)))
+    stopped.start()
+    stopped.join(0.2)
+    assert stopped.is_alive()
+    normalizer.stop_inbox()
+    stopped.join(5)
+    assert results == [True, False]
+    assert normalizer.clear_inbox() == 4
+    assert normalizer.inbox[2] == 5  # the dropped push and the 4 cleared
+
+
+def test_the_quickfix_feed_takes_only_a_core_with_an_open_inbox(tmp_path: Path) -> None:
+    feed_type = quickfix_feed_type()
+    settings = tmp_path / "quickfix.cfg"
+    settings.write_text(quickfix_settings(FixSessionConfig(), tmp_path))
+
+    def on_event(kind: str, begin: str, sender: str, target: str) -> None:
+        raise AssertionError("no session here")
+
+    with pytest.raises(TypeError, match="TickCore whose inbox is open"):
+        feed_type(str(settings), fast().core, on_event)
+    with pytest.raises(TypeError, match="TickCore whose inbox is open"):
+        feed_type(str(settings), object(), on_event)  # type: ignore[arg-type]  # what it refuses
+    normalizer = fast()
+    normalizer.open_inbox(4)
+    with pytest.raises(ValueError, match=r"missing\.cfg"):
+        feed_type(str(tmp_path / "missing.cfg"), normalizer.core, on_event)
+    feed = feed_type(str(settings), normalizer.core, on_event)
+    assert feed.counters == (0, 0)
