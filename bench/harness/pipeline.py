@@ -525,11 +525,15 @@ level = "WARNING"
             out[kind] = {name: latency_from_json(answer[name]) for name, _, _ in HOPS}
         return out
 
-    async def kafka_floor(self, rate_per_s: float, seconds: float) -> Histogram:
+    async def kafka_floor(
+        self, rate_per_s: float, seconds: float, *, idle: bool = True
+    ) -> Histogram:
         """Bare aiokafka produce-to-consume latency at ``rate_per_s`` on the same broker
-        (bench.harness.kafka_floor), with the venue paused so the pipeline is idle."""
+        (bench.harness.kafka_floor), with the venue paused so the pipeline is idle; with
+        ``idle=False`` the pipeline goes on meanwhile (the caller keeps the venue's rate)."""
         assert self.venue is not None
-        self.venue.pause_stream()
+        if idle:
+            self.venue.pause_stream()
         try:
             with (self.logs / "kafka-floor.log").open("wb") as log:
                 child = Child(
@@ -554,7 +558,8 @@ level = "WARNING"
             finally:
                 await child.aclose()
         finally:
-            self.venue.resume_stream()
+            if idle:
+                self.venue.resume_stream()
         return latency_from_json(answer["histogram"])
 
     # -- stop -----------------------------------------------------------------------

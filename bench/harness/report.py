@@ -175,6 +175,13 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
                     f"p50 {_ms(floor['p50'])}  p99 {_ms(floor['p99'])}  "
                     f"p99.9 {_ms(floor['p99_9'])} ms"
                 )
+            loaded = f.get("kafka_floor_loaded_ms")
+            if loaded:
+                lines.append(
+                    "  Kafka floor under the pipeline's load (the same, with the pipeline "
+                    f"running at the fixed rate): p50 {_ms(loaded['p50'])}  "
+                    f"p99 {_ms(loaded['p99'])}  p99.9 {_ms(loaded['p99_9'])} ms"
+                )
             lines.append(f"  ratios: {json.dumps(f['ratios'])}")
         elif result.name == "max":
             best = f.get("max_sustained_per_s")

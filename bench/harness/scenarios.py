@@ -5,7 +5,10 @@ Every scenario drives the venue's rate and samples every stage each ``interval_s
 never loses ticks from the figures.
 
 * fixed: ``rate`` for ``warmup_s`` (not measured), then ``duration_s`` measured: per-stage
-  rates and per-hop latency percentiles.
+  rates and per-hop latency percentiles. The bare Kafka floor is measured twice at the
+  rate records reach Kafka: with the pipeline idle (the floor the target is stated
+  against) and, after the measured window, with the pipeline running on at ``rate`` (the
+  floor under the same load, shown beside it).
 * max: steps of ``step_s`` from ``rate``, doubling until a step is not sustained, then
   two bisections. A step is sustained when, over its second half, the venue reached 97% of
   its target, the ingest took in 97% of the FIX messages sent, every gRPC stream received
@@ -227,12 +230,24 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
         rate,
     )
     hists = await pipe.histograms()
+    # The same floor again while the pipeline runs on at the fixed rate: what bare Kafka
+    # gives on these shared cores with everything else beside it (not the target's floor,
+    # which is the idle one; shown beside it).
+    loaded_task = asyncio.create_task(pipe.kafka_floor(into_bus, options.floor_s, idle=False))
+    await drive.hold(
+        "fixed, floor under load",
+        options.floor_s + 60,
+        rate,
+        until=lambda _samples: loaded_task.done(),
+    )
+    loaded = await loaded_task
     rates = _per_stream(mean_rates(samples), pipe)
     latency: dict[str, Any] = {
         transport: {hop: summary_ms(hist) for hop, hist in per_hop.items()}
         for transport, per_hop in hists.items()
     }
     floor_ms = summary_ms(floor)
+    loaded_ms = summary_ms(loaded)
     fanout_in = rates.get("fanout_in", 0.0)
     ratios: dict[str, float | None] = {
         "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),
@@ -245,12 +260,17 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
             ratios[f"ingest_to_client_{q}_vs_kafka_floor"] = _ratio(
                 float(latency["grpc"]["ingest->client"][q]), float(floor_ms[q])
             )
+            if loaded.count:
+                ratios[f"ingest_to_client_{q}_vs_loaded_kafka_floor"] = _ratio(
+                    float(latency["grpc"]["ingest->client"][q]), float(loaded_ms[q])
+                )
     figures = {
         "rate_per_s": rate,
         "duration_s": options.duration_s,
         "rates_per_s": {k: round(v, 1) for k, v in rates.items()},
         "latency_ms": latency,
         "kafka_floor_ms": {"rate_per_s": round(into_bus, 1), **floor_ms},
+        "kafka_floor_loaded_ms": {"rate_per_s": round(into_bus, 1), **loaded_ms},
         "ratios": ratios,
     }
     return ScenarioResult("fixed", figures, samples, hists)

@@ -92,6 +92,9 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
     assert fixed["latency_ms"]["mqtt"]["fanout->client"]["count"] > 0
     assert fixed["kafka_floor_ms"]["count"] > 0
     assert fixed["ratios"]["ingest_to_client_p99_vs_kafka_floor"] > 0
+    # The floor again with the pipeline running: its records come from the same rate.
+    assert fixed["kafka_floor_loaded_ms"]["count"] > 0
+    assert fixed["ratios"]["ingest_to_client_p99_vs_loaded_kafka_floor"] > 0
     assert len(fixed["series"]) >= 5
     for png in ("latency-histogram.png", "throughput.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
