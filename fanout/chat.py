@@ -43,13 +43,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fanout.frames import encode_varint
 from mdfeed.kernel.bus import Bus, BusConsumer, BusProducer
 from mdfeed.kernel.chat import ChatCode, ChatRejected
 from mdfeed.kernel.clock import MonotonicS, WallClockNs, monotonic_s, wall_ns
 from mdfeed.kernel.config import ChatConfig
 from mdfeed.kernel.entitlements import User
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
+from mdfeed.kernel.varint import encode_varint
 from proto import mdfeed_pb2 as pb
 from storage import ChatStore, StoreError
 

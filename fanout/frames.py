@@ -20,33 +20,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mdfeed.kernel.varint import encode_varint
 from proto import mdfeed_pb2 as pb
 
-__all__ = ["SharedFrame", "encode_varint", "error_frame", "gap_frame", "tick_batch_frame"]
+__all__ = ["SharedFrame", "error_frame", "gap_frame", "tick_batch_frame"]
 
 # Wire type 2 (length-delimited) for field 1: (1 << 3) | 2.
 _TAG_FIELD1_LEN = b"\x0a"
 # TickBatch.conflated (field 2) and .snapshot (field 3), varint, value true.
 _CONFLATED_TRUE = b"\x10\x01"
 _SNAPSHOT_TRUE = b"\x18\x01"
-
-# Lengths below 128 are one byte; precompute them, they are nearly every tick.
-_SMALL_VARINTS = tuple(bytes((n,)) for n in range(128))
-
-
-def encode_varint(value: int) -> bytes:
-    """The protobuf base-128 varint of a non-negative integer."""
-    if value < 0:
-        raise ValueError(f"varint of a negative number: {value}")
-    if value < 128:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
 
 def tick_batch_frame(
     encoded_ticks: Iterable[bytes], *, conflated: bool = False, snapshot: bool = False

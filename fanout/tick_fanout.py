@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from fanout.client import DEFAULT_MAX_PENDING_CHAT, FanoutClient
-from fanout.frames import SharedFrame, encode_varint, gap_frame
+from fanout.frames import SharedFrame, gap_frame
 from fanout.groups import SubscriptionGroup, SubscriptionGroups
 from fanout.lane import LaneStats, TickLane
 from fanout.snapshot_cache import SnapshotCache
@@ -40,6 +40,7 @@ from mdfeed.kernel.bus import Bus, BusConsumer, BusRecord
 from mdfeed.kernel.lifecycle import Service, cancel_and_wait
 from mdfeed.kernel.metrics import Histogram
 from mdfeed.kernel.tick_records import TickRecordError, ticks_of
+from mdfeed.kernel.varint import encode_varint
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["TickFanout"]

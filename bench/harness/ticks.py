@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fanout.frames import encode_varint
 from mdfeed.kernel.bus import BusRecord
 from mdfeed.kernel.tick_records import batch_record
+from mdfeed.kernel.varint import encode_varint
 from proto import mdfeed_pb2 as pb
 
 __all__ = ["batch_records", "encoded_tick", "symbols", "tick_records"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from mdfeed.kernel.varint import encode_varint
+
 __all__ = ["TickRecordError", "batch_record", "ticks_of"]
 
 _FIELD_TICKS: Final = 0x0A
@@ -29,15 +31,6 @@ _FIELD_TICKS: Final = 0x0A
 
 class TickRecordError(ValueError):
     """A record value is neither an encoded TickBatch nor a bare encoded Tick."""
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def batch_record(encoded_ticks: Sequence[bytes]) -> bytes:
@@ -49,7 +42,7 @@ def batch_record(encoded_ticks: Sequence[bytes]) -> bytes:
         if size < 0x80:
             parts.append(bytes((_FIELD_TICKS, size)))
         else:
-            parts.append(b"\x0a" + _varint(size))
+            parts.append(b"\x0a" + encode_varint(size))
         parts.append(encoded)
     return b"".join(parts)
 

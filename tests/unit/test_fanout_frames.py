@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.frames import SharedFrame, encode_varint, error_frame, gap_frame, tick_batch_frame
+from fanout.frames import SharedFrame, error_frame, gap_frame, tick_batch_frame
+from mdfeed.kernel.varint import encode_varint
 from proto import mdfeed_pb2 as pb
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
