@@ -1107,13 +1107,21 @@ static int chars_from(PyObject *obj, unsigned char *chars)
     return 0;
 }
 
-static int add_symbol(TickCore *self, PyObject *symbol)
+/* The slot of a symbol given as str: created when `create` (else -1 if there is none);
+ * -2 on error. */
+static Py_ssize_t slot_of_text(TickCore *self, PyObject *text, int create)
 {
     Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(symbol, &n);
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
     if (s == NULL)
-        return -1;
-    Py_ssize_t slot = find_slot(self, s, n, 1, 1);
+        return -2;
+    Py_ssize_t slot = find_slot(self, s, n, create, 0);
+    return slot == -2 ? -2 : slot;
+}
+
+static int add_symbol(TickCore *self, PyObject *symbol)
+{
+    Py_ssize_t slot = slot_of_text(self, symbol, 1);
     if (slot < 0)
         return -1;
     self->slots[slot].allowed = 1;
@@ -1677,16 +1685,6 @@ static int ensure_room(TickCore *self, Py_ssize_t extra)
     return 0;
 }
 
-static Py_ssize_t slot_for_text(TickCore *self, PyObject *text)
-{
-    Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
-    if (s == NULL)
-        return -2;
-    Py_ssize_t slot = find_slot(self, s, n, 1, 0);
-    return slot < 0 ? -2 : slot;
-}
-
 static PyObject *TickCore_apply(TickCore *self, PyObject *args)
 {
     PyObject *md;
@@ -1747,7 +1745,7 @@ static PyObject *TickCore_apply(TickCore *self, PyObject *args)
             if (last_text == NULL || PyUnicode_Compare(text, last_text) != 0) {
                 if (PyErr_Occurred())
                     goto done;
-                last_slot = slot_for_text(self, text);
+                last_slot = slot_of_text(self, text, 1);
                 if (last_slot < 0)
                     goto done;
                 last_text = text;
@@ -1756,7 +1754,7 @@ static PyObject *TickCore_apply(TickCore *self, PyObject *args)
         }
     }
     if (is_w) {
-        Py_ssize_t slot = slot_for_text(self, symbol);
+        Py_ssize_t slot = slot_of_text(self, symbol, 1);
         if (slot < 0 || apply_snapshot(self, slot, count, sending_ns, seq_num, ingest_ns) < 0)
             goto done;
     } else if (apply_incremental(self, slot_of, count, sending_ns, seq_num, ingest_ns) < 0) {
@@ -1860,18 +1858,9 @@ fail:
 
 /* ---- state -------------------------------------------------------------------------- */
 
-static Py_ssize_t slot_named(TickCore *self, PyObject *symbol)
-{
-    Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(symbol, &n);
-    if (s == NULL)
-        return -2;
-    return find_slot(self, s, n, 0, 0);
-}
-
 static PyObject *TickCore_top(TickCore *self, PyObject *symbol)
 {
-    Py_ssize_t slot = slot_named(self, symbol);
+    Py_ssize_t slot = slot_of_text(self, symbol, 0);
     if (slot == -2)
         return NULL;
     if (slot < 0 || self->slots[slot].book == NULL)
@@ -1891,7 +1880,7 @@ static PyObject *TickCore_top(TickCore *self, PyObject *symbol)
 
 static PyObject *TickCore_sequence(TickCore *self, PyObject *symbol)
 {
-    Py_ssize_t slot = slot_named(self, symbol);
+    Py_ssize_t slot = slot_of_text(self, symbol, 0);
     if (slot == -2)
         return NULL;
     if (slot < 0 || self->slots[slot].book == NULL)
