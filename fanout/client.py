@@ -10,7 +10,6 @@ imports no transport, so every transport (gRPC now, a WebSocket next) reuses it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -74,7 +73,7 @@ class FanoutClient:
         self.lane.close(reason)
         self._wake.set()
 
-    async def frames(self, *, check_interval_s: float = 0.5) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncIterator[bytes]:
         """Encoded server frames until the lane must disconnect; then the iterator ends.
 
         Control frames (errors) and chat go first, then the lane's frames in order
@@ -97,6 +96,7 @@ class FanoutClient:
             self._wake.clear()
             if control or chat or lane.queued_frames:
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(check_interval_s):
-                    await self._wake.wait()
+            # No timer while idle: every way a lane comes to need a disconnect while its
+            # writer waits here (closed, cut off by the fanout's watchdog, overflowing on a
+            # push) sets the wake event; a timeout per wait cost a timer per frame and stream.
+            await self._wake.wait()
