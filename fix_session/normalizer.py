@@ -135,10 +135,13 @@ class BookNormalizer:
         raises the precise errors of a malformed message or entry)."""
         status = self._core.on_raw(data, ingest_ns)
         if status == RAW_W:
-            symbol = self._core.last_symbol
-            self.stale.discard(symbol)
-            self.unavailable.pop(symbol, None)
+            self._snapshotted(self._core.last_symbol)
         return status
+
+    def _snapshotted(self, symbol: str) -> None:
+        """A snapshot of `symbol` was applied: it is no longer stale or unavailable."""
+        self.stale.discard(symbol)
+        self.unavailable.pop(symbol, None)
 
     # -- the inbox (the QuickFIX thread pushes raw messages, the loop drains them) ----
 
@@ -160,8 +163,7 @@ class BookNormalizer:
         arrival time). A snapshotted symbol is no longer stale or unavailable."""
         result = self._core.drain(max_messages, max_ns)
         for symbol in result[1]:
-            self.stale.discard(symbol)
-            self.unavailable.pop(symbol, None)
+            self._snapshotted(symbol)
         return result
 
     def settle(self, hold: bool) -> bool:
@@ -227,8 +229,7 @@ class BookNormalizer:
                     self.stale.add(symbol)
                 raise
             self._core.apply(md, ingest_ns)
-            self.stale.discard(symbol)
-            self.unavailable.pop(symbol, None)
+            self._snapshotted(symbol)
         elif msg_type != "Y":
             raise ValueError(f"MsgType {msg_type!r} is not market data (W, X or Y)")
 

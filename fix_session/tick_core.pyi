@@ -1,25 +1,14 @@
 """Types of the native core (fix_session/tick_core.c): raw FIX W/X -> books -> encoded Ticks."""
 
 from collections.abc import Iterable
-from typing import Final, Protocol
+from typing import Final
+
+from fix_spec.md_columns import MdMessage
 
 RAW_FALLBACK: Final[int]
 RAW_X: Final[int]
 RAW_W: Final[int]
 RAW_Y: Final[int]
-
-class _Columns(Protocol):
-    msg_type: str
-    seq_num: int
-    sending_ns: int
-    symbol: str
-    count: int
-    action: list[int]
-    kind: list[int]
-    entry_symbol: list[str]
-    px_e8: list[int]
-    size_e8: list[int]
-    time_ns: list[int]
 
 #: (table, required codes, first tag) of one level, as fix_spec.md_decoder builds them.
 LevelSpec = tuple[list[int], list[int], int]
@@ -34,7 +23,7 @@ class TickCore:
     counters: tuple[int, int, int, int, int, int]
     def __init__(self, symbols: Iterable[str], layout: NativeLayout | None = None) -> None: ...
     def on_raw(self, data: str | bytes, ingest_ns: int) -> int: ...
-    def apply(self, md: _Columns, ingest_ns: int) -> None: ...
+    def apply(self, md: MdMessage, ingest_ns: int) -> None: ...
     def take(self, keys: list[bytes], values: list[bytes]) -> None: ...
     def flush(self) -> list[tuple[bytes, bytes]]: ...
     def top(self, symbol: str) -> tuple[int | None, int | None, int | None]: ...
