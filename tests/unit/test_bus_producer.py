@@ -25,6 +25,7 @@ class ScriptedProducer(BufferedProducer):
         *,
         buffer_max_records: int = 1000,
         linger_ms: int = 0,
+        request_spacing_ms: int = 0,
         max_window_records: int = 100,
         stall_timeout_s: float = 10.0,
         on_resumed: Callable[[], None] | None = None,
@@ -32,6 +33,7 @@ class ScriptedProducer(BufferedProducer):
         super().__init__(
             buffer_max_records=buffer_max_records,
             linger_ms=linger_ms,
+            request_spacing_ms=request_spacing_ms,
             on_resumed=on_resumed,
             max_window_records=max_window_records,
             stop_timeout_s=1.0,
@@ -178,6 +180,36 @@ async def test_with_the_default_linger_an_idle_producer_sends_at_once_and_batche
         release.set()
         assert await producer.flush(5)
     assert [len(w) for w in producer.windows] == [1, 30]
+
+
+async def test_request_spacing_sends_a_record_after_a_quiet_spell_at_once_and_spaces_a_busy_bus() -> None:
+    """A record after a quiet spacing leaves at once; records that follow a window sooner
+    than the spacing leave together when it has passed; a flush does not wait for it."""
+    producer = ScriptedProducer(request_spacing_ms=60, max_window_records=100)
+    loop = asyncio.get_running_loop()
+    async with producer:
+        _send(producer, 0, 1)
+        for _ in range(5):  # a few loop turns: the first record did not wait
+            await asyncio.sleep(0)
+        assert [len(w) for w in producer.windows] == [1]
+        first_at = loop.time()
+        for i in range(1, 4):  # a busy bus: three more within the spacing
+            _send(producer, i, 1)
+            await asyncio.sleep(0.005)
+        assert [len(w) for w in producer.windows] == [1], "a window left inside the spacing"
+        while len(producer.windows) < 2:  # noqa: ASYNC110 - the drain appends; no event to wait on
+            await asyncio.sleep(0.002)
+        assert loop.time() - first_at >= 0.055
+        assert [len(w) for w in producer.windows] == [1, 3]
+        await asyncio.sleep(0.1)  # a quiet spell longer than the spacing
+        _send(producer, 4, 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert [len(w) for w in producer.windows] == [1, 3, 1]
+        _send(producer, 5, 2)  # inside the spacing again, but flushed: no wait
+        assert await producer.flush(0.03)
+    assert [len(w) for w in producer.windows] == [1, 3, 1, 2]
+    assert [r[2] for r in producer.delivered] == [str(i).encode() for i in range(7)]
 
 
 async def test_send_never_awaits_and_the_bound_covers_records_in_flight() -> None:

@@ -14,6 +14,7 @@ other. Past ``buffer_max_records`` send() drops the newest record (see :mod:`mdf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -45,6 +46,7 @@ class BufferedProducer(ABC, Service):
         *,
         buffer_max_records: int,
         linger_ms: int,
+        request_spacing_ms: int = 0,
         on_resumed: ResumedCallback | None,
         max_window_records: int,
         stop_timeout_s: float,
@@ -60,6 +62,7 @@ class BufferedProducer(ABC, Service):
         #: snapshot the callback asks for has room and is not dropped in turn.
         self._low_water = buffer_max_records // 2
         self._linger_s = linger_ms / 1000
+        self._spacing_s = request_spacing_ms / 1000
         self._window = max_window_records
         self._stop_timeout_s = stop_timeout_s
         self._stall_timeout_s = stall_timeout_s
@@ -69,6 +72,8 @@ class BufferedProducer(ABC, Service):
         self._pending: deque[Record] = deque()
         #: When the oldest waiting record arrived (monotonic s); 0 when it need not linger.
         self._oldest_at = 0.0
+        #: When the last window left (monotonic s), for the request spacing.
+        self._window_at = 0.0
         self._in_flight = 0
         self._state = _NEW
         self._closed = False
@@ -141,9 +146,8 @@ class BufferedProducer(ABC, Service):
         if self._acked + self._rejected >= target:
             return True
         self._flushing += 1
-        if self._idle:
-            self._idle = False
-            self._wake.set()
+        self._idle = False
+        self._wake.set()
         try:
             async with asyncio.timeout(timeout_s):
                 while self._acked + self._rejected < target:
@@ -221,11 +225,21 @@ class BufferedProducer(ABC, Service):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._linger_s and not self._flushing and len(self._pending) < self._window:
-                # Kafka's linger: give a short window time to fill before it goes.
-                wait_s = self._oldest_at + self._linger_s - time.monotonic()
+            if not self._flushing and len(self._pending) < self._window:
+                # Kafka's linger: give a short window time to fill before it goes. The
+                # spacing: a window that would follow the last one sooner than the spacing
+                # waits out the rest of it, so a busy bus takes one request per spacing
+                # while a record after a quiet spell leaves at once.
+                wait_s = max(
+                    self._oldest_at + self._linger_s if self._linger_s else 0.0,
+                    self._window_at + self._spacing_s if self._spacing_s else 0.0,
+                ) - time.monotonic()
                 if wait_s > 0:
-                    await asyncio.sleep(wait_s)
+                    # A flush or stop sets the wake event: neither waits for the spacing.
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait_s):
+                            await self._wake.wait()
                     continue
             await self._deliver_window()
 
@@ -234,6 +248,7 @@ class BufferedProducer(ABC, Service):
         window = [pending.popleft() for _ in range(min(len(pending), self._window))]
         # What is left has waited for this delivery already: no linger for it.
         self._oldest_at = 0.0
+        self._window_at = time.monotonic()
         self._in_flight = len(window)
         self._sent += len(window)
         delivery = asyncio.ensure_future(self._deliver(window))

@@ -245,6 +245,7 @@ class KafkaProducer(BufferedProducer):
         super().__init__(
             buffer_max_records=config.buffer_max_records,
             linger_ms=config.linger_ms,
+            request_spacing_ms=config.request_spacing_ms,
             on_resumed=on_resumed,
             max_window_records=_WINDOW_RECORDS,
             stop_timeout_s=bus._stop_timeout_s,
