@@ -19,15 +19,15 @@ one by default, so both are measured on the same budget.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.harness.children import answer_once
 
 __all__ = ["main", "measure"]
 
@@ -131,14 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     # The same one-core budget as the ingest (bench.harness.ingest_alone), on the same core.
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cores[-1]})
-    try:
-        result = measure(
+    answer_once(
+        lambda: measure(
             args.port, args.symbols.split(","), args.seconds, warmup_s=args.warmup, host=args.host
         )
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        raise SystemExit(1) from exc
-    sys.stdout.write(json.dumps(result) + "\n")
+    )
 
 
 if __name__ == "__main__":

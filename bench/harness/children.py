@@ -39,6 +39,7 @@ __all__ = [
     "Handler",
     "Json",
     "announce",
+    "answer_once",
     "check_compiled",
     "children",
     "compiled_modules",
@@ -171,6 +172,17 @@ def say(message: Json) -> None:
     """Write one line to the parent."""
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
+
+
+def answer_once(compute: Callable[[], Json]) -> None:
+    """A one-shot measurement's output: its result as one JSON line, or, when it raises,
+    ``{"error": ...}`` (what the parent's ``Child.read`` raises as a ChildError) and exit 1."""
+    try:
+        result = compute()
+    except Exception as exc:
+        say({"error": f"{type(exc).__name__}: {exc}"})
+        raise SystemExit(1) from exc
+    say(result)
 
 
 def announce(**fields: Any) -> None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from typing import Any
 
+from bench.harness.children import answer_once
 from mdfeed.cli.support import run_async
 
 __all__ = ["main", "measure"]
@@ -115,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cores[-1]})
-    try:
-        result = run_async(
+    answer_once(
+        lambda: run_async(
             measure(
                 args.port,
                 args.symbols.split(","),
@@ -128,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                 shard=args.shard,
             )
         )
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        raise SystemExit(1) from exc
-    sys.stdout.write(json.dumps(result) + "\n")
+    )
 
 
 if __name__ == "__main__":

@@ -17,19 +17,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import struct
-import sys
 import time
+from typing import Any
 
+from bench.harness.children import answer_once
 from bench.harness.stats import clamped, latency_histogram
 from mdfeed.cli.support import run_async
 
-__all__ = ["main", "measure"]
+__all__ = ["RECORD_BYTES", "STAMP", "main", "measure", "send_paced"]
 
-_STAMP = struct.Struct(">q")
+STAMP = struct.Struct(">q")
 #: About the size of an encoded tick.
 _PAD = b"\x00" * 90
+RECORD_BYTES = STAMP.size + len(_PAD)
+
+
+async def send_paced(producer: Any, topic: str, rate_per_s: int, seconds: float) -> int:
+    """Send records stamped with their send time (``STAMP`` then padding, ``RECORD_BYTES``
+    in all) at ``rate_per_s`` for ``seconds``, keyed over 50 symbols; the number sent."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    while (elapsed := loop.time() - start) < seconds:
+        for _ in range(int(elapsed * rate_per_s) - sent):
+            key = b"S%04d" % (sent % 50)
+            await producer.send(topic, STAMP.pack(time.time_ns()) + _PAD, key=key)
+            sent += 1
+        await asyncio.sleep(0.001)
+    return sent
 
 
 async def measure(
@@ -62,7 +78,7 @@ async def measure(
                 for record in records:
                     if record.value is None:
                         continue
-                    sent_ns = _STAMP.unpack_from(record.value)[0]
+                    sent_ns = STAMP.unpack_from(record.value)[0]
                     if sent_ns >= measure_from_ns:  # the first second warms the clients up
                         hist.observe(clamped(now - sent_ns))
 
@@ -74,14 +90,7 @@ async def measure(
         measure_from_ns = time.time_ns() + warmup_ns
         reader = asyncio.create_task(consume())
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        while (elapsed := loop.time() - start) < seconds:
-            due = int(elapsed * rate_per_s) - sent
-            for _ in range(due):
-                key = b"S%04d" % (sent % 50)
-                await producer.send(topic, _STAMP.pack(time.time_ns()) + _PAD, key=key)
-                sent += 1
-            await asyncio.sleep(0.001)
+        sent = await send_paced(producer, topic, rate_per_s, seconds)
         await producer.flush()
         warm = min(sent, int(rate_per_s * warmup_ns / 1e9))
         deadline = loop.time() + 5
@@ -103,14 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--linger-ms", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        result = run_async(
+    answer_once(
+        lambda: run_async(
             measure(args.bootstrap, args.topic, args.rate, args.seconds, linger_ms=args.linger_ms)
         )
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        raise SystemExit(1) from exc
-    sys.stdout.write(json.dumps(result) + "\n")
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from bench.harness.children import Child, ChildError
+from bench.harness.children import Child, ChildError, cpu_seconds, listener_pid
 from bench.harness.stats import HOPS, latency_from_json
 from fix_session.venue import SimulatedVenue
 from mdfeed.kernel.config import VenueConfig
@@ -516,6 +516,18 @@ level = "WARNING"
             errors=tuple(errors),
         )
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each process on the tick path and beside it: the
+        services, Kafka, Mosquitto, the subscriber processes, and this one (the harness
+        with the simulated venue, in process). Two readings apart give cores used."""
+        pids: dict[str, int | None] = {name: p.pid for name, p in self._services.items()}
+        pids["kafka"] = listener_pid(int(KAFKA.rsplit(":", 1)[1]))
+        pids["mosquitto"] = listener_pid(MOSQUITTO_PORT)
+        for child in self._children:
+            pids[child.name] = child.pid
+        pids["harness and venue"] = os.getpid()
+        return {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
+
     async def histograms(self) -> dict[str, dict[str, Histogram]]:
         """Per transport, per hop: what the recording clients saw since the last call."""
         out: dict[str, dict[str, Histogram]] = {}
@@ -531,13 +543,43 @@ level = "WARNING"
         """Bare aiokafka produce-to-consume latency at ``rate_per_s`` on the same broker
         (bench.harness.kafka_floor), with the venue paused so the pipeline is idle; with
         ``idle=False`` the pipeline goes on meanwhile (the caller keeps the venue's rate)."""
+        answer = await self._floor(
+            "bench.harness.kafka_floor", "kafka-floor", rate_per_s, seconds, idle=idle
+        )
+        return latency_from_json(answer["histogram"])
+
+    async def relay_floor(self, rate_per_s: float, seconds: float) -> tuple[Histogram, float]:
+        """Bare aiokafka, then a bare grpc.aio relay to as many streams as the pipeline's,
+        producer to client (bench.harness.relay_floor), with the pipeline idle; with the
+        cores the relay process used."""
+        answer = await self._floor(
+            "bench.harness.relay_floor",
+            "relay-floor",
+            rate_per_s,
+            seconds,
+            idle=True,
+            extra=("--streams", str(max(1, self.options.grpc_streams))),
+        )
+        return latency_from_json(answer["histogram"]), float(answer["relay_cores"])
+
+    async def _floor(
+        self,
+        module: str,
+        name: str,
+        rate_per_s: float,
+        seconds: float,
+        *,
+        idle: bool,
+        extra: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """Run a floor's measurement process; its answer."""
         assert self.venue is not None
         if idle:
             self.venue.pause_stream()
         try:
-            with (self.logs / "kafka-floor.log").open("wb") as log:
+            with (self.logs / f"{name}.log").open("wb") as log:
                 child = Child(
-                    "bench.harness.kafka_floor",
+                    module,
                     "--bootstrap",
                     KAFKA,
                     "--topic",
@@ -546,21 +588,20 @@ level = "WARNING"
                     str(max(1, round(rate_per_s))),
                     "--seconds",
                     str(seconds),
-                    name="the Kafka floor measurement",
+                    *extra,
+                    name=f"the {name.replace('-', ' ')} measurement",
                     stderr=log,
                 )
             try:
                 answer = await child.aread(timeout_s=seconds + 120)
             except ChildError as exc:
-                raise PipelineError(
-                    f"{exc} (failed; see {self.logs / 'kafka-floor.log'})"
-                ) from None
+                raise PipelineError(f"{exc} (failed; see {self.logs / f'{name}.log'})") from None
             finally:
                 await child.aclose()
         finally:
             if idle:
                 self.venue.resume_stream()
-        return latency_from_json(answer["histogram"])
+        return answer
 
     # -- stop -----------------------------------------------------------------------
 

@@ -141,6 +141,58 @@ def _ms(value: object) -> str:
     return "-" if not isinstance(value, int | float) else f"{value:,.2f}"
 
 
+def _fixed_lines(f: dict[str, Any]) -> list[str]:
+    """The fixed scenario's lines: rates, latency per hop, the floors, cores, ratios."""
+    lines: list[str] = []
+    rates = f["rates_per_s"]
+    lines.append(
+        f"fixed: venue at {f['rate_per_s']:,} entries/s for {f['duration_s']:.0f} s "
+        f"(sent {rates.get('venue', 0):,.0f}/s); ticks/s: ingest "
+        f"{rates.get('ingest', 0):,.0f}, fanout {rates.get('fanout_in', 0):,.0f}, "
+        f"each gRPC stream {rates.get('grpc_per_stream', 0):,.0f}, each MQTT client "
+        f"{rates.get('mqtt_per_client', 0):,.0f}"
+    )
+    for transport, hops in f["latency_ms"].items():
+        for hop, _, _ in HOPS:
+            s = hops[hop]
+            if not s["count"]:
+                continue
+            lines.append(
+                f"  {transport:<4} {hop:<15} p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])}  "
+                f"p99.9 {_ms(s['p99_9'])}  max {_ms(s['max'])} ms  ({s['count']:,} ticks)"
+            )
+    floor = f.get("kafka_floor_ms")
+    if floor:
+        lines.append(
+            f"  Kafka floor (bare aiokafka, {floor['rate_per_s']:,.0f}/s): "
+            f"p50 {_ms(floor['p50'])}  p99 {_ms(floor['p99'])}  "
+            f"p99.9 {_ms(floor['p99_9'])} ms"
+        )
+    relay = f.get("relay_floor_ms")
+    if relay and relay["count"]:
+        lines.append(
+            f"  relay floor (bare aiokafka, then bare grpc.aio to {relay['streams']} "
+            f"streams): p50 {_ms(relay['p50'])}  p99 {_ms(relay['p99'])}  "
+            f"p99.9 {_ms(relay['p99_9'])} ms; the relay process used "
+            f"{relay['relay_cores']:.2f} cores"
+        )
+    loaded = f.get("kafka_floor_loaded_ms")
+    if loaded:
+        lines.append(
+            "  Kafka floor under the pipeline's load (the same, with the pipeline "
+            f"running at the fixed rate): p50 {_ms(loaded['p50'])}  "
+            f"p99 {_ms(loaded['p99'])}  p99.9 {_ms(loaded['p99_9'])} ms"
+        )
+    cpu = f.get("cpu_cores")
+    if cpu:
+        lines.append(
+            f"  cores used ({sum(cpu.values()):.2f} in all): "
+            + ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.items())
+        )
+    lines.append(f"  ratios: {json.dumps(f['ratios'])}")
+    return lines
+
+
 def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
     """The headline figures, as printed at the end of a run."""
     lines: list[str] = []
@@ -151,38 +203,7 @@ def summary_lines(results: Sequence[ScenarioResult]) -> list[str]:
 
             lines += summary(f)
         elif result.name == "fixed":
-            rates = f["rates_per_s"]
-            lines.append(
-                f"fixed: venue at {f['rate_per_s']:,} entries/s for {f['duration_s']:.0f} s "
-                f"(sent {rates.get('venue', 0):,.0f}/s); ticks/s: ingest "
-                f"{rates.get('ingest', 0):,.0f}, fanout {rates.get('fanout_in', 0):,.0f}, "
-                f"each gRPC stream {rates.get('grpc_per_stream', 0):,.0f}, each MQTT client "
-                f"{rates.get('mqtt_per_client', 0):,.0f}"
-            )
-            for transport, hops in f["latency_ms"].items():
-                for hop, _, _ in HOPS:
-                    s = hops[hop]
-                    if not s["count"]:
-                        continue
-                    lines.append(
-                        f"  {transport:<4} {hop:<15} p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])}  "
-                        f"p99.9 {_ms(s['p99_9'])}  max {_ms(s['max'])} ms  ({s['count']:,} ticks)"
-                    )
-            floor = f.get("kafka_floor_ms")
-            if floor:
-                lines.append(
-                    f"  Kafka floor (bare aiokafka, {floor['rate_per_s']:,.0f}/s): "
-                    f"p50 {_ms(floor['p50'])}  p99 {_ms(floor['p99'])}  "
-                    f"p99.9 {_ms(floor['p99_9'])} ms"
-                )
-            loaded = f.get("kafka_floor_loaded_ms")
-            if loaded:
-                lines.append(
-                    "  Kafka floor under the pipeline's load (the same, with the pipeline "
-                    f"running at the fixed rate): p50 {_ms(loaded['p50'])}  "
-                    f"p99 {_ms(loaded['p99'])}  p99.9 {_ms(loaded['p99_9'])} ms"
-                )
-            lines.append(f"  ratios: {json.dumps(f['ratios'])}")
+            lines += _fixed_lines(f)
         elif result.name == "max":
             best = f.get("max_sustained_per_s")
             lines.append(

@@ -8,7 +8,10 @@ never loses ticks from the figures.
   rates and per-hop latency percentiles. The bare Kafka floor is measured twice at the
   rate records reach Kafka: with the pipeline idle (the floor the target is stated
   against) and, after the measured window, with the pipeline running on at ``rate`` (the
-  floor under the same load, shown beside it).
+  floor under the same load, shown beside it). With the pipeline idle it also measures the
+  relay floor (bench.harness.relay_floor): bare Kafka, then a bare gRPC relay to as many
+  streams, the least an ingest -> client path can take here without mdfeed's code. The
+  cores each process used over the measured window are reported too.
 * max: steps of ``step_s`` from ``rate``, doubling until a step is not sustained, then
   two bisections. A step is sustained when, over its second half, the venue reached 97% of
   its target, the ingest took in 97% of the FIX messages sent, every gRPC stream received
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -218,17 +222,22 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
     # The floor at the rate records reach Kafka in this scenario, with the pipeline idle.
     into_bus = mean_rates(warm[len(warm) // 2 :]).get("ingest", 0.0) or float(rate)
     floor = await pipe.kafka_floor(into_bus, options.floor_s)
+    # The same, then a bare gRPC relay to as many streams: the least the ingest -> client
+    # path (a Kafka hop, then a gRPC hop) can have here; mdfeed's own code is what is above.
+    relay, relay_cores = await pipe.relay_floor(into_bus, options.floor_s)
     await drive.hold(
         "fixed resume",
         2.0,
         rate,
     )
     await pipe.histograms()  # what the warm-up saw is not measured
+    cpu_before, cpu_from = pipe.cpu_seconds(), time.monotonic()
     samples = await drive.hold(
         "fixed",
         options.duration_s,
         rate,
     )
+    cpu_after, cpu_to = pipe.cpu_seconds(), time.monotonic()
     hists = await pipe.histograms()
     # The same floor again while the pipeline runs on at the fixed rate: what bare Kafka
     # gives on these shared cores with everything else beside it (not the target's floor,
@@ -248,22 +257,24 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
     }
     floor_ms = summary_ms(floor)
     loaded_ms = summary_ms(loaded)
+    relay_ms = summary_ms(relay)
     fanout_in = rates.get("fanout_in", 0.0)
     ratios: dict[str, float | None] = {
         "venue_vs_target": _ratio(rates.get("venue", 0.0), rate),
         "fanout_in_vs_ingest": _ratio(fanout_in, rates.get("ingest", 0.0)),
         "grpc_per_stream_vs_fanout_in": _ratio(rates["grpc_per_stream"], fanout_in),
     }
-    grpc = hists.get("grpc")
-    if grpc is not None and grpc["ingest->client"].count and floor.count:
-        for q in ("p50", "p99", "p99_9"):
-            ratios[f"ingest_to_client_{q}_vs_kafka_floor"] = _ratio(
-                float(latency["grpc"]["ingest->client"][q]), float(floor_ms[q])
-            )
-            if loaded.count:
-                ratios[f"ingest_to_client_{q}_vs_loaded_kafka_floor"] = _ratio(
-                    float(latency["grpc"]["ingest->client"][q]), float(loaded_ms[q])
-                )
+    if "grpc" in latency:
+        path = latency["grpc"]["ingest->client"]
+        for floor_name, summary in (
+            ("kafka_floor", floor_ms),
+            ("loaded_kafka_floor", loaded_ms),
+            ("relay_floor", relay_ms),
+        ):
+            for q in ("p50", "p99", "p99_9"):
+                measured, least = path[q], summary[q]
+                if measured is not None and least is not None:
+                    ratios[f"ingest_to_client_{q}_vs_{floor_name}"] = _ratio(measured, least)
     figures = {
         "rate_per_s": rate,
         "duration_s": options.duration_s,
@@ -271,7 +282,19 @@ async def run_fixed(pipe: Pipeline, options: ScenarioOptions, progress: Progress
         "latency_ms": latency,
         "kafka_floor_ms": {"rate_per_s": round(into_bus, 1), **floor_ms},
         "kafka_floor_loaded_ms": {"rate_per_s": round(into_bus, 1), **loaded_ms},
+        "relay_floor_ms": {
+            "rate_per_s": round(into_bus, 1),
+            "streams": pipe.options.grpc_streams,
+            "relay_cores": relay_cores,
+            **relay_ms,
+        },
         "ratios": ratios,
+        # Cores each process used over the measured seconds (CPU seconds per second).
+        "cpu_cores": {
+            name: round((cpu_after[name] - used) / (cpu_to - cpu_from), 3)
+            for name, used in cpu_before.items()
+            if name in cpu_after and not math.isnan(cpu_after[name] - used)
+        },
     }
     return ScenarioResult("fixed", figures, samples, hists)
 

@@ -77,13 +77,17 @@ def clamped(latency_ns: int) -> float:
     return latency_ns * 1.0 if latency_ns > 0 else 0.0
 
 
-def summary_ms(hist: Histogram, points: Sequence[float] = PERCENTILES) -> dict[str, float | int]:
-    """``{"count", "p50", ..., "max", "mean"}`` of a nanosecond histogram, times in ms."""
-    out: dict[str, float | int] = {"count": hist.count}
+def summary_ms(
+    hist: Histogram, points: Sequence[float] = PERCENTILES
+) -> dict[str, float | int | None]:
+    """``{"count", "p50", ..., "max", "mean"}`` of a nanosecond histogram, times in ms;
+    the times are None when it is empty (a slow rate can leave a hop unmeasured)."""
+    out: dict[str, float | int | None] = {"count": hist.count}
+    empty = not hist.count
     for q in points:
-        out[_label(q)] = round(hist.percentile(q) / 1e6, 4)
-    out["max"] = round(hist.max / 1e6, 4)
-    out["mean"] = round(hist.mean() / 1e6, 4)
+        out[_label(q)] = None if empty else round(hist.percentile(q) / 1e6, 4)
+    out["max"] = None if empty else round(hist.max / 1e6, 4)
+    out["mean"] = None if empty else round(hist.mean() / 1e6, 4)
     return out
 
 

@@ -95,6 +95,16 @@ def test_a_short_fixed_run_times_every_hop_and_writes_its_results(tmp_path: Path
     # The floor again with the pipeline running: its records come from the same rate.
     assert fixed["kafka_floor_loaded_ms"]["count"] > 0
     assert fixed["ratios"]["ingest_to_client_p99_vs_loaded_kafka_floor"] > 0
+    # The relay floor (bare Kafka, then a bare gRPC relay to as many streams) timed records.
+    assert fixed["relay_floor_ms"]["count"] > 0
+    assert fixed["relay_floor_ms"]["streams"] == 2
+    assert fixed["ratios"]["ingest_to_client_p99_vs_relay_floor"] > 0
+    assert "relay floor (bare aiokafka, then bare grpc.aio to 2 streams)" in result.stdout
+    # Cores used over the measured seconds, per process: the services and Kafka worked.
+    cpu = fixed["cpu_cores"]
+    for name in ("ingest", "fanout", "kafka", "grpc subscribers", "harness and venue"):
+        assert cpu[name] > 0, name
+    assert "cores used (" in result.stdout
     assert len(fixed["series"]) >= 5
     for png in ("latency-histogram.png", "throughput.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

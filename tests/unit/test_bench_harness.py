@@ -80,6 +80,12 @@ def test_histograms_merge_and_survive_json() -> None:
     assert summary["max"] == 5.0
     assert summary["mean"] == pytest.approx(5_030_000 / 3 / 1e6, abs=1e-4)
     assert list(summary) == ["count", "p50", "p90", "p99", "p99_9", "max", "mean"]
+    # An empty histogram (a hop a slow rate left unmeasured) has no times, and its summary
+    # still goes into results.json, which refuses NaN.
+    empty = summary_ms(latency_histogram())
+    assert empty["count"] == 0
+    assert all(empty[k] is None for k in list(empty)[1:])
+    json.dumps(empty, allow_nan=False)
 
 
 def test_rates_are_read_from_the_whole_buckets_of_a_window() -> None:
