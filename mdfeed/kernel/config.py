@@ -175,6 +175,12 @@ class BusConfig:
     #: saved about 6% and moved no percentile beyond the run-to-run noise (README,
     #: "Benchmarks"). 0 (the default): no spacing, the adaptive linger above alone.
     request_spacing_ms: Annotated[int, Between(0, 1_000)] = 0
+    #: The Kafka client that produces: "aiokafka" (the default) or "confluent" (librdkafka,
+    #: mdfeed/kernel/bus/_confluent.py). At the bench's fixed rate confluent cost the ingest
+    #: 0.23 of a core against 0.36, but each window waits for its delivery report, which
+    #: reaches the loop through a thread that needs the GIL, and ingest -> bus went from
+    #: p50 0.21 to 2.07 ms (README, "Benchmarks"). Consumers are aiokafka's either way.
+    kafka_producer: Literal["aiokafka", "confluent"] = "aiokafka"
     #: Records the producer holds while the bus is unreachable; past it, see the bus docs.
     buffer_max_records: PositiveInt = 200_000
 

@@ -25,8 +25,11 @@ from mdfeed.kernel.config import BusConfig, MdfeedConfig
 from mdfeed.stack.scratch import free_port
 
 
-@pytest.fixture
-def make_kafka_bus(stack_config: MdfeedConfig, unique_name: str) -> BusFactory:
+@pytest.fixture(params=["confluent", "aiokafka"])
+def make_kafka_bus(
+    stack_config: MdfeedConfig, unique_name: str, request: pytest.FixtureRequest
+) -> BusFactory:
+    """Buses on the local stack's broker, with each of the two Kafka producers in turn."""
     counter = itertools.count()
 
     def make(*, buffer_max_records: int | None = None) -> KafkaBus:
@@ -37,6 +40,7 @@ def make_kafka_bus(stack_config: MdfeedConfig, unique_name: str) -> BusFactory:
             tick_topic=name,
             chat_topic=f"{name}_chat",
             client_id=f"mdfeed-test-{name}",
+            kafka_producer=request.param,
         )
         if buffer_max_records is not None:
             config = dataclasses.replace(config, buffer_max_records=buffer_max_records)

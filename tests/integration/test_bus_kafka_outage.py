@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from polling import until
@@ -32,9 +33,21 @@ def scratch_kafka(tmp_path: Path) -> Iterator[ScratchKafka]:
         yield kafka
 
 
-def _config(kafka: ScratchKafka, topic: str, buffer_max_records: int) -> BusConfig:
+@pytest.fixture(params=["confluent", "aiokafka"])
+def kafka_producer(request: pytest.FixtureRequest) -> Literal["confluent", "aiokafka"]:
+    """Each of the two Kafka producers in turn."""
+    return "confluent" if request.param == "confluent" else "aiokafka"
+
+
+def _config(
+    kafka: ScratchKafka,
+    topic: str,
+    buffer_max_records: int,
+    producer: Literal["confluent", "aiokafka"],
+) -> BusConfig:
     return BusConfig(
         kind="kafka",
+        kafka_producer=producer,
         bootstrap_servers=kafka.bootstrap_servers,
         tick_topic=topic,
         chat_topic=f"{topic}_chat",
@@ -60,10 +73,12 @@ class _Feed:
 
 
 async def test_broker_killed_mid_stream_then_back(
-    scratch_kafka: ScratchKafka, unique_name: str
+    scratch_kafka: ScratchKafka,
+    unique_name: str,
+    kafka_producer: Literal["confluent", "aiokafka"],
 ) -> None:
     bound = 2000
-    config = _config(scratch_kafka, unique_name, bound)
+    config = _config(scratch_kafka, unique_name, bound, kafka_producer)
     topic = config.tick_topic
     feed = _Feed()
     expected: list[tuple[str, int]] = []
@@ -133,9 +148,11 @@ async def test_broker_killed_mid_stream_then_back(
 
 
 async def test_stop_during_an_outage_returns_within_its_timeout(
-    scratch_kafka: ScratchKafka, unique_name: str
+    scratch_kafka: ScratchKafka,
+    unique_name: str,
+    kafka_producer: Literal["confluent", "aiokafka"],
 ) -> None:
-    config = _config(scratch_kafka, unique_name, 10_000)
+    config = _config(scratch_kafka, unique_name, 10_000, kafka_producer)
     async with KafkaBus(config, stop_timeout_s=2.0) as bus:
         producer = bus.producer()
         await producer.start()

@@ -230,10 +230,13 @@ class BufferedProducer(ABC, Service):
                 # spacing: a window that would follow the last one sooner than the spacing
                 # waits out the rest of it, so a busy bus takes one request per spacing
                 # while a record after a quiet spell leaves at once.
-                wait_s = max(
-                    self._oldest_at + self._linger_s if self._linger_s else 0.0,
-                    self._window_at + self._spacing_s if self._spacing_s else 0.0,
-                ) - time.monotonic()
+                wait_s = (
+                    max(
+                        self._oldest_at + self._linger_s if self._linger_s else 0.0,
+                        self._window_at + self._spacing_s if self._spacing_s else 0.0,
+                    )
+                    - time.monotonic()
+                )
                 if wait_s > 0:
                     # A flush or stop sets the wake event: neither waits for the spacing.
                     self._wake.clear()

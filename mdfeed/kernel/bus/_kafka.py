@@ -61,8 +61,8 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from mdfeed.kernel.bus._buffered import BufferedProducer, Record, SessionError
+from mdfeed.kernel.bus._kafka_producing import KeyPlacement, buffering_of
 from mdfeed.kernel.bus.errors import BusClosedError, BusUnavailableError, CommitFailedError
-from mdfeed.kernel.bus.partitioning import KeyPartitioner
 from mdfeed.kernel.bus.ports import BusRecord, ResumedCallback
 from mdfeed.kernel.config import BusConfig
 from mdfeed.kernel.lifecycle import Service
@@ -80,8 +80,6 @@ _TOPIC_ALREADY_EXISTS = 36
 #: Record batches the producer builds: big enough that a window of records for one
 #: partition fits in one or two batches, under the broker's 1 MiB message.max.bytes.
 _BATCH_BYTES = 512 * 1024
-#: Records per delivery window: each window is one round of produce requests.
-_WINDOW_RECORDS = 20_000
 
 
 class KafkaBus(Service):
@@ -117,12 +115,28 @@ class KafkaBus(Service):
         self._partitions: dict[str, int] = {}
         self._topics_lock: asyncio.Lock | None = None
         self._cluster_id: str | None = None
-        self._producers: list[KafkaProducer] = []
+        self._producers: list[BufferedProducer] = []
         self._consumers: list[KafkaConsumer] = []
 
     @property
     def config(self) -> BusConfig:
         return self._config
+
+    @property
+    def compression(self) -> Compression:
+        return self._compression
+
+    @property
+    def request_timeout_ms(self) -> int:
+        return self._request_timeout_ms
+
+    @property
+    def stall_timeout_s(self) -> float:
+        return self._stall_timeout_s
+
+    @property
+    def stop_timeout_s(self) -> float:
+        return self._stop_timeout_s
 
     async def start(self) -> None:
         # Nothing to connect: producers connect in the background, consumers when started.
@@ -136,8 +150,14 @@ class KafkaBus(Service):
         for consumer in consumers:
             await consumer.stop()
 
-    def producer(self, *, on_resumed: ResumedCallback | None = None) -> KafkaProducer:
-        producer = KafkaProducer(self, on_resumed=on_resumed)
+    def producer(self, *, on_resumed: ResumedCallback | None = None) -> BufferedProducer:
+        producer: BufferedProducer
+        if self._config.kafka_producer == "confluent":
+            from mdfeed.kernel.bus._confluent import ConfluentProducer
+
+            producer = ConfluentProducer(self, on_resumed=on_resumed)
+        else:
+            producer = KafkaProducer(self, on_resumed=on_resumed)
         self._producers.append(producer)
         return producer
 
@@ -241,21 +261,10 @@ class KafkaProducer(BufferedProducer):
     """The buffered, idempotent producer of a :class:`KafkaBus`."""
 
     def __init__(self, bus: KafkaBus, *, on_resumed: ResumedCallback | None) -> None:
-        config = bus.config
-        super().__init__(
-            buffer_max_records=config.buffer_max_records,
-            linger_ms=config.linger_ms,
-            request_spacing_ms=config.request_spacing_ms,
-            on_resumed=on_resumed,
-            max_window_records=_WINDOW_RECORDS,
-            stop_timeout_s=bus._stop_timeout_s,
-            stall_timeout_s=bus._stall_timeout_s,
-            reconnect_backoff_s=(0.1, 5.0),
-            name=f"{config.client_id}-kafka-producer",
-        )
+        super().__init__(on_resumed=on_resumed, **buffering_of(bus))
         self._bus = bus
         self._client: AIOKafkaProducer | None = None
-        self._partitioners: dict[str, KeyPartitioner] = {}
+        self._placement = KeyPlacement(bus)
 
     async def _open_session(self) -> None:
         bus = self._bus
@@ -283,37 +292,11 @@ class KafkaProducer(BufferedProducer):
             raise SessionError(f"kafka at {config.bootstrap_servers}: {exc!r}") from exc
         self._client = client
 
-    async def _partitioner(self, topic: str) -> KeyPartitioner:
-        partitioner = self._partitioners.get(topic)
-        if partitioner is None:
-            counts = await self._bus.ensure_topics([topic])
-            partitioner = self._partitioners[topic] = KeyPartitioner(counts[topic])
-        return partitioner
-
-    async def _place(self, window: list[Record]) -> dict[str, list[list[Record]]]:
-        """topic -> the records of each partition, in window order."""
-        placed: dict[str, list[list[Record]]] = {}
-        current = ""
-        slots: list[list[Record]] = []
-        memo: dict[bytes, int] = {}
-        partitioner = None
-        for record in window:
-            if record[0] != current or partitioner is None:
-                current = record[0]
-                partitioner = await self._partitioner(current)
-                memo = partitioner.memo
-                slots = placed.setdefault(current, [[] for _ in range(partitioner.partitions)])
-            partition = memo.get(record[1])
-            if partition is None:
-                partition = partitioner(record[1])
-            slots[partition].append(record)
-        return placed
-
     async def _deliver(self, window: list[Record]) -> tuple[list[Record], int]:
         client = self._client
         assert client is not None
         try:
-            placed = await self._place(window)
+            placed = await self._placement.place(window)
         except BusUnavailableError as exc:
             log.warning("%s: %s", self._name, exc)
             return window, 0
@@ -390,7 +373,7 @@ class KafkaProducer(BufferedProducer):
 
     async def _close_session(self, *, abandon: bool) -> None:
         client, self._client = self._client, None
-        self._partitioners.clear()
+        self._placement.clear()
         if client is None:
             return
         if not abandon:
