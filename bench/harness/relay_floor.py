@@ -181,7 +181,7 @@ async def measure(
         relay_cores = (cpu_seconds(relay_process.pid) - relay_cpu_from) / (loop.time() - start)
         await producer.flush()
         deadline = loop.time() + 5
-        while readers.received[0] < sent and loop.time() < deadline:  # noqa: ASYNC110 - a plain counter
+        while min(readers.received) < sent and loop.time() < deadline:  # noqa: ASYNC110 - a plain counter
             await asyncio.sleep(0.05)
     finally:
         for task in tasks:
@@ -192,8 +192,8 @@ async def measure(
         if relay_process.returncode is None:
             relay_process.terminate()
         await relay_process.wait()
-    if readers.received[0] < sent:
-        raise RuntimeError(f"the timed stream got {readers.received[0]} of {sent} records")
+    if min(readers.received) < sent:  # a relay that lost records is no floor
+        raise RuntimeError(f"the streams got {readers.received} of {sent} records each")
     return {
         "sent": sent,
         "received": readers.received[0],

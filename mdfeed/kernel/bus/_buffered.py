@@ -225,7 +225,11 @@ class BufferedProducer(ABC, Service):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._flushing and len(self._pending) < self._window:
+            if (
+                (self._linger_s or self._spacing_s)
+                and not self._flushing
+                and len(self._pending) < self._window
+            ):
                 # Kafka's linger: give a short window time to fill before it goes. The
                 # spacing: a window that would follow the last one sooner than the spacing
                 # waits out the rest of it, so a busy bus takes one request per spacing

@@ -43,20 +43,19 @@ _POLL_BLOCK_S = 0.05
 
 
 class _Window:
-    """One window's delivery reports: which records were confirmed, refused or not.
+    """One window's delivery reports: which records were refused, or are to be sent again.
 
     Reports arrive on the report thread (or a flush's); the last one resolves ``done`` on
     the event loop, so a window costs one hand-over between threads, not one per record.
     """
 
-    __slots__ = ("_lock", "_loop", "confirmed", "done", "outstanding", "refused", "retry")
+    __slots__ = ("_lock", "_loop", "done", "outstanding", "refused", "retry")
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self._lock = threading.Lock()
         self._loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
         self.outstanding = size
-        self.confirmed = 0
         #: Indexes of records refused for good and of records to send again.
         self.refused: list[int] = []
         self.retry: list[int] = []
@@ -70,13 +69,12 @@ class _Window:
             self._loop.call_soon_threadsafe(_resolve, self.done)
 
     def report(self, index: int, error: KafkaError | None, _message: object) -> None:
-        if error is None:
-            self.confirmed += 1
-        elif error.retriable() or error.code() == KafkaError._MSG_TIMED_OUT:
-            self.retry.append(index)
-        else:
-            log.error("kafka refused a record: %s", error)
-            self.refused.append(index)
+        if error is not None:
+            if error.retriable() or error.code() == KafkaError._MSG_TIMED_OUT:
+                self.retry.append(index)
+            else:
+                log.error("kafka refused a record: %s", error)
+                self.refused.append(index)
         self.settle(1)
 
 
