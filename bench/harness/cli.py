@@ -66,7 +66,7 @@ def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions
         max_rate_per_s=args.max_rate,
         burst_factor=args.burst_factor,
         burst_s=args.burst_seconds,
-        floor_s=args.floor_seconds,
+        floor_s=args.duration if args.floor_seconds is None else args.floor_seconds,
         ingest_s=args.ingest_seconds,
     )
     pipeline = PipelineOptions(
@@ -281,8 +281,9 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     bench.add_argument(
         "--floor-seconds",
         type=positive_float,
-        default=5.0,
-        help="seconds of the bare-Kafka latency floor measured in the fixed scenario (default: 5)",
+        default=None,
+        help="seconds of each latency floor (bare Kafka; bare Kafka then bare gRPC) measured "
+        "in the fixed scenario (default: as --duration, so both p99s cover as long a stretch)",
     )
     bench.add_argument(
         "--ingest-seconds",

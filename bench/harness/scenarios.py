@@ -59,8 +59,9 @@ class ScenarioOptions:
     #: How long latency must stay back to normal to count as recovered.
     recovery_hold_s: float = 2.0
     interval_s: float = 0.5
-    #: Seconds of the Kafka floor measurement (bench.harness.kafka_floor).
-    floor_s: float = 5.0
+    #: Seconds of each floor measurement (bench.harness.kafka_floor, relay_floor): as long
+    #: as the measured stretch, so both p99s see the same spells of the shared machine.
+    floor_s: float = 20.0
     #: Measured seconds of each phase of the ingest scenario (bench.harness.ingest_scenario).
     ingest_s: float = 15.0
 
