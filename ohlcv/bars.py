@@ -19,7 +19,8 @@ Price source
     ``last_size_e8`` (unset: 0) adds to ``volume_e8``, each trade adds 1 to
     ``trade_count``. With ``mid_when_no_trades`` a bar that has no trade in its interval is
     built from mid quotes, ``(bid_px_e8 + ask_px_e8) // 2`` (floor), with volume 0 and
-    trade_count 0; quotes missing a side are ignored (counted). A bar with at least one
+    trade_count 0; quotes missing a side, and quotes of a book flagged ``book_invalid``
+    (docs/book-models.md), are ignored (counted). A bar with at least one
     trade is trade-based and ignores quotes entirely: when the first trade of a bar that
     had only quotes arrives, the bar's open, high, low and close are replaced by that
     trade's and the mid prices are forgotten. Trade ticks from a snapshot
@@ -189,6 +190,9 @@ class BarStats:
     snapshot_trades: int = 0
     #: Unspecified kind, or a trade without last_px_e8.
     malformed: int = 0
+    #: Quotes whose book was flagged ``book_invalid`` (crossed, or an update that named a
+    #: level that was not there): no mid price is taken from them.
+    invalid_book_quotes: int = 0
 
 
 class _Bar:
@@ -341,6 +345,9 @@ class BarAggregator:
             ):
                 # The finest bar holding t is trade-based, so are all bars holding it (see
                 # __init__): the quote changes nothing, whatever its sides.
+                px = None
+            elif tick.book_invalid:
+                self.stats.invalid_book_quotes += 1
                 px = None
             elif tick.HasField("bid_px_e8") and tick.HasField("ask_px_e8"):
                 px = (tick.bid_px_e8 + tick.ask_px_e8) // 2
@@ -582,6 +589,7 @@ def recompute_bars(
         elif (
             tick.kind == pb.TICK_KIND_QUOTE
             and mid_when_no_trades
+            and not tick.book_invalid
             and tick.HasField("bid_px_e8")
             and tick.HasField("ask_px_e8")
         ):

@@ -282,6 +282,26 @@ def test_mid_fallback_then_switch_to_trades() -> None:
     assert agg.drain_changed() == []
 
 
+def test_a_book_flagged_invalid_makes_no_mid_price() -> None:
+    # A crossed book (bid above ask) flagged by the ingest: its mid is no price.
+    crossed = quote(T0 + 2 * S, 339 * E8, 328 * E8)
+    crossed.book_invalid = True
+    ticks = [quote(T0 + 1 * S, 100 * E8, 102 * E8), crossed, quote(T0 + 3 * S, 104 * E8, 106 * E8)]
+    agg = aggregator((pb.RESOLUTION_1M,))
+    bars = run(agg, ticks)
+    (bar,) = bars.values()
+    assert ohlcv(bar) == (101 * E8, 105 * E8, 101 * E8, 105 * E8, 0, 0, False)
+    assert agg.stats.invalid_book_quotes == 1
+    assert bars == recompute_bars(
+        ticks, (pb.RESOLUTION_1M,), NY, mid_when_no_trades=True, allowed_lateness_ns=0
+    )
+    # Trades are the venue's prints, not the book's: an invalid book's trades still count.
+    flagged_trade = trade(T0 + 4 * S, 103 * E8, 2)
+    flagged_trade.book_invalid = True
+    (bar,) = run(agg, [flagged_trade]).values()
+    assert ohlcv(bar) == (103 * E8, 103 * E8, 103 * E8, 103 * E8, 2, 1, False)
+
+
 def test_quote_after_midnight_inside_a_trade_based_hour_starts_a_mid_day() -> None:
     # Kolkata midnight is 18:30 UTC: the 18:00 UTC hourly bar spans two session days.
     kolkata = ZoneInfo("Asia/Kolkata")
