@@ -47,7 +47,9 @@ def format_tick(tick: pb.Tick) -> str:
             f"bid {tick.bid_size_e8 / 1e8:g} @ {_price(tick.bid_px_e8)}  "
             f"ask {tick.ask_size_e8 / 1e8:g} @ {_price(tick.ask_px_e8)}"
         )
-    return f"{tick.symbol:<8} #{tick.seq:<8} {body}"
+    # A book the ingest found cannot be right (docs/book-models.md): said, never shown plain.
+    flag = "  [BOOK INVALID: awaiting a fresh snapshot]" if tick.book_invalid else ""
+    return f"{tick.symbol:<8} #{tick.seq:<8} {body}{flag}"
 
 
 def format_frame(frame: pb.ServerFrame) -> list[str]:

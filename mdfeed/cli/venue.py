@@ -120,6 +120,14 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="seed of the random walk; 0 draws one (default: venue.seed)",
     )
     parser.add_argument(
+        "--book-model",
+        choices=("price", "position", "entry_id"),
+        default=None,
+        help="how X entries name the level they update: by price, by position (level 1 "
+        "moved in place too) or by entry id; the ingest's fix_session.book_model must match "
+        "(docs/book-models.md; default: venue.book_model)",
+    )
+    parser.add_argument(
         "--fast",
         action="store_true",
         help="the benchmark stream: pre-encoded X cycles as fast as the reader takes them "
@@ -149,6 +157,7 @@ def venue_config_from_args(venue_config: VenueConfig, args: argparse.Namespace) 
         ("rate", "rate_ticks_per_s"),
         ("symbols", "symbols"),
         ("seed", "seed"),
+        ("book_model", "book_model"),
     ):
         value = getattr(args, option, None)
         if value is not None:

@@ -64,6 +64,14 @@ def test_frames_print_exact_prices_seqs_and_notices() -> None:
     )  # fmt: skip
     lines = format_frame(pb.ServerFrame(ticks=pb.TickBatch(ticks=[tick], snapshot=True)))
     assert lines == ["AAPL     #7        bid 100 @ 150.25  ask 200 @ 150.26125 [snapshot]"]
+    crossed = pb.Tick(
+        symbol="AAPL", seq=8, kind=pb.TICK_KIND_QUOTE, book_invalid=True,
+        bid_px_e8=33_912_000_000, bid_size_e8=1_00000000,
+        ask_px_e8=32_861_000_000, ask_size_e8=1_00000000,
+    )  # fmt: skip
+    assert format_frame(pb.ServerFrame(ticks=pb.TickBatch(ticks=[crossed]))) == [
+        "AAPL     #8        bid 1 @ 339.12  ask 1 @ 328.61  [BOOK INVALID: awaiting a fresh snapshot]"
+    ]
     gap = pb.ServerFrame(
         gap=pb.GapNotice(symbol="AAPL", from_seq=8, to_seq=9, reason=pb.GAP_REASON_CONFLATED)
     )

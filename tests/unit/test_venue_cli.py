@@ -63,12 +63,24 @@ def test_fast_takes_the_rate_as_its_cap_and_the_random_walk_keeps_its_own() -> N
     assert (walk.stream, walk.rate_ticks_per_s, walk.fast_rate_ticks_per_s) == ("random", 9000, 0)
 
 
+def test_book_model_option_sets_the_venue_model() -> None:
+    base = VenueConfig()
+    assert base.book_model == "price"
+    chosen = venue_config_from_args(
+        base, parser().parse_args(["venue", "--book-model", "entry_id"])
+    )
+    assert chosen.book_model == "entry_id"
+    assert venue_config_from_args(base, parser().parse_args(["venue"])).book_model == "price"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["venue", "--book-model", "level"])
+
+
 def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parser().parse_args(["venue", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--config", "--port", "--rate", "--symbols", "--seed", "Ctrl-C"):
+    for option in ("--config", "--port", "--rate", "--symbols", "--seed", "--book-model", "Ctrl-C"):
         assert option in text
 
 
