@@ -298,7 +298,11 @@ class FixIngest:
         self.producer = producer
         self.topic = topic
         self.normalizer = BookNormalizer(
-            symbols=self.symbols, decoder=md_fast_decoder(config.dictionary)
+            symbols=self.symbols,
+            decoder=md_fast_decoder(config.dictionary),
+            book_model=config.book_model,
+            capacity=config.market_depth + config.book_margin,
+            locked_ok=config.locked_book_ok,
         )
         self._stats = IngestStats()
         #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to
@@ -549,6 +553,15 @@ class FixIngest:
                 self._loop.call_soon(self._drain)
             elif hold:
                 self._loop.call_later(COALESCE_S, self._drain)
+        faults = self.normalizer.take_faults()
+        for symbol, reason in faults:
+            log.warning(
+                "%s: book fault %s (book model %s): its ticks are flagged book_invalid "
+                "until a fresh snapshot, which is requested",
+                symbol,
+                reason,
+                self.config.book_model,
+            )
         stale = self.normalizer.stale - self._resyncing
         if stale:
             self.resync(sorted(stale))

@@ -63,6 +63,19 @@ class IngestCollector:
             "Increments held back after the bus dropped ticks, until the symbol's snapshot.",
             stats.ticks_suppressed,
         )
+        normalizer = ingest.normalizer
+        yield counter(
+            "mdfeed_book_faults_total",
+            "Books found that cannot be right, by reason (docs/book-models.md): the symbol's "
+            "ticks carry book_invalid until its next snapshot.",
+            {(reason,): n for reason, n in normalizer.faults.items()},
+            labels=["reason"],
+        )
+        yield counter(
+            "mdfeed_book_levels_trimmed_total",
+            "Book levels not kept because a side held market_depth + book_margin levels.",
+            normalizer.stats.levels_trimmed,
+        )
         yield ingest.latency.family(
             "mdfeed_ingest_latency_seconds",
             "From a FIX message's arrival to its ticks handed to the bus producer.",

@@ -25,13 +25,19 @@ reported as needing a fresh snapshot (`stale`), since the venue's view of their 
 moved on without us.
 
 Prices become integers scaled by 10^8 (see proto/mdfeed.proto).
+
+Books follow the session's book model (`price`, `position` or `entry_id`: how an X names
+the level it updates) and keep at most `capacity` levels per side; a book that cannot be
+right (crossed, locked where not allowed, an update naming a level that is not there) is
+counted per reason, its symbol's ticks carry `book_invalid` until its next snapshot, and
+the symbol is `stale` so the session asks for one. docs/book-models.md has the rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fix_spec.md_columns import ABSENT, DELETE, MdMessage
 from fix_spec.md_decoder import MdDecoder
@@ -41,6 +47,9 @@ from proto import mdfeed_pb2 as pb
 from .tick_core import RAW_W, TickCore
 
 _E8: Final = 8
+BookModel = Literal["price", "position", "entry_id"]
+#: The native core's code of each book model.
+BOOK_MODELS: Final[dict[str, int]] = {"price": 0, "position": 1, "entry_id": 2}
 _scaled_cache: dict[Decimal, int] = {}
 
 
@@ -75,6 +84,10 @@ class NormalizerStats:
     unknown_symbol_rejects: int
     #: Increments' ticks held back after the bus dropped ticks (`hold_back`).
     ticks_suppressed: int
+    #: Book faults per reason (docs/book-models.md).
+    book_faults: dict[str, int]
+    #: Levels not kept because a side was at its capacity.
+    levels_trimmed: int
 
     def __init__(self) -> None:
         self.snapshots = 0
@@ -85,6 +98,8 @@ class NormalizerStats:
         self.rejected_messages = 0
         self.unknown_symbol_rejects = 0
         self.ticks_suppressed = 0
+        self.book_faults = {}
+        self.levels_trimmed = 0
 
 
 class BookNormalizer:
@@ -96,18 +111,38 @@ class BookNormalizer:
     With a `decoder`, `on_raw` also takes raw W and X straight to ticks (the ingest's path).
     """
 
-    def __init__(self, *, symbols: Iterable[str] = (), decoder: MdDecoder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        symbols: Iterable[str] = (),
+        decoder: MdDecoder | None = None,
+        book_model: BookModel = "price",
+        capacity: int = 15,
+        locked_ok: bool = False,
+    ) -> None:
+        """`capacity`: levels kept per side (the session's market_depth plus book_margin);
+        `locked_ok`: a locked book (best bid = best offer) is legal at this venue."""
         #: When given, entries for any other symbol are invalid (nobody subscribed to it).
         self._allowed: frozenset[str] = frozenset(symbols)
         self._restricted = bool(self._allowed)
+        if book_model not in BOOK_MODELS:
+            raise ValueError(f"book model {book_model!r}: one of {', '.join(BOOK_MODELS)}")
+        self.book_model = book_model
         layout = decoder.native_layout() if decoder is not None else None
-        self._core = TickCore(sorted(self._allowed), layout)
+        self._core = TickCore(
+            sorted(self._allowed),
+            layout,
+            model=BOOK_MODELS[book_model],
+            capacity=capacity,
+            locked_ok=locked_ok,
+        )
         self._rejected_messages = 0
         self._unknown_symbol_rejects = 0
         #: Symbols the venue rejected (MarketDataRequestReject), with its reason.
         self.unavailable: dict[str, str] = {}
-        #: Symbols whose book missed an update: they need a fresh snapshot.
+        #: Symbols whose book missed an update or turned invalid: they need a fresh snapshot.
         self.stale: set[str] = set()
+        self._faults: list[tuple[str, str]] = []
 
     @property
     def stats(self) -> NormalizerStats:
@@ -123,7 +158,39 @@ class BookNormalizer:
         ) = self._core.counters
         stats.rejected_messages = self._rejected_messages
         stats.unknown_symbol_rejects = self._unknown_symbol_rejects
+        stats.book_faults = self._core.faults
+        stats.levels_trimmed = self._core.levels_trimmed
         return stats
+
+    @property
+    def faults(self) -> dict[str, int]:
+        """Book faults so far, per reason (docs/book-models.md)."""
+        return self._core.faults
+
+    @property
+    def invalid(self) -> set[str]:
+        """The symbols whose book is invalid: their ticks carry `book_invalid` until their
+        next snapshot."""
+        return set(self._core.invalid())
+
+    def take_faults(self) -> list[tuple[str, str]]:
+        """(symbol, reason) of each book that turned invalid since the last call, once per
+        spell of invalidity (for the log). Those symbols are `stale` from the message that
+        faulted them on, so the session asks for a snapshot of each."""
+        faults, self._faults = self._faults, []
+        return faults
+
+    def _collect_faults(self) -> None:
+        """After applying: the books that turned invalid are stale (and to be logged)."""
+        faults = self._core.take_faults()
+        if faults:
+            self._faults += faults
+            self.stale.update(symbol for symbol, _ in faults)
+
+    def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(bids, asks): the levels held, best first, as (price, size) scaled by 10^8; in
+        the entry_id model, the entries in order."""
+        return self._core.book(symbol)
 
     # -- the tick path -----------------------------------------------------------
 
@@ -136,6 +203,7 @@ class BookNormalizer:
         status = self._core.on_raw(data, ingest_ns)
         if status == RAW_W:
             self._snapshotted(self._core.last_symbol)
+        self._collect_faults()
         return status
 
     def _snapshotted(self, symbol: str) -> None:
@@ -164,6 +232,7 @@ class BookNormalizer:
         result = self._core.drain(max_messages, max_ns)
         for symbol in result[1]:
             self._snapshotted(symbol)
+        self._collect_faults()
         return result
 
     def settle(self, hold: bool) -> bool:
@@ -217,6 +286,7 @@ class BookNormalizer:
                 )
                 raise
             self._core.apply(md, ingest_ns)
+            self._collect_faults()
         elif msg_type == "W":
             symbol = md.symbol
             try:
@@ -230,6 +300,7 @@ class BookNormalizer:
                 raise
             self._core.apply(md, ingest_ns)
             self._snapshotted(symbol)
+            self._collect_faults()
         elif msg_type != "Y":
             raise ValueError(f"MsgType {msg_type!r} is not market data (W, X or Y)")
 

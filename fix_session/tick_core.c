@@ -17,8 +17,11 @@
  *
  * Layout: TickCore holds a symbol table (open addressing on the symbol's UTF-8 bytes); a
  * slot's Book is created when a message first touches the symbol. Each side of a book is
- * a sorted array of (price, size); the best level is kept as the Python model keeps it
- * (a better level replaces it, deleting it takes the side's end). Ticks are written into
+ * an array of at most `capacity` levels, best first, updated as the core's book model says
+ * (price, position or entry_id: docs/book-models.md); the best level is the first, read
+ * without a scan. After every message each touched book is checked (crossed, locked); a
+ * fault of any kind marks the book invalid, and every tick of it carries book_invalid until
+ * its next snapshot. Ticks are written into
  * one output buffer, in order, as [slot, length, bytes]; `take` moves them into lists,
  * `flush` groups them per symbol into TickBatch record values (mdfeed.kernel.tick_records).
  */
@@ -110,21 +113,45 @@ static inline int level_code(const Level *level, long tag)
     return C_NOT_HERE;
 }
 
+/* Book models (docs/book-models.md): how an X's entries name the level they update. */
+#define M_PRICE 0
+#define M_POSITION 1
+#define M_ENTRY_ID 2
+
+/* Faults: a book that cannot be right (docs/book-models.md); counted per reason. */
+#define F_MISSING_LEVEL 0
+#define F_POSITION_GAP 1
+#define F_BEYOND_DEPTH 2
+#define F_NO_POSITION 3
+#define F_DUPLICATE_ID 4
+#define F_NO_ENTRY_ID 5
+#define F_CROSSED 6
+#define F_LOCKED 7
+#define N_FAULTS 8
+static const char *const FAULT_NAMES[N_FAULTS] = {
+    "missing_level", "position_gap", "beyond_depth", "no_position",
+    "duplicate_id",  "no_entry_id",  "crossed",      "locked",
+};
+
 typedef struct {
     int64_t px;
     int64_t size;
-} PriceLevel;
+    uint64_t id; /* entry_id model: the hash of MDEntryID's bytes; 0 otherwise */
+} BookLevel;
 
+/* One side, best first (bids by falling price, offers by rising price; the position
+ * model in the venue's order), at most the core's book capacity. */
 typedef struct {
-    PriceLevel *levels;
+    BookLevel *levels; /* capacity levels, allocated with the book */
     Py_ssize_t count;
-    Py_ssize_t capacity;
+    int trimmed; /* a level was trimmed since the last snapshot */
 } Side;
 
 typedef struct {
     Side bids, asks;
-    int64_t bid_px, bid_size, ask_px, ask_size;
     int64_t pub_bid_px, pub_bid_size, pub_ask_px, pub_ask_size;
+    int invalid, pub_invalid;
+    int report; /* the fault that made the book invalid, until take_faults reports it; -1 */
     int has_last;
     int64_t last_px, last_size;
     uint64_t seq;
@@ -153,6 +180,9 @@ typedef struct {
     const char *sym;
     Py_ssize_t sym_len;
     int64_t px, size, time_ns;
+    int64_t position; /* MDEntryPositionNo, else MDPriceLevel; ABSENT when neither */
+    int64_t level;    /* MDPriceLevel as read (the raw decoder's scratch) */
+    uint64_t id, ref; /* hashes of MDEntryID and MDEntryRefID; 0 when absent */
 } Entry;
 
 typedef struct {
@@ -190,6 +220,11 @@ typedef struct {
     int wake_pending;
     int in_stopped;
     long long inbox_waits, dropped_on_stop, pushed;
+    /* books */
+    int model;              /* M_PRICE, M_POSITION or M_ENTRY_ID */
+    Py_ssize_t book_capacity; /* levels kept per side */
+    int locked_ok;          /* a locked book (best bid = best offer) is legal */
+    long long faults[N_FAULTS], levels_trimmed, faults_pending;
     /* counters */
     long long snapshots, increments, n_entries, quotes_out, trades_out, ticks_suppressed;
 } TickCore;
@@ -352,123 +387,243 @@ static Book *book_of(TickCore *self, Py_ssize_t slot)
 {
     Slot *s = &self->slots[slot];
     if (s->book == NULL) {
-        s->book = PyMem_Calloc(1, sizeof(Book));
-        if (s->book == NULL)
+        Book *b = PyMem_Calloc(1, sizeof(Book));
+        BookLevel *levels = PyMem_Calloc((size_t)self->book_capacity * 2, sizeof(BookLevel));
+        if (b == NULL || levels == NULL) {
+            PyMem_Free(b);
+            PyMem_Free(levels);
             PyErr_NoMemory();
+            return NULL;
+        }
+        b->bids.levels = levels;
+        b->asks.levels = levels + self->book_capacity;
+        b->report = -1;
+        s->book = b;
     }
     return s->book;
 }
 
-/* Index of px in the side, or -(insertion point) - 1. */
-static Py_ssize_t side_find(const Side *side, int64_t px)
+static void book_free(Book *b)
+{
+    if (b != NULL) {
+        PyMem_Free(b->bids.levels); /* both sides' levels are one allocation */
+        PyMem_Free(b);
+    }
+}
+
+/* A fault of the book in `slot`: counted, the book marked invalid until its next snapshot,
+ * the first reason kept for take_faults. */
+static void book_fault(TickCore *self, Book *b, int reason)
+{
+    self->faults[reason]++;
+    if (!b->invalid) {
+        b->invalid = 1;
+        if (b->report < 0)
+            self->faults_pending++;
+        b->report = reason;
+    }
+}
+
+/* Whether price a is strictly better than price b on a side. */
+static inline int better(int bid, int64_t a, int64_t b) { return bid ? a > b : a < b; }
+
+/* The first index whose level is not better than px (equal_too = 0) or is worse than px
+ * (equal_too = 1): where px goes, before or after the levels at its price. Binary search:
+ * a side is sorted best first in the price and entry_id models. */
+static Py_ssize_t side_place(const Side *side, int bid, int64_t px, int equal_too)
 {
     Py_ssize_t lo = 0, hi = side->count;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) >> 1;
         int64_t p = side->levels[mid].px;
-        if (p < px)
+        if (better(bid, p, px) || (equal_too && p == px))
             lo = mid + 1;
-        else if (p > px)
-            hi = mid;
         else
-            return mid;
+            hi = mid;
     }
-    return -lo - 1;
+    return lo;
 }
 
-static int side_set(Side *side, int64_t px, int64_t size)
+/* Insert a level at index `at`, trimming past the capacity: a level whose place is past
+ * the last kept one is not kept; otherwise the side's last level falls off when full. */
+static void side_insert(TickCore *self, Side *side, Py_ssize_t at, int64_t px, int64_t size, uint64_t id)
 {
-    Py_ssize_t at = side_find(side, px);
-    if (at >= 0) {
-        side->levels[at].size = size;
-        return 0;
+    Py_ssize_t cap = self->book_capacity;
+    if (at >= cap) {
+        self->levels_trimmed++;
+        side->trimmed = 1;
+        return;
     }
-    at = -at - 1;
-    if (side->count == side->capacity) {
-        Py_ssize_t capacity = side->capacity ? side->capacity * 2 : 16;
-        PriceLevel *levels = PyMem_Realloc(side->levels, (size_t)capacity * sizeof(PriceLevel));
-        if (levels == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        side->levels = levels;
-        side->capacity = capacity;
+    if (side->count == cap) {
+        self->levels_trimmed++;
+        side->trimmed = 1;
+        side->count--;
     }
-    memmove(side->levels + at + 1, side->levels + at, (size_t)(side->count - at) * sizeof(PriceLevel));
+    memmove(side->levels + at + 1, side->levels + at, (size_t)(side->count - at) * sizeof(BookLevel));
     side->levels[at].px = px;
     side->levels[at].size = size;
+    side->levels[at].id = id;
     side->count++;
-    return 0;
 }
 
-/* 1 when px was in the side (and is removed), 0 when it was not. */
-static int side_delete(Side *side, int64_t px)
+static void side_remove(Side *side, Py_ssize_t at)
 {
-    Py_ssize_t at = side_find(side, px);
-    if (at < 0)
-        return 0;
-    memmove(side->levels + at, side->levels + at + 1, (size_t)(side->count - at - 1) * sizeof(PriceLevel));
+    memmove(side->levels + at, side->levels + at + 1, (size_t)(side->count - at - 1) * sizeof(BookLevel));
     side->count--;
-    return 1;
+}
+
+/* The index of the entry with `id` in the side, or -1. */
+static Py_ssize_t side_find_id(const Side *side, uint64_t id)
+{
+    for (Py_ssize_t i = 0; i < side->count; i++)
+        if (side->levels[i].id == id)
+            return i;
+    return -1;
+}
+
+/* A change or delete names a level the side does not hold: a fault, unless a level was
+ * trimmed since the last snapshot (it may name that one). */
+static void side_missing(TickCore *self, Book *b, const Side *side)
+{
+    if (!side->trimmed)
+        book_fault(self, b, F_MISSING_LEVEL);
+}
+
+/* Apply one bid or offer entry (action A_NEW, A_CHANGE or A_DELETE) under the core's
+ * model; a faulting entry is counted and not applied. `snapshot`: a W's entry (New, and
+ * in the position model a missing position appends). */
+static void book_apply(TickCore *self, Book *b, const Entry *e, int snapshot)
+{
+    int bid = e->kind == K_BID;
+    Side *side = bid ? &b->bids : &b->asks;
+    int64_t size = e->size == ABSENT ? 0 : e->size;
+    int action = snapshot ? A_NEW : e->action;
+    if (self->model == M_PRICE) {
+        int64_t px = e->px == ABSENT ? 0 : e->px;
+        Py_ssize_t at = side_place(side, bid, px, 0);
+        int found = at < side->count && side->levels[at].px == px;
+        if (action == A_DELETE) {
+            if (found)
+                side_remove(side, at);
+            else
+                side_missing(self, b, side);
+        } else if (found) {
+            side->levels[at].size = size;
+        } else {
+            side_insert(self, side, at, px, size, 0);
+        }
+    } else if (self->model == M_POSITION) {
+        int64_t p = e->position;
+        if (p == ABSENT) {
+            if (!snapshot) {
+                book_fault(self, b, F_NO_POSITION);
+                return;
+            }
+            p = side->count + 1;
+        }
+        if (action == A_NEW) {
+            if (p > self->book_capacity)
+                book_fault(self, b, F_BEYOND_DEPTH);
+            else if (p < 1 || p > side->count + 1)
+                book_fault(self, b, F_POSITION_GAP);
+            else
+                side_insert(self, side, (Py_ssize_t)p - 1, e->px, size, 0);
+        } else if (p < 1 || p > side->count) {
+            side_missing(self, b, side);
+        } else if (action == A_DELETE) {
+            side_remove(side, (Py_ssize_t)p - 1);
+        } else {
+            side->levels[p - 1].px = e->px;
+            side->levels[p - 1].size = size;
+        }
+    } else {
+        uint64_t key = action != A_NEW && e->ref ? e->ref : e->id;
+        if (key == 0) {
+            book_fault(self, b, F_NO_ENTRY_ID);
+            return;
+        }
+        if (action == A_NEW) {
+            if (side_find_id(&b->bids, key) >= 0 || side_find_id(&b->asks, key) >= 0) {
+                book_fault(self, b, F_DUPLICATE_ID);
+                return;
+            }
+            side_insert(self, side, side_place(side, bid, e->px, 1), e->px, size, key);
+            return;
+        }
+        Py_ssize_t at = side_find_id(side, key);
+        if (at < 0) {
+            side_missing(self, b, side);
+            return;
+        }
+        if (action == A_DELETE) {
+            side_remove(side, at);
+            return;
+        }
+        uint64_t id = key;
+        if (e->ref && e->id && e->id != key) { /* renamed: the new id must not be held */
+            if (side_find_id(&b->bids, e->id) >= 0 || side_find_id(&b->asks, e->id) >= 0) {
+                book_fault(self, b, F_DUPLICATE_ID);
+                return;
+            }
+            id = e->id;
+        }
+        if (side->levels[at].px == e->px) { /* the same price: it keeps its place */
+            side->levels[at].size = size;
+            side->levels[at].id = id;
+            return;
+        }
+        side_remove(side, at);
+        side_insert(self, side, side_place(side, bid, e->px, 1), e->px, size, id);
+    }
+}
+
+/* The top of one side: (price, size), (0, 0) when empty; in the entry_id model the size
+ * of every entry at the best price. */
+static void side_top(const TickCore *self, const Side *side, int64_t *px, int64_t *size)
+{
+    if (side->count == 0) {
+        *px = *size = 0;
+        return;
+    }
+    *px = side->levels[0].px;
+    *size = side->levels[0].size;
+    if (self->model == M_ENTRY_ID)
+        for (Py_ssize_t i = 1; i < side->count && side->levels[i].px == *px; i++)
+            *size += side->levels[i].size;
+}
+
+/* After a message: a crossed or (unless legal) locked book is a fault. */
+static void book_check(TickCore *self, Book *b)
+{
+    if (b->bids.count == 0 || b->asks.count == 0)
+        return;
+    int64_t bid = b->bids.levels[0].px, ask = b->asks.levels[0].px;
+    if (bid > ask)
+        book_fault(self, b, F_CROSSED);
+    else if (bid == ask && !self->locked_ok)
+        book_fault(self, b, F_LOCKED);
 }
 
 static void book_clear(Book *b)
 {
-    b->bids.count = 0;
-    b->asks.count = 0;
-    b->bid_px = b->bid_size = b->ask_px = b->ask_size = 0;
+    b->bids.count = b->asks.count = 0;
+    b->bids.trimmed = b->asks.trimmed = 0;
 }
 
-static int book_set_level(Book *b, int kind, int64_t px, int64_t size)
+/* 1 when the top of book or its validity changed since the last published tick. */
+static int book_publish(TickCore *self, Book *b)
 {
-    if (kind == K_BID) {
-        if (side_set(&b->bids, px, size) < 0)
-            return -1;
-        if (px >= b->bid_px) {
-            b->bid_px = px;
-            b->bid_size = size;
-        }
-    } else {
-        if (side_set(&b->asks, px, size) < 0)
-            return -1;
-        if (b->ask_px == 0 || px <= b->ask_px) {
-            b->ask_px = px;
-            b->ask_size = size;
-        }
-    }
-    return 0;
-}
-
-static void book_delete_level(Book *b, int kind, int64_t px)
-{
-    if (kind == K_BID) {
-        if (side_delete(&b->bids, px) && px == b->bid_px) {
-            if (b->bids.count) {
-                b->bid_px = b->bids.levels[b->bids.count - 1].px;
-                b->bid_size = b->bids.levels[b->bids.count - 1].size;
-            } else {
-                b->bid_px = b->bid_size = 0;
-            }
-        }
-    } else if (side_delete(&b->asks, px) && px == b->ask_px) {
-        if (b->asks.count) {
-            b->ask_px = b->asks.levels[0].px;
-            b->ask_size = b->asks.levels[0].size;
-        } else {
-            b->ask_px = b->ask_size = 0;
-        }
-    }
-}
-
-static int book_publish(Book *b)
-{
-    if (b->bid_px == b->pub_bid_px && b->bid_size == b->pub_bid_size && b->ask_px == b->pub_ask_px &&
-        b->ask_size == b->pub_ask_size)
+    int64_t bid_px, bid_size, ask_px, ask_size;
+    side_top(self, &b->bids, &bid_px, &bid_size);
+    side_top(self, &b->asks, &ask_px, &ask_size);
+    if (bid_px == b->pub_bid_px && bid_size == b->pub_bid_size && ask_px == b->pub_ask_px &&
+        ask_size == b->pub_ask_size && b->invalid == b->pub_invalid)
         return 0;
-    b->pub_bid_px = b->bid_px;
-    b->pub_bid_size = b->bid_size;
-    b->pub_ask_px = b->ask_px;
-    b->pub_ask_size = b->ask_size;
+    b->pub_bid_px = bid_px;
+    b->pub_bid_size = bid_size;
+    b->pub_ask_px = ask_px;
+    b->pub_ask_size = ask_size;
+    b->pub_invalid = b->invalid;
     return 1;
 }
 
@@ -546,6 +701,11 @@ static int emit(TickCore *self, Py_ssize_t slot_index, int kind, int64_t venue_n
         *p++ = 0x68;
         *p++ = 1;
     }
+    if (b->invalid) { /* book_invalid = 16 */
+        *p++ = (char)0x80;
+        *p++ = 0x01;
+        *p++ = 1;
+    }
     uint32_t index = (uint32_t)slot_index;
     uint32_t len = (uint32_t)(p - start);
     memcpy(self->out + self->out_len, &index, 4);
@@ -577,17 +737,17 @@ static int apply_snapshot(TickCore *self, Py_ssize_t slot, Py_ssize_t count, int
     self->n_entries += count;
     self->slots[slot].held = 0;
     book_clear(b);
+    b->invalid = 0; /* trusted again from this snapshot on (its own faults aside) */
     Py_ssize_t trade = -1;
     for (Py_ssize_t i = 0; i < count; i++) {
         Entry *e = &self->entries[i];
-        if (e->kind == K_BID || e->kind == K_OFFER) {
-            if (book_set_level(b, e->kind, e->px, e->size == ABSENT ? 0 : e->size) < 0)
-                return -1;
-        } else if (e->kind == K_TRADE) {
+        if (e->kind == K_BID || e->kind == K_OFFER)
+            book_apply(self, b, e, 1);
+        else if (e->kind == K_TRADE)
             trade = i;
-        }
     }
-    book_publish(b);
+    book_check(self, b);
+    book_publish(self, b);
     self->quotes_out++;
     if (emit(self, slot, QUOTE_TICK, sending_ns, ingest_ns, fix_seq, 1) < 0)
         return -1;
@@ -603,7 +763,10 @@ static int apply_snapshot(TickCore *self, Py_ssize_t slot, Py_ssize_t count, int
     return 0;
 }
 
-/* The slots of an X's entries are resolved before it is applied (slot_of[i]). */
+/* The slots of an X's entries are resolved before it is applied (slot_of[i]). The book
+ * entries are applied first and each touched book checked, so every tick of the message
+ * (its trades, in entry order, then one quote per symbol whose top or validity changed,
+ * in the order the message first touched them) carries the book's state after it. */
 static int apply_incremental(TickCore *self, const Py_ssize_t *slot_of, Py_ssize_t count,
                              int64_t sending_ns, int64_t fix_seq, int64_t ingest_ns)
 {
@@ -611,45 +774,51 @@ static int apply_incremental(TickCore *self, const Py_ssize_t *slot_of, Py_ssize
     self->n_entries += count;
     uint64_t mark = ++self->message_count;
     Py_ssize_t touched = 0;
+    int trades = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         Entry *e = &self->entries[i];
         Py_ssize_t slot = slot_of[i];
         Book *b = book_of(self, slot);
         if (b == NULL)
             return -1;
-        int deleted = e->action == A_DELETE;
         if (e->kind == K_TRADE) {
-            int64_t venue_ns;
-            b->has_last = 1;
-            if (deleted) {
-                b->last_px = e->px == ABSENT ? 0 : e->px;
-                b->last_size = 0;
-                venue_ns = sending_ns;
-            } else {
-                b->last_px = e->px;
-                b->last_size = e->size == ABSENT ? 0 : e->size;
-                venue_ns = venue_time(e->time_ns, sending_ns);
-            }
-            self->trades_out++;
-            if (emit(self, slot, TRADE_TICK, venue_ns, ingest_ns, fix_seq, 0) < 0)
-                return -1;
+            trades = 1;
             continue;
         }
         if (e->kind != K_BID && e->kind != K_OFFER)
             continue;
-        if (deleted) {
-            book_delete_level(b, e->kind, e->px == ABSENT ? 0 : e->px);
-        } else if (book_set_level(b, e->kind, e->px, e->size == ABSENT ? 0 : e->size) < 0) {
-            return -1;
-        }
+        book_apply(self, b, e, 0);
         if (b->mark != mark) {
             b->mark = mark;
             self->touched[touched++] = slot;
         }
     }
+    for (Py_ssize_t k = 0; k < touched; k++)
+        book_check(self, self->slots[self->touched[k]].book);
+    for (Py_ssize_t i = 0; trades && i < count; i++) {
+        Entry *e = &self->entries[i];
+        if (e->kind != K_TRADE)
+            continue;
+        Py_ssize_t slot = slot_of[i];
+        Book *b = self->slots[slot].book;
+        int64_t venue_ns;
+        b->has_last = 1;
+        if (e->action == A_DELETE) {
+            b->last_px = e->px == ABSENT ? 0 : e->px;
+            b->last_size = 0;
+            venue_ns = sending_ns;
+        } else {
+            b->last_px = e->px;
+            b->last_size = e->size == ABSENT ? 0 : e->size;
+            venue_ns = venue_time(e->time_ns, sending_ns);
+        }
+        self->trades_out++;
+        if (emit(self, slot, TRADE_TICK, venue_ns, ingest_ns, fix_seq, 0) < 0)
+            return -1;
+    }
     for (Py_ssize_t k = 0; k < touched; k++) {
         Py_ssize_t slot = self->touched[k];
-        if (book_publish(self->slots[slot].book)) {
+        if (book_publish(self, self->slots[slot].book)) {
             self->quotes_out++;
             if (emit(self, slot, QUOTE_TICK, sending_ns, ingest_ns, fix_seq, 0) < 0)
                 return -1;
@@ -925,6 +1094,8 @@ static Py_ssize_t read_entries(TickCore *self, const Level *level, const char *b
         e->sym = NULL;
         e->sym_len = 0;
         e->px = e->size = e->time_ns = ABSENT;
+        e->position = e->level = ABSENT;
+        e->id = e->ref = 0;
         bits_clear(&seen);
         for (;;) {
             int code = level_code(level, f.tag);
@@ -946,7 +1117,6 @@ static Py_ssize_t read_entries(TickCore *self, const Level *level, const char *b
                 Py_ssize_t len = f.ve - f.vs;
                 if (len == 0)
                     return -1;
-                int64_t ignored;
                 switch (code) {
                 case E_PX:
                     if (parse_e8(v, len, &e->px) < 0)
@@ -981,12 +1151,21 @@ static Py_ssize_t read_entries(TickCore *self, const Level *level, const char *b
                         return -1;
                     break;
                 case E_POSITION:
-                case E_LEVEL:
-                    if (parse_int(v, len, &ignored) < 0)
+                    if (parse_int(v, len, &e->position) < 0)
                         return -1;
                     break;
+                case E_LEVEL:
+                    if (parse_int(v, len, &e->level) < 0)
+                        return -1;
+                    break;
+                case E_ENTRY_ID:
+                    e->id = hash_bytes(v, len);
+                    break;
+                case E_REF_ID:
+                    e->ref = hash_bytes(v, len);
+                    break;
                 default:
-                    break; /* MDEntryID, MDEntryRefID, and fields not read */
+                    break; /* fields not read */
                 }
             }
             if (f.ve + 1 >= n) {
@@ -999,6 +1178,8 @@ static Py_ssize_t read_entries(TickCore *self, const Level *level, const char *b
         }
         if (!bits_cover(&seen, &level->required))
             return -1;
+        if (e->position == ABSENT)
+            e->position = e->level;
         entries++;
     }
     if (entries != count)
@@ -1130,10 +1311,24 @@ static int add_symbol(TickCore *self, PyObject *symbol)
 
 static int TickCore_init(TickCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"symbols", "layout", NULL};
+    static char *kwlist[] = {"symbols", "layout", "model", "capacity", "locked_ok", NULL};
     PyObject *symbols = NULL, *layout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O", kwlist, &symbols, &layout))
+    int model = M_PRICE, locked_ok = 0;
+    Py_ssize_t book_capacity = 15;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$inp", kwlist, &symbols, &layout, &model,
+                                     &book_capacity, &locked_ok))
         return -1;
+    if (model < M_PRICE || model > M_ENTRY_ID) {
+        PyErr_Format(PyExc_ValueError, "model %d: 0 (price), 1 (position) or 2 (entry_id)", model);
+        return -1;
+    }
+    if (book_capacity < 1 || book_capacity > 100000) {
+        PyErr_Format(PyExc_ValueError, "capacity %zd: 1 to 100000 levels per side", book_capacity);
+        return -1;
+    }
+    self->model = model;
+    self->book_capacity = book_capacity;
+    self->locked_ok = locked_ok;
     if (self->slots != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "TickCore is initialized once");
         return -1;
@@ -1203,11 +1398,7 @@ static void TickCore_dealloc(TickCore *self)
             Py_XDECREF(s->key);
             Py_XDECREF(s->text);
             Py_XDECREF(s->out_obj);
-            if (s->book) {
-                PyMem_Free(s->book->bids.levels);
-                PyMem_Free(s->book->asks.levels);
-                PyMem_Free(s->book);
-            }
+            book_free(s->book);
         }
     }
     if (self->in_ready) {
@@ -1676,6 +1867,22 @@ static int64_t get_int_attr(PyObject *md, const char *name, int *error)
     return (int64_t)x;
 }
 
+/* An MDEntryID or MDEntryRefID column value (str, "" when absent) as the raw decoder
+ * hashes it: its UTF-8 bytes; 0 when empty. */
+static int id_hash(PyObject *text, uint64_t *out)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "entry ids are str");
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    if (utf8 == NULL)
+        return -1;
+    *out = n ? hash_bytes(utf8, n) : 0;
+    return 0;
+}
+
 /* Room for `extra` new symbols without a rehash, so slot indexes held meanwhile stay. */
 static int ensure_room(TickCore *self, Py_ssize_t extra)
 {
@@ -1711,9 +1918,12 @@ static PyObject *TickCore_apply(TickCore *self, PyObject *args)
     PyObject *action = get_list(md, "action", count), *kind = get_list(md, "kind", count);
     PyObject *symbols = get_list(md, "entry_symbol", count), *px = get_list(md, "px_e8", count);
     PyObject *size = get_list(md, "size_e8", count), *time_ns = get_list(md, "time_ns", count);
+    PyObject *position = get_list(md, "position_no", count), *level = get_list(md, "price_level", count);
+    PyObject *ids = get_list(md, "entry_id", count), *refs = get_list(md, "ref_id", count);
     PyObject *result = NULL;
     Py_ssize_t *slot_of = NULL;
-    if (!symbol || !action || !kind || !symbols || !px || !size || !time_ns)
+    if (!symbol || !action || !kind || !symbols || !px || !size || !time_ns || !position || !level ||
+        !ids || !refs)
         goto done;
     if (reserve_entries(self, count) < 0 || ensure_room(self, count + 1) < 0)
         goto done;
@@ -1732,8 +1942,13 @@ static PyObject *TickCore_apply(TickCore *self, PyObject *args)
         e->px = item_int(px, i, &error);
         e->size = item_int(size, i, &error);
         e->time_ns = item_int(time_ns, i, &error);
-        if (error)
+        e->position = item_int(position, i, &error);
+        int64_t price_level = item_int(level, i, &error);
+        if (error || id_hash(PyList_GET_ITEM(ids, i), &e->id) < 0 ||
+            id_hash(PyList_GET_ITEM(refs, i), &e->ref) < 0)
             goto done;
+        if (e->position == ABSENT)
+            e->position = price_level;
         if (is_x) {
             PyObject *text = PyList_GET_ITEM(symbols, i);
             if (!PyUnicode_Check(text)) {
@@ -1770,6 +1985,10 @@ done:
     Py_XDECREF(px);
     Py_XDECREF(size);
     Py_XDECREF(time_ns);
+    Py_XDECREF(position);
+    Py_XDECREF(level);
+    Py_XDECREF(ids);
+    Py_XDECREF(refs);
     return result;
 }
 
@@ -1925,6 +2144,92 @@ static PyObject *TickCore_held(TickCore *self, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+static PyObject *side_list(const Side *side)
+{
+    PyObject *out = PyList_New(side->count);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < side->count; i++) {
+        PyObject *pair = Py_BuildValue("(LL)", (long long)side->levels[i].px, (long long)side->levels[i].size);
+        if (pair == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    return out;
+}
+
+static PyObject *TickCore_book(TickCore *self, PyObject *symbol)
+{
+    Py_ssize_t slot = slot_of_text(self, symbol, 0);
+    if (slot == -2)
+        return NULL;
+    if (slot < 0 || self->slots[slot].book == NULL)
+        return Py_BuildValue("([][])");
+    Book *b = self->slots[slot].book;
+    return Py_BuildValue("(NN)", side_list(&b->bids), side_list(&b->asks));
+}
+
+static PyObject *TickCore_invalid(TickCore *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < self->used; k++) {
+        Slot *s = &self->slots[self->order[k]];
+        if (s->book != NULL && s->book->invalid && PyList_Append(out, s->text) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static PyObject *TickCore_take_faults(TickCore *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; self->faults_pending > 0 && k < self->used; k++) {
+        Slot *s = &self->slots[self->order[k]];
+        if (s->book == NULL || s->book->report < 0)
+            continue;
+        PyObject *pair = Py_BuildValue("(Os)", s->text, FAULT_NAMES[s->book->report]);
+        if (pair == NULL || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(pair);
+        s->book->report = -1;
+        self->faults_pending--;
+    }
+    return out;
+}
+
+static PyObject *TickCore_get_faults(TickCore *self, void *Py_UNUSED(closure))
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int r = 0; r < N_FAULTS; r++) {
+        PyObject *n = PyLong_FromLongLong(self->faults[r]);
+        if (n == NULL || PyDict_SetItemString(out, FAULT_NAMES[r], n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(n);
+    }
+    return out;
+}
+
+static PyObject *TickCore_get_levels_trimmed(TickCore *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->levels_trimmed);
+}
+
 static PyObject *TickCore_get_last_symbol(TickCore *self, void *Py_UNUSED(closure))
 {
     if (self->last_slot < 0)
@@ -1954,6 +2259,12 @@ static PyMethodDef TickCore_methods[] = {
     {"flush", (PyCFunction)TickCore_flush, METH_NOARGS,
      "flush() -> list[(key, record)]: the pending ticks as one TickBatch record per symbol."},
     {"top", (PyCFunction)TickCore_top, METH_O, "top(symbol) -> (bid, ask, last), scaled by 10^8."},
+    {"book", (PyCFunction)TickCore_book, METH_O,
+     "book(symbol) -> (bids, asks): the held levels best first as (px_e8, size_e8)."},
+    {"invalid", (PyCFunction)TickCore_invalid, METH_NOARGS,
+     "invalid() -> the symbols whose book is invalid (until their next snapshot)."},
+    {"take_faults", (PyCFunction)TickCore_take_faults, METH_NOARGS,
+     "take_faults() -> [(symbol, reason)]: the fault that made each book invalid, once."},
     {"sequence", (PyCFunction)TickCore_sequence, METH_O, "sequence(symbol) -> the last tick seq."},
     {"symbols", (PyCFunction)TickCore_symbols, METH_NOARGS, "symbols() -> the symbols with a book."},
     {"hold_back", (PyCFunction)TickCore_hold_back, METH_NOARGS,
@@ -1976,6 +2287,9 @@ static PyMethodDef TickCore_methods[] = {
 };
 
 static PyGetSetDef TickCore_getset[] = {
+    {"faults", (getter)TickCore_get_faults, NULL, "{reason: count} of the book faults", NULL},
+    {"levels_trimmed", (getter)TickCore_get_levels_trimmed, NULL, "levels not kept past the capacity",
+     NULL},
     {"last_symbol", (getter)TickCore_get_last_symbol, NULL, "the symbol of the last W on_raw applied", NULL},
     {"pending", (getter)TickCore_get_pending, NULL, "ticks written and not yet taken or flushed", NULL},
     {"inbox", (getter)TickCore_get_inbox, NULL, "(held, waits, dropped on stop, pushed)", NULL},

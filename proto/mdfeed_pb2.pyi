@@ -135,6 +135,7 @@ class Tick(_message.Message):
     FROM_SNAPSHOT_FIELD_NUMBER: _builtins.int
     BUS_TIME_NS_FIELD_NUMBER: _builtins.int
     FANOUT_TIME_NS_FIELD_NUMBER: _builtins.int
+    BOOK_INVALID_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     seq: _builtins.int
     """Per-symbol sequence number, contiguous (1, 2, 3, ...) from ingest to the client frame.
@@ -166,6 +167,12 @@ class Tick(_message.Message):
     """
     fanout_time_ns: _builtins.int
     """When the fanout consumed the record."""
+    book_invalid: _builtins.bool
+    """True when the symbol's book cannot be right (crossed, locked where the venue does not
+    allow it, an update naming a level that is not there: docs/book-models.md). Every tick
+    of the symbol has it from that message until a fresh snapshot arrives (the ingest asks
+    for one): show such a book as suspect, never as the market. Bars take no price from it.
+    """
     def __init__(
         self,
         *,
@@ -184,10 +191,11 @@ class Tick(_message.Message):
         from_snapshot: _builtins.bool = ...,
         bus_time_ns: _builtins.int = ...,
         fanout_time_ns: _builtins.int = ...,
+        book_invalid: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "bus_time_ns", b"bus_time_ns", "fanout_time_ns", b"fanout_time_ns", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "book_invalid", b"book_invalid", "bus_time_ns", b"bus_time_ns", "fanout_time_ns", b"fanout_time_ns", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ask_px_e8: _TypeAlias = _typing.Literal["ask_px_e8"]  # noqa: Y015
     _WhichOneofArgType__ask_px_e8: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8"]  # noqa: Y015

@@ -12,7 +12,10 @@ benchmark measures the reader, not the simulator.
   the session's snapshot (W) showed; trades (269=2, at the best bid or offer) are
   `VenueConfig.trade_ratio` of the entries. The venue's market never moves in this mode:
   `SimulatedVenue.book` is the W state, and its last trade is the cycle's last trade, so
-  after a whole cycle a correct reader holds exactly `book`.
+  after a whole cycle a correct reader holds exactly `book`. The entries carry MDEntryPx
+  and MDEntryPositionNo, a shift deleting first, so they hold under the ``price`` and
+  ``position`` book models (`VenueConfig.book_model`); ``entry_id`` is refused, as a
+  cycle that repeats cannot give every new level a fresh MDEntryID.
 * A session's cycle (`SessionCycle`) interleaves the cycles of its subscribed symbols at
   random (each symbol's steps in order) and packs them like the random-walk stream: one
   MDReqID per X, so symbols subscribed together share messages, at most

@@ -10,7 +10,8 @@ is `fix_session.venue.market`; the pacing of the stream is the venue's
 
 * MarketDataRequest (V) with SubscriptionRequestType 0 (snapshot) or 1 (snapshot and
   incremental updates): one MarketDataSnapshotFullRefresh (W) per known symbol (`depth`
-  bids and offers with MDEntryPositionNo(290), plus the last trade as 269=2), then
+  bids and offers with MDEntryPositionNo(290), or MDEntryID(278) in the ``entry_id``
+  book model, plus the last trade as 269=2), then
   MarketDataIncrementalRefresh (X) for the subscribed symbols. One V for many symbols
   or one V per symbol both work; each X carries the MDReqID(262) of its subscription,
   so symbols subscribed together share X messages. Subscribing a symbol again moves it

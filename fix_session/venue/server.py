@@ -41,6 +41,9 @@ Test hooks, all on `SimulatedVenue`:
   (`fix_session.venue.stats`).
 * Determinism: a non-zero `seed` replays the same market (each symbol's path depends
   only on the seed and the symbol); with seed 0 the venue draws one, kept in `seed`.
+  A symbol's reference price depends on the symbol alone, whatever the seed.
+* `VenueConfig.book_model` (``price``, ``position``, ``entry_id``) is how the X entries
+  key the book's levels and what the W carries (`fix_session.venue.market`).
 """
 
 from __future__ import annotations
@@ -99,8 +102,16 @@ class SimulatedVenue(Service):
         self.config = config
         #: The seed the market runs on: the config's, or one drawn when that is 0.
         self.seed = config.seed or random.SystemRandom().randrange(1, 1 << 31)
+        if config.stream == "fast" and config.book_model == "entry_id":
+            # A closed cycle replays its levels again and again: it cannot give each
+            # new level an MDEntryID never used before (fix_session.venue.fast).
+            raise ValueError("the fast stream speaks the price and position book models only")
         self.market = Market(
-            config.symbols, depth=config.depth, trade_ratio=config.trade_ratio, seed=self.seed
+            config.symbols,
+            depth=config.depth,
+            trade_ratio=config.trade_ratio,
+            seed=self.seed,
+            book_model=config.book_model,
         )
         self.max_entries_per_message = max_entries_per_message
         self.write_high_water = write_high_water

@@ -3386,6 +3386,8 @@ class MDFullGrpNoMDEntries(FixRecord):
     encoded_text: bytes | None = None
     #: MDEntryTimeNs (5101), INT
     md_entry_time_ns: int | None = None
+    #: MDEntryID (278), STRING
+    md_entry_id: str | None = None
 
     def __init__(
         self,
@@ -3424,6 +3426,7 @@ class MDFullGrpNoMDEntries(FixRecord):
         encoded_text_len: int | None = None,
         encoded_text: bytes | None = None,
         md_entry_time_ns: int | None = None,
+        md_entry_id: str | None = None,
         extra_fields: Sequence[tuple[int, str]] = (),
     ) -> None:
         init_record(self, locals())
@@ -8755,6 +8758,7 @@ MDFullGrpNoMDEntries._FIX_MEMBERS = (
     FieldMember(354, 'encoded_text_len', ValueType.INT, None, False),
     FieldMember(355, 'encoded_text', ValueType.DATA, None, False),
     FieldMember(5101, 'md_entry_time_ns', ValueType.INT, None, False),
+    FieldMember(278, 'md_entry_id', ValueType.STRING, None, False),
 )
 MDIncGrpNoMDEntries._FIX_MEMBERS = (
     FieldMember(279, 'md_update_action', ValueType.CHAR, enums.MDUpdateAction, True),

@@ -99,6 +99,11 @@ class VenueConfig:
     depth: PositiveInt = 10
     #: Share of updates that are trades (the rest move the book).
     trade_ratio: Annotated[float, Between(0.0, 1.0)] = 0.1
+    #: How the venue's incremental refreshes (X) key book levels (docs/book-models.md):
+    #: ``price`` (MDEntryPx, with positions that also hold), ``position``
+    #: (MDEntryPositionNo, level 1 also moving in place), ``entry_id`` (MDEntryID; not
+    #: with the fast stream). The full refresh (W) carries what the model needs.
+    book_model: Literal["price", "position", "entry_id"] = "price"
     sender_comp_id: str = "VENUE"
     target_comp_id: str = "MDFEED"
     #: Seed of the random walk; 0 draws a new one each start.
@@ -126,6 +131,18 @@ class FixSessionConfig:
     symbols: tuple[str, ...] = ()
     #: Book levels requested per side (MarketDepth, tag 264).
     market_depth: PositiveInt = 10
+    #: How the venue's incremental refreshes name the level they update: ``price``
+    #: (MDEntryPx), ``position`` (MDEntryPositionNo / MDPriceLevel: insert shifts levels
+    #: down, delete shifts them up, change replaces the level) or ``entry_id`` (MDEntryID /
+    #: MDEntryRefID). docs/book-models.md has each model's rules.
+    book_model: Literal["price", "position", "entry_id"] = "price"
+    #: Levels kept per side beyond market_depth (a side holds market_depth + book_margin at
+    #: most; levels past that are trimmed and counted), so deletes near the top do not
+    #: empty the visible depth.
+    book_margin: Annotated[int, Between(0, 1000)] = 5
+    #: A locked book (best bid equal to best offer) is legal at this venue; when false it is
+    #: a book fault, like a crossed one.
+    locked_book_ok: bool = False
     #: Symbols per MarketDataRequest (V). Symbols requested together can share X messages,
     #: so fewer, fuller messages reach the ingest; the default puts the usual symbol lists
     #: in one request. 1 is one request per symbol.

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from fix_spec import fix44
+from fix_spec.fix44.groups import MDIncGrpNoMDEntries
+from fix_spec.fix44.messages import MarketDataIncrementalRefresh
+
 W_AAPL = (
     "8=FIX.4.4|9=703|35=W|49=VENUE|56=MDFEED|34=2|52=20261122-14:30:00.125|262=req-1|55=AAPL|"
     "268=20|269=0|270=189.50|271=100|290=1|269=0|270=189.49|271=200|290=2|269=0|270=189.48|27"
@@ -88,3 +92,17 @@ def mutations(draw: st.DrawFn, base: bytes) -> bytes:
             end = min(len(data), at + draw(st.integers(1, 40)))
             data[at:at] = data[at:end]
     return bytes(data)
+
+
+def decode_entries(text: str) -> list[MDIncGrpNoMDEntries]:
+    """Wrap entry text (SOH-separated, as the simulated venue writes it) in an X and decode
+    it with the FIX 4.4 codec."""
+    count = text.count("\x01279=") + (1 if text.startswith("279=") else 0)
+    body = (
+        "35=X\x0149=VENUE\x0156=MDFEED\x0134=1\x0152=20260101-00:00:00.000\x01"
+        f"262=r\x01268={count}\x01{text}"
+    ).encode()
+    head = b"8=FIX.4.4\x019=%d\x01" % len(body)
+    message = fix44.decode(head + body + b"10=%03d\x01" % (sum(head + body) % 256))
+    assert isinstance(message, MarketDataIncrementalRefresh)
+    return list(message.no_md_entries)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import zlib
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from bus_ticks import ticks_by_symbol
 from polling import until
 
 from fix_session.ingest import FixIngest
@@ -29,8 +29,6 @@ from mdfeed.kernel.config import (
     build_config,
     parse_shard,
 )
-from mdfeed.kernel.tick_records import ticks_of
-from proto import mdfeed_pb2 as pb
 
 SYMBOLS = DEFAULT_SYMBOLS[:12]
 
@@ -133,12 +131,7 @@ async def test_two_shards_on_one_venue_cover_every_symbol_once(tmp_path: Path) -
         for ingest in shards:
             await ingest.stop()
     assert await producer.flush(5)
-    ticks: dict[str, list[pb.Tick]] = defaultdict(list)
-    while records := await consumer.getmany(timeout_ms=50, max_records=100_000):
-        for record in records:
-            for encoded in ticks_of(record.value):
-                tick = pb.Tick.FromString(encoded)
-                ticks[tick.symbol].append(tick)
+    ticks = await ticks_by_symbol(consumer)
     await consumer.stop()
     await producer.stop()
     await bus.stop()

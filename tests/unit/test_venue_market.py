@@ -5,27 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from fix_wire import decode_entries
 
 from fix_session.venue.market import MAX_SPREAD_TICKS, Market, SymbolBook, price_text
 from fix_spec import fix44
 from fix_spec.fix44.enums import MDEntryType, MDUpdateAction
-from fix_spec.fix44.groups import MDIncGrpNoMDEntries
-from fix_spec.fix44.messages import MarketDataIncrementalRefresh, MarketDataSnapshotFullRefresh
+from fix_spec.fix44.messages import MarketDataSnapshotFullRefresh
 
 SYMBOLS = ("AAPL", "MSFT", "IBM")
-
-
-def decode_entries(text: str) -> list[MDIncGrpNoMDEntries]:
-    """Wrap entry text in an X and decode it with the FIX 4.4 codec."""
-    count = text.count("\x01279=") + (1 if text.startswith("279=") else 0)
-    body = (
-        "35=X\x0149=VENUE\x0156=MDFEED\x0134=1\x0152=20260101-00:00:00.000\x01"
-        f"262=r\x01268={count}\x01{text}"
-    ).encode()
-    head = b"8=FIX.4.4\x019=%d\x01" % len(body)
-    message = fix44.decode(head + body + b"10=%03d\x01" % (sum(head + body) % 256))
-    assert isinstance(message, MarketDataIncrementalRefresh)
-    return list(message.no_md_entries)
 
 
 @pytest.mark.parametrize(
