@@ -76,6 +76,8 @@ async def measure(
                     "ticks": stats.ticks_out,
                     "decode_errors": stats.decode_errors,
                     "rejected": stats.rejected_messages,
+                    # A book that cannot be right would make the rate meaningless.
+                    "book_faults": sum(ingest.normalizer.faults.values()),
                     "dropped": producer.stats.dropped,
                     "stage_ns": dict(stats.stage_ns),
                 }

@@ -102,6 +102,7 @@ def ingest_figures(
             "stage_us": stage_us,
             "decode_errors": ingest["decode_errors"],
             "rejected_messages": ingest["rejected"],
+            "book_faults": ingest.get("book_faults", 0),
             "producer_dropped": ingest["dropped"],
         },
         "venue_cpu_per_wall_s_ingest_phase": round(venue_cpu, 3),
@@ -136,6 +137,7 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"{ing['cores_allowed']} core(s)",
         f"  ingest per stage: {stages}",
         f"  ingest decode errors {ing['decode_errors']}, rejected {ing['rejected_messages']}, "
+        f"book faults {ing.get('book_faults', 0)}, "
         f"producer dropped {ing['producer_dropped']}; venue "
         f"{figures['venue_cpu_per_wall_s_ingest_phase']:.2f} CPU s per s over the ingest phase "
         f"({figures.get('venue_cpu_per_wall_s_bare_phase', 0.0):.2f} over the floor's)",

@@ -95,6 +95,9 @@ async def test_ingest_rebuilds_the_fast_venue_books_with_contiguous_sequences(
             assert ingest.stats.decode_errors == 0
             assert ingest.stats.rejected_messages == 0
             assert ingest.stats.resend_requests_sent == 0
+            # The benchmark stream's book is a true one under the default (price) model.
+            assert sum(ingest.normalizer.faults.values()) == 0, ingest.normalizer.faults
+            assert ingest.normalizer.invalid == set()
             for symbol in SYMBOLS:
                 book = venue.book(symbol)
                 assert book.last_trade is not None
