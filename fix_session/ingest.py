@@ -303,6 +303,7 @@ class FixIngest:
             book_model=config.book_model,
             capacity=config.market_depth + config.book_margin,
             locked_ok=config.locked_book_ok,
+            depth=config.publish_depth,
         )
         self._stats = IngestStats()
         #: Seconds from a FIX message's arrival (QuickFIX callback) to its ticks handed to

@@ -119,9 +119,12 @@ class BookNormalizer:
         book_model: BookModel = "price",
         capacity: int = 15,
         locked_ok: bool = False,
+        depth: int = 0,
     ) -> None:
         """`capacity`: levels kept per side (the session's market_depth plus book_margin);
-        `locked_ok`: a locked book (best bid = best offer) is legal at this venue."""
+        `locked_ok`: a locked book (best bid = best offer) is legal at this venue; `depth`:
+        price levels a side each quote tick carries (`Tick.bid_levels`, `ask_levels`), a
+        quote tick going out whenever one of them changed; 0 (the default): the top only."""
         #: When given, entries for any other symbol are invalid (nobody subscribed to it).
         self._allowed: frozenset[str] = frozenset(symbols)
         self._restricted = bool(self._allowed)
@@ -135,6 +138,7 @@ class BookNormalizer:
             model=BOOK_MODELS[book_model],
             capacity=capacity,
             locked_ok=locked_ok,
+            depth=depth,
         )
         self._rejected_messages = 0
         self._unknown_symbol_rejects = 0

@@ -151,6 +151,8 @@ typedef struct {
     Side bids, asks;
     int64_t pub_bid_px, pub_bid_size, pub_ask_px, pub_ask_size;
     int invalid, pub_invalid;
+    BookLevel *pub_depth; /* with depth: the levels last published, bids then asks */
+    Py_ssize_t pub_bids, pub_asks;
     int report; /* the fault that made the book invalid, until take_faults reports it; -1 */
     int has_last;
     int64_t last_px, last_size;
@@ -224,6 +226,8 @@ typedef struct {
     int model;              /* M_PRICE, M_POSITION or M_ENTRY_ID */
     Py_ssize_t book_capacity; /* levels kept per side */
     int locked_ok;          /* a locked book (best bid = best offer) is legal */
+    Py_ssize_t depth;       /* price levels a side each quote tick carries; 0: top only */
+    BookLevel *depth_scratch; /* 2 * depth levels: a book's view being published */
     long long faults[N_FAULTS], levels_trimmed, faults_pending;
     /* counters */
     long long snapshots, increments, n_entries, quotes_out, trades_out, ticks_suppressed;
@@ -398,6 +402,15 @@ static Book *book_of(TickCore *self, Py_ssize_t slot)
         b->bids.levels = levels;
         b->asks.levels = levels + self->book_capacity;
         b->report = -1;
+        if (self->depth) {
+            b->pub_depth = PyMem_Calloc((size_t)self->depth * 2, sizeof(BookLevel));
+            if (b->pub_depth == NULL) {
+                PyMem_Free(levels);
+                PyMem_Free(b);
+                PyErr_NoMemory();
+                return NULL;
+            }
+        }
         s->book = b;
     }
     return s->book;
@@ -407,6 +420,7 @@ static void book_free(Book *b)
 {
     if (b != NULL) {
         PyMem_Free(b->bids.levels); /* both sides' levels are one allocation */
+        PyMem_Free(b->pub_depth);
         PyMem_Free(b);
     }
 }
@@ -610,14 +624,52 @@ static void book_clear(Book *b)
     b->bids.trimmed = b->asks.trimmed = 0;
 }
 
-/* 1 when the top of book or its validity changed since the last published tick. */
+/* A side's view as price levels, best first, at most `n` of them, into `out`: its levels
+ * as held, or in the entry_id model the entries at each price summed. How many. */
+static Py_ssize_t side_view(const TickCore *self, const Side *side, Py_ssize_t n, BookLevel *out)
+{
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < side->count; i++) {
+        const BookLevel *l = &side->levels[i];
+        if (self->model == M_ENTRY_ID && k > 0 && out[k - 1].px == l->px) {
+            out[k - 1].size += l->size;
+            continue;
+        }
+        if (k == n)
+            break;
+        out[k].px = l->px;
+        out[k].size = l->size;
+        out[k].id = 0;
+        k++;
+    }
+    return k;
+}
+
+/* 1 when the top of book, its validity or (with depth) the levels it shows changed since
+ * the last published tick; the published state is then brought up to date. */
 static int book_publish(TickCore *self, Book *b)
 {
     int64_t bid_px, bid_size, ask_px, ask_size;
     side_top(self, &b->bids, &bid_px, &bid_size);
     side_top(self, &b->asks, &ask_px, &ask_size);
-    if (bid_px == b->pub_bid_px && bid_size == b->pub_bid_size && ask_px == b->pub_ask_px &&
-        ask_size == b->pub_ask_size && b->invalid == b->pub_invalid)
+    int changed = bid_px != b->pub_bid_px || bid_size != b->pub_bid_size || ask_px != b->pub_ask_px ||
+                  ask_size != b->pub_ask_size || b->invalid != b->pub_invalid;
+    if (self->depth) {
+        Py_ssize_t d = self->depth;
+        BookLevel *view = self->depth_scratch;
+        Py_ssize_t nb = side_view(self, &b->bids, d, view);
+        Py_ssize_t na = side_view(self, &b->asks, d, view + d);
+        if (nb != b->pub_bids || na != b->pub_asks ||
+            memcmp(view, b->pub_depth, (size_t)nb * sizeof(BookLevel)) != 0 ||
+            memcmp(view + d, b->pub_depth + d, (size_t)na * sizeof(BookLevel)) != 0) {
+            memcpy(b->pub_depth, view, (size_t)nb * sizeof(BookLevel));
+            memcpy(b->pub_depth + d, view + d, (size_t)na * sizeof(BookLevel));
+            b->pub_bids = nb;
+            b->pub_asks = na;
+            changed = 1;
+        }
+    }
+    if (!changed)
         return 0;
     b->pub_bid_px = bid_px;
     b->pub_bid_size = bid_size;
@@ -657,7 +709,8 @@ static int emit(TickCore *self, Py_ssize_t slot_index, int kind, int64_t venue_n
         self->ticks_suppressed++;
         return 0;
     }
-    if (reserve_out(self, 8 + slot->head_len + 16 * 11) < 0)
+    Py_ssize_t levels = kind == QUOTE_TICK ? b->pub_bids + b->pub_asks : 0;
+    if (reserve_out(self, 8 + slot->head_len + 16 * 11 + levels * 24) < 0)
         return -1;
     char *start = self->out + self->out_len + 8;
     char *p = start;
@@ -705,6 +758,23 @@ static int emit(TickCore *self, Py_ssize_t slot_index, int kind, int64_t venue_n
         *p++ = (char)0x80;
         *p++ = 0x01;
         *p++ = 1;
+    }
+    for (Py_ssize_t i = 0; i < levels; i++) { /* bid_levels = 17, ask_levels = 18 */
+        int bid = i < b->pub_bids;
+        const BookLevel *l = bid ? &b->pub_depth[i] : &b->pub_depth[self->depth + i - b->pub_bids];
+        *p++ = (char)(bid ? 0x8A : 0x92);
+        *p++ = 0x01;
+        char *len_at = p++;
+        char *body = p;
+        if (l->px) { /* proto3: a zero field is not written */
+            *p++ = 0x08;
+            p = put_varint(p, (uint64_t)l->px);
+        }
+        if (l->size) {
+            *p++ = 0x10;
+            p = put_varint(p, (uint64_t)l->size);
+        }
+        *len_at = (char)(p - body);
     }
     uint32_t index = (uint32_t)slot_index;
     uint32_t len = (uint32_t)(p - start);
@@ -1311,13 +1381,26 @@ static int add_symbol(TickCore *self, PyObject *symbol)
 
 static int TickCore_init(TickCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"symbols", "layout", "model", "capacity", "locked_ok", NULL};
+    static char *kwlist[] = {"symbols", "layout", "model", "capacity", "locked_ok", "depth", NULL};
     PyObject *symbols = NULL, *layout = Py_None;
     int model = M_PRICE, locked_ok = 0;
-    Py_ssize_t book_capacity = 15;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$inp", kwlist, &symbols, &layout, &model,
-                                     &book_capacity, &locked_ok))
+    Py_ssize_t book_capacity = 15, depth = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$inpn", kwlist, &symbols, &layout, &model,
+                                     &book_capacity, &locked_ok, &depth))
         return -1;
+    if (depth < 0 || depth > book_capacity) {
+        PyErr_Format(PyExc_ValueError, "depth %zd: 0 to the capacity (%zd) levels a side", depth,
+                     book_capacity);
+        return -1;
+    }
+    if (depth) {
+        self->depth_scratch = PyMem_Calloc((size_t)depth * 2, sizeof(BookLevel));
+        if (self->depth_scratch == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->depth = depth;
+    }
     if (model < M_PRICE || model > M_ENTRY_ID) {
         PyErr_Format(PyExc_ValueError, "model %d: 0 (price), 1 (position) or 2 (entry_id)", model);
         return -1;
@@ -1413,6 +1496,7 @@ static void TickCore_dealloc(TickCore *self)
     PyMem_Free(self->order);
     PyMem_Free(self->touched);
     PyMem_Free(self->flush_order);
+    PyMem_Free(self->depth_scratch);
     PyMem_Free(self->entries);
     PyMem_Free(self->out);
     PyMem_Free(self->prefix);

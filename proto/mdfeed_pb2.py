@@ -24,53 +24,55 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/mdfeed.proto\x12\tmdfeed.v1\"\xdc\x03\n\x04Tick\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.mdfeed.v1.TickKind\x12\x16\n\tbid_px_e8\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0b\x62id_size_e8\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\task_px_e8\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x18\n\x0b\x61sk_size_e8\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x17\n\nlast_px_e8\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12\x19\n\x0clast_size_e8\x18\t \x01(\x03H\x05\x88\x01\x01\x12\x15\n\rvenue_time_ns\x18\n \x01(\x03\x12\x16\n\x0eingest_time_ns\x18\x0b \x01(\x03\x12\x17\n\x0f\x66ix_msg_seq_num\x18\x0c \x01(\x04\x12\x15\n\rfrom_snapshot\x18\r \x01(\x08\x12\x13\n\x0b\x62us_time_ns\x18\x0e \x01(\x03\x12\x16\n\x0e\x66\x61nout_time_ns\x18\x0f \x01(\x03\x12\x14\n\x0c\x62ook_invalid\x18\x10 \x01(\x08\x42\x0c\n\n_bid_px_e8B\x0e\n\x0c_bid_size_e8B\x0c\n\n_ask_px_e8B\x0e\n\x0c_ask_size_e8B\r\n\x0b_last_px_e8B\x0f\n\r_last_size_e8\"\xdd\x01\n\x03\x42\x61r\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\nresolution\x18\x02 \x01(\x0e\x32\x15.mdfeed.v1.Resolution\x12\x14\n\x0copen_time_ns\x18\x03 \x01(\x03\x12\x12\n\nopen_px_e8\x18\x04 \x01(\x03\x12\x12\n\nhigh_px_e8\x18\x05 \x01(\x03\x12\x11\n\tlow_px_e8\x18\x06 \x01(\x03\x12\x13\n\x0b\x63lose_px_e8\x18\x07 \x01(\x03\x12\x11\n\tvolume_e8\x18\x08 \x01(\x03\x12\x13\n\x0btrade_count\x18\t \x01(\x04\x12\r\n\x05\x66inal\x18\n \x01(\x08\"c\n\x0b\x43hatMessage\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0f\n\x07time_ns\x18\x06 \x01(\x03\"b\n\x10SubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12.\n\x0f\x62\x61r_resolutions\x18\x02 \x03(\x0e\x32\x15.mdfeed.v1.Resolution\x12\r\n\x05rooms\x18\x03 \x03(\t\"4\n\x12UnsubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05rooms\x18\x02 \x03(\t\":\n\x08\x43hatPost\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nclient_ref\x18\x03 \x01(\t\"N\n\rResumeRequest\x12\x0e\n\x04room\x18\x01 \x01(\tH\x00\x12\x10\n\x06symbol\x18\x02 \x01(\tH\x00\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x42\x08\n\x06target\"\xd3\x01\n\x0b\x43lientFrame\x12\x30\n\tsubscribe\x18\x01 \x01(\x0b\x32\x1b.mdfeed.v1.SubscribeRequestH\x00\x12\x34\n\x0bunsubscribe\x18\x02 \x01(\x0b\x32\x1d.mdfeed.v1.UnsubscribeRequestH\x00\x12(\n\tchat_post\x18\x03 \x01(\x0b\x32\x13.mdfeed.v1.ChatPostH\x00\x12*\n\x06resume\x18\x04 \x01(\x0b\x32\x18.mdfeed.v1.ResumeRequestH\x00\x42\x06\n\x04\x62ody\"P\n\tTickBatch\x12\x1e\n\x05ticks\x18\x01 \x03(\x0b\x32\x0f.mdfeed.v1.Tick\x12\x11\n\tconflated\x18\x02 \x01(\x08\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\"(\n\tBarUpdate\x12\x1b\n\x03\x62\x61r\x18\x01 \x01(\x0b\x32\x0e.mdfeed.v1.Bar\"\x7f\n\tGapNotice\x12\x10\n\x06symbol\x18\x01 \x01(\tH\x00\x12\x0e\n\x04room\x18\x02 \x01(\tH\x00\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x04\x12\x0e\n\x06to_seq\x18\x04 \x01(\x04\x12$\n\x06reason\x18\x05 \x01(\x0e\x32\x14.mdfeed.v1.GapReasonB\x08\n\x06target\"3\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0b\n\x03ref\x18\x03 \x01(\t\"\xd1\x01\n\x0bServerFrame\x12%\n\x05ticks\x18\x01 \x01(\x0b\x32\x14.mdfeed.v1.TickBatchH\x00\x12#\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x14.mdfeed.v1.BarUpdateH\x00\x12&\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x16.mdfeed.v1.ChatMessageH\x00\x12#\n\x03gap\x18\x04 \x01(\x0b\x32\x14.mdfeed.v1.GapNoticeH\x00\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x10.mdfeed.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\x85\x01\n\x0b\x42\x61rsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\nresolution\x18\x02 \x01(\x0e\x32\x15.mdfeed.v1.Resolution\x12\x14\n\x0c\x66rom_time_ns\x18\x03 \x01(\x03\x12\x12\n\nto_time_ns\x18\x04 \x01(\x03\x12\x11\n\tcountback\x18\x05 \x01(\r\",\n\x0c\x42\x61rsResponse\x12\x1c\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x0e.mdfeed.v1.Bar\"D\n\x12\x43hatHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"?\n\x13\x43hatHistoryResponse\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.mdfeed.v1.ChatMessage*O\n\x08TickKind\x12\x19\n\x15TICK_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTICK_KIND_QUOTE\x10\x01\x12\x13\n\x0fTICK_KIND_TRADE\x10\x02*\x9b\x01\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x11\n\rRESOLUTION_1S\x10\x01\x12\x11\n\rRESOLUTION_1M\x10\x02\x12\x11\n\rRESOLUTION_5M\x10\x03\x12\x12\n\x0eRESOLUTION_15M\x10\x04\x12\x11\n\rRESOLUTION_1H\x10\x05\x12\x11\n\rRESOLUTION_1D\x10\x06*{\n\tGapReason\x12\x1a\n\x16GAP_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14GAP_REASON_CONFLATED\x10\x01\x12\x15\n\x11GAP_REASON_RESYNC\x10\x02\x12!\n\x1dGAP_REASON_RESUME_UNAVAILABLE\x10\x03\x32\x9c\x02\n\nMarketData\x12=\n\x07\x43onnect\x12\x16.mdfeed.v1.ClientFrame\x1a\x16.mdfeed.v1.ServerFrame(\x01\x30\x01\x12\x42\n\tSubscribe\x12\x1b.mdfeed.v1.SubscribeRequest\x1a\x16.mdfeed.v1.ServerFrame0\x01\x12:\n\x07GetBars\x12\x16.mdfeed.v1.BarsRequest\x1a\x17.mdfeed.v1.BarsResponse\x12O\n\x0eGetChatHistory\x12\x1d.mdfeed.v1.ChatHistoryRequest\x1a\x1e.mdfeed.v1.ChatHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/mdfeed.proto\x12\tmdfeed.v1\"\xb0\x04\n\x04Tick\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.mdfeed.v1.TickKind\x12\x16\n\tbid_px_e8\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0b\x62id_size_e8\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\task_px_e8\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x18\n\x0b\x61sk_size_e8\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x17\n\nlast_px_e8\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12\x19\n\x0clast_size_e8\x18\t \x01(\x03H\x05\x88\x01\x01\x12\x15\n\rvenue_time_ns\x18\n \x01(\x03\x12\x16\n\x0eingest_time_ns\x18\x0b \x01(\x03\x12\x17\n\x0f\x66ix_msg_seq_num\x18\x0c \x01(\x04\x12\x15\n\rfrom_snapshot\x18\r \x01(\x08\x12\x13\n\x0b\x62us_time_ns\x18\x0e \x01(\x03\x12\x16\n\x0e\x66\x61nout_time_ns\x18\x0f \x01(\x03\x12\x14\n\x0c\x62ook_invalid\x18\x10 \x01(\x08\x12(\n\nbid_levels\x18\x11 \x03(\x0b\x32\x14.mdfeed.v1.BookLevel\x12(\n\nask_levels\x18\x12 \x03(\x0b\x32\x14.mdfeed.v1.BookLevelB\x0c\n\n_bid_px_e8B\x0e\n\x0c_bid_size_e8B\x0c\n\n_ask_px_e8B\x0e\n\x0c_ask_size_e8B\r\n\x0b_last_px_e8B\x0f\n\r_last_size_e8\"+\n\tBookLevel\x12\r\n\x05px_e8\x18\x01 \x01(\x03\x12\x0f\n\x07size_e8\x18\x02 \x01(\x03\"\xdd\x01\n\x03\x42\x61r\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\nresolution\x18\x02 \x01(\x0e\x32\x15.mdfeed.v1.Resolution\x12\x14\n\x0copen_time_ns\x18\x03 \x01(\x03\x12\x12\n\nopen_px_e8\x18\x04 \x01(\x03\x12\x12\n\nhigh_px_e8\x18\x05 \x01(\x03\x12\x11\n\tlow_px_e8\x18\x06 \x01(\x03\x12\x13\n\x0b\x63lose_px_e8\x18\x07 \x01(\x03\x12\x11\n\tvolume_e8\x18\x08 \x01(\x03\x12\x13\n\x0btrade_count\x18\t \x01(\x04\x12\r\n\x05\x66inal\x18\n \x01(\x08\"c\n\x0b\x43hatMessage\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0f\n\x07time_ns\x18\x06 \x01(\x03\"b\n\x10SubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12.\n\x0f\x62\x61r_resolutions\x18\x02 \x03(\x0e\x32\x15.mdfeed.v1.Resolution\x12\r\n\x05rooms\x18\x03 \x03(\t\"4\n\x12UnsubscribeRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05rooms\x18\x02 \x03(\t\":\n\x08\x43hatPost\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nclient_ref\x18\x03 \x01(\t\"N\n\rResumeRequest\x12\x0e\n\x04room\x18\x01 \x01(\tH\x00\x12\x10\n\x06symbol\x18\x02 \x01(\tH\x00\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x42\x08\n\x06target\"\xd3\x01\n\x0b\x43lientFrame\x12\x30\n\tsubscribe\x18\x01 \x01(\x0b\x32\x1b.mdfeed.v1.SubscribeRequestH\x00\x12\x34\n\x0bunsubscribe\x18\x02 \x01(\x0b\x32\x1d.mdfeed.v1.UnsubscribeRequestH\x00\x12(\n\tchat_post\x18\x03 \x01(\x0b\x32\x13.mdfeed.v1.ChatPostH\x00\x12*\n\x06resume\x18\x04 \x01(\x0b\x32\x18.mdfeed.v1.ResumeRequestH\x00\x42\x06\n\x04\x62ody\"P\n\tTickBatch\x12\x1e\n\x05ticks\x18\x01 \x03(\x0b\x32\x0f.mdfeed.v1.Tick\x12\x11\n\tconflated\x18\x02 \x01(\x08\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\"(\n\tBarUpdate\x12\x1b\n\x03\x62\x61r\x18\x01 \x01(\x0b\x32\x0e.mdfeed.v1.Bar\"\x7f\n\tGapNotice\x12\x10\n\x06symbol\x18\x01 \x01(\tH\x00\x12\x0e\n\x04room\x18\x02 \x01(\tH\x00\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x04\x12\x0e\n\x06to_seq\x18\x04 \x01(\x04\x12$\n\x06reason\x18\x05 \x01(\x0e\x32\x14.mdfeed.v1.GapReasonB\x08\n\x06target\"3\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0b\n\x03ref\x18\x03 \x01(\t\"\xd1\x01\n\x0bServerFrame\x12%\n\x05ticks\x18\x01 \x01(\x0b\x32\x14.mdfeed.v1.TickBatchH\x00\x12#\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x14.mdfeed.v1.BarUpdateH\x00\x12&\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x16.mdfeed.v1.ChatMessageH\x00\x12#\n\x03gap\x18\x04 \x01(\x0b\x32\x14.mdfeed.v1.GapNoticeH\x00\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x10.mdfeed.v1.ErrorH\x00\x42\x06\n\x04\x62ody\"\x85\x01\n\x0b\x42\x61rsRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12)\n\nresolution\x18\x02 \x01(\x0e\x32\x15.mdfeed.v1.Resolution\x12\x14\n\x0c\x66rom_time_ns\x18\x03 \x01(\x03\x12\x12\n\nto_time_ns\x18\x04 \x01(\x03\x12\x11\n\tcountback\x18\x05 \x01(\r\",\n\x0c\x42\x61rsResponse\x12\x1c\n\x04\x62\x61rs\x18\x01 \x03(\x0b\x32\x0e.mdfeed.v1.Bar\"D\n\x12\x43hatHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"?\n\x13\x43hatHistoryResponse\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.mdfeed.v1.ChatMessage*O\n\x08TickKind\x12\x19\n\x15TICK_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTICK_KIND_QUOTE\x10\x01\x12\x13\n\x0fTICK_KIND_TRADE\x10\x02*\x9b\x01\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x11\n\rRESOLUTION_1S\x10\x01\x12\x11\n\rRESOLUTION_1M\x10\x02\x12\x11\n\rRESOLUTION_5M\x10\x03\x12\x12\n\x0eRESOLUTION_15M\x10\x04\x12\x11\n\rRESOLUTION_1H\x10\x05\x12\x11\n\rRESOLUTION_1D\x10\x06*{\n\tGapReason\x12\x1a\n\x16GAP_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14GAP_REASON_CONFLATED\x10\x01\x12\x15\n\x11GAP_REASON_RESYNC\x10\x02\x12!\n\x1dGAP_REASON_RESUME_UNAVAILABLE\x10\x03\x32\x9c\x02\n\nMarketData\x12=\n\x07\x43onnect\x12\x16.mdfeed.v1.ClientFrame\x1a\x16.mdfeed.v1.ServerFrame(\x01\x30\x01\x12\x42\n\tSubscribe\x12\x1b.mdfeed.v1.SubscribeRequest\x1a\x16.mdfeed.v1.ServerFrame0\x01\x12:\n\x07GetBars\x12\x16.mdfeed.v1.BarsRequest\x1a\x17.mdfeed.v1.BarsResponse\x12O\n\x0eGetChatHistory\x12\x1d.mdfeed.v1.ChatHistoryRequest\x1a\x1e.mdfeed.v1.ChatHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.mdfeed_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TICKKIND']._serialized_start=2180
-  _globals['_TICKKIND']._serialized_end=2259
-  _globals['_RESOLUTION']._serialized_start=2262
-  _globals['_RESOLUTION']._serialized_end=2417
-  _globals['_GAPREASON']._serialized_start=2419
-  _globals['_GAPREASON']._serialized_end=2542
+  _globals['_TICKKIND']._serialized_start=2309
+  _globals['_TICKKIND']._serialized_end=2388
+  _globals['_RESOLUTION']._serialized_start=2391
+  _globals['_RESOLUTION']._serialized_end=2546
+  _globals['_GAPREASON']._serialized_start=2548
+  _globals['_GAPREASON']._serialized_end=2671
   _globals['_TICK']._serialized_start=34
-  _globals['_TICK']._serialized_end=510
-  _globals['_BAR']._serialized_start=513
-  _globals['_BAR']._serialized_end=734
-  _globals['_CHATMESSAGE']._serialized_start=736
-  _globals['_CHATMESSAGE']._serialized_end=835
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=837
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=935
-  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=937
-  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=989
-  _globals['_CHATPOST']._serialized_start=991
-  _globals['_CHATPOST']._serialized_end=1049
-  _globals['_RESUMEREQUEST']._serialized_start=1051
-  _globals['_RESUMEREQUEST']._serialized_end=1129
-  _globals['_CLIENTFRAME']._serialized_start=1132
-  _globals['_CLIENTFRAME']._serialized_end=1343
-  _globals['_TICKBATCH']._serialized_start=1345
-  _globals['_TICKBATCH']._serialized_end=1425
-  _globals['_BARUPDATE']._serialized_start=1427
-  _globals['_BARUPDATE']._serialized_end=1467
-  _globals['_GAPNOTICE']._serialized_start=1469
-  _globals['_GAPNOTICE']._serialized_end=1596
-  _globals['_ERROR']._serialized_start=1598
-  _globals['_ERROR']._serialized_end=1649
-  _globals['_SERVERFRAME']._serialized_start=1652
-  _globals['_SERVERFRAME']._serialized_end=1861
-  _globals['_BARSREQUEST']._serialized_start=1864
-  _globals['_BARSREQUEST']._serialized_end=1997
-  _globals['_BARSRESPONSE']._serialized_start=1999
-  _globals['_BARSRESPONSE']._serialized_end=2043
-  _globals['_CHATHISTORYREQUEST']._serialized_start=2045
-  _globals['_CHATHISTORYREQUEST']._serialized_end=2113
-  _globals['_CHATHISTORYRESPONSE']._serialized_start=2115
-  _globals['_CHATHISTORYRESPONSE']._serialized_end=2178
-  _globals['_MARKETDATA']._serialized_start=2545
-  _globals['_MARKETDATA']._serialized_end=2829
+  _globals['_TICK']._serialized_end=594
+  _globals['_BOOKLEVEL']._serialized_start=596
+  _globals['_BOOKLEVEL']._serialized_end=639
+  _globals['_BAR']._serialized_start=642
+  _globals['_BAR']._serialized_end=863
+  _globals['_CHATMESSAGE']._serialized_start=865
+  _globals['_CHATMESSAGE']._serialized_end=964
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=966
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1064
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=1066
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=1118
+  _globals['_CHATPOST']._serialized_start=1120
+  _globals['_CHATPOST']._serialized_end=1178
+  _globals['_RESUMEREQUEST']._serialized_start=1180
+  _globals['_RESUMEREQUEST']._serialized_end=1258
+  _globals['_CLIENTFRAME']._serialized_start=1261
+  _globals['_CLIENTFRAME']._serialized_end=1472
+  _globals['_TICKBATCH']._serialized_start=1474
+  _globals['_TICKBATCH']._serialized_end=1554
+  _globals['_BARUPDATE']._serialized_start=1556
+  _globals['_BARUPDATE']._serialized_end=1596
+  _globals['_GAPNOTICE']._serialized_start=1598
+  _globals['_GAPNOTICE']._serialized_end=1725
+  _globals['_ERROR']._serialized_start=1727
+  _globals['_ERROR']._serialized_end=1778
+  _globals['_SERVERFRAME']._serialized_start=1781
+  _globals['_SERVERFRAME']._serialized_end=1990
+  _globals['_BARSREQUEST']._serialized_start=1993
+  _globals['_BARSREQUEST']._serialized_end=2126
+  _globals['_BARSRESPONSE']._serialized_start=2128
+  _globals['_BARSRESPONSE']._serialized_end=2172
+  _globals['_CHATHISTORYREQUEST']._serialized_start=2174
+  _globals['_CHATHISTORYREQUEST']._serialized_end=2242
+  _globals['_CHATHISTORYRESPONSE']._serialized_start=2244
+  _globals['_CHATHISTORYRESPONSE']._serialized_end=2307
+  _globals['_MARKETDATA']._serialized_start=2674
+  _globals['_MARKETDATA']._serialized_end=2958
 # @@protoc_insertion_point(module_scope)

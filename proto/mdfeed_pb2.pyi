@@ -136,6 +136,8 @@ class Tick(_message.Message):
     BUS_TIME_NS_FIELD_NUMBER: _builtins.int
     FANOUT_TIME_NS_FIELD_NUMBER: _builtins.int
     BOOK_INVALID_FIELD_NUMBER: _builtins.int
+    BID_LEVELS_FIELD_NUMBER: _builtins.int
+    ASK_LEVELS_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     seq: _builtins.int
     """Per-symbol sequence number, contiguous (1, 2, 3, ...) from ingest to the client frame.
@@ -173,6 +175,16 @@ class Tick(_message.Message):
     of the symbol has it from that message until a fresh snapshot arrives (the ingest asks
     for one): show such a book as suspect, never as the market. Bars take no price from it.
     """
+    @_builtins.property
+    def bid_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___BookLevel]:
+        """With depth published (fix_session.publish_depth N > 0), every quote tick carries the
+        symbol's book after the event: up to N price levels a side, best first, and a quote
+        tick goes out whenever any of them changed (not only the top). One tick per symbol per
+        FIX message, so an update is atomic and carries the symbol's seq. Unset on trades.
+        """
+
+    @_builtins.property
+    def ask_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___BookLevel]: ...
     def __init__(
         self,
         *,
@@ -192,10 +204,12 @@ class Tick(_message.Message):
         bus_time_ns: _builtins.int = ...,
         fanout_time_ns: _builtins.int = ...,
         book_invalid: _builtins.bool = ...,
+        bid_levels: _abc.Iterable[Global___BookLevel] | None = ...,
+        ask_levels: _abc.Iterable[Global___BookLevel] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "book_invalid", b"book_invalid", "bus_time_ns", b"bus_time_ns", "fanout_time_ns", b"fanout_time_ns", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8", "_ask_size_e8", b"_ask_size_e8", "_bid_px_e8", b"_bid_px_e8", "_bid_size_e8", b"_bid_size_e8", "_last_px_e8", b"_last_px_e8", "_last_size_e8", b"_last_size_e8", "ask_levels", b"ask_levels", "ask_px_e8", b"ask_px_e8", "ask_size_e8", b"ask_size_e8", "bid_levels", b"bid_levels", "bid_px_e8", b"bid_px_e8", "bid_size_e8", b"bid_size_e8", "book_invalid", b"book_invalid", "bus_time_ns", b"bus_time_ns", "fanout_time_ns", b"fanout_time_ns", "fix_msg_seq_num", b"fix_msg_seq_num", "from_snapshot", b"from_snapshot", "ingest_time_ns", b"ingest_time_ns", "kind", b"kind", "last_px_e8", b"last_px_e8", "last_size_e8", b"last_size_e8", "seq", b"seq", "symbol", b"symbol", "venue_time_ns", b"venue_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ask_px_e8: _TypeAlias = _typing.Literal["ask_px_e8"]  # noqa: Y015
     _WhichOneofArgType__ask_px_e8: _TypeAlias = _typing.Literal["_ask_px_e8", b"_ask_px_e8"]  # noqa: Y015
@@ -223,6 +237,32 @@ class Tick(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__last_size_e8) -> _WhichOneofReturnType__last_size_e8 | None: ...
 
 Global___Tick: _TypeAlias = Tick  # noqa: Y015
+
+@_typing.final
+class BookLevel(_message.Message):
+    """One price level of a book: its price and the size resting at it (summed over the
+    entries at that price when the venue keys its book by entry id).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PX_E8_FIELD_NUMBER: _builtins.int
+    SIZE_E8_FIELD_NUMBER: _builtins.int
+    px_e8: _builtins.int
+    size_e8: _builtins.int
+    def __init__(
+        self,
+        *,
+        px_e8: _builtins.int = ...,
+        size_e8: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["px_e8", b"px_e8", "size_e8", b"size_e8"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BookLevel: _TypeAlias = BookLevel  # noqa: Y015
 
 @_typing.final
 class Bar(_message.Message):

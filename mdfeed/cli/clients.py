@@ -52,6 +52,24 @@ def format_tick(tick: pb.Tick) -> str:
     return f"{tick.symbol:<8} #{tick.seq:<8} {body}{flag}"
 
 
+def format_ladder(tick: pb.Tick, depth: int) -> list[str]:
+    """A quote tick's book as a price ladder, best levels first: up to `depth` rows of
+    ``bid size @ price | price @ ask size``; empty when the tick carries no depth."""
+    bids, asks = tick.bid_levels[:depth], tick.ask_levels[:depth]
+    rows = []
+    for i in range(max(len(bids), len(asks))):
+        left = (
+            f"{bids[i].size_e8 / 1e8:>12g} @ {_price(bids[i].px_e8):<12}"
+            if i < len(bids)
+            else " " * 27
+        )
+        right = (
+            f"{_price(asks[i].px_e8):>12} @ {asks[i].size_e8 / 1e8:<12g}" if i < len(asks) else ""
+        )
+        rows.append(f"    {left} | {right}".rstrip())
+    return rows
+
+
 def format_frame(frame: pb.ServerFrame) -> list[str]:
     body = frame.WhichOneof("body")
     if body == "ticks":
@@ -121,9 +139,12 @@ async def watch(
     count: int | None = None,
     out: TextIO = sys.stdout,
     retry_s: float = 1.0,
+    depth: int = 0,
 ) -> int:
-    """Print ticks of ``symbols`` until Ctrl-C (or ``count`` ticks); reconnect on loss."""
+    """Print ticks of ``symbols`` until Ctrl-C (or ``count`` ticks); reconnect on loss.
+    With ``depth``, each quote's book as a ladder of up to that many levels a side."""
     seen = 0
+    told_no_depth = False
     while True:
         async with _channel(address, ca_file) as channel:
             method = channel.unary_stream(
@@ -136,8 +157,22 @@ async def watch(
             )
             try:
                 async for frame in call:
-                    for line in format_frame(frame):
+                    lines = format_frame(frame)
+                    ticks = frame.ticks.ticks if frame.WhichOneof("body") == "ticks" else ()
+                    for i, line in enumerate(lines):
                         out.write(line + "\n")
+                        tick = ticks[i] if depth and i < len(ticks) else None
+                        if tick is None or tick.kind != pb.TICK_KIND_QUOTE:
+                            continue
+                        ladder = format_ladder(tick, depth)
+                        if not ladder and not told_no_depth:
+                            told_no_depth = True
+                            ladder = [
+                                "    (no depth in the ticks: the ingest sends the top of book "
+                                "only unless fix_session.publish_depth is set)"
+                            ]
+                        for row in ladder:
+                            out.write(row + "\n")
                     out.flush()
                     seen += len(frame.ticks.ticks)
                     if count is not None and seen >= count:
@@ -253,6 +288,16 @@ async def _send_lines(
             )
 
 
+def _depth_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"depth must be 1 to 50 levels, got {value}")
+    return value
+
+
 def _address(args: argparse.Namespace) -> str:
     if args.address:
         return str(args.address)
@@ -263,7 +308,14 @@ def _address(args: argparse.Namespace) -> str:
 def _cmd_watch(args: argparse.Namespace) -> int:
 
     return run_async(
-        watch(_address(args), args.symbols, token=args.token, ca_file=args.ca, count=args.count)
+        watch(
+            _address(args),
+            args.symbols,
+            token=args.token,
+            ca_file=args.ca,
+            count=args.count,
+            depth=args.depth,
+        )
     )
 
 
@@ -311,6 +363,14 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         ),
     )
     watch_p.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    watch_p.add_argument(
+        "--depth",
+        type=_depth_arg,
+        default=0,
+        metavar="N",
+        help="also print each quote's book as a ladder of up to N levels a side (1-50; the "
+        "ingest must publish depth: fix_session.publish_depth)",
+    )
     _client_options(watch_p)
     watch_p.set_defaults(func=_cmd_watch)
 

@@ -143,6 +143,10 @@ class FixSessionConfig:
     #: A locked book (best bid equal to best offer) is legal at this venue; when false it is
     #: a book fault, like a crossed one.
     locked_book_ok: bool = False
+    #: Price levels a side each quote tick carries (Tick.bid_levels / ask_levels), a quote
+    #: tick going out whenever any of them changes; 0 (the default) publishes the top of
+    #: book only. At most market_depth + book_margin.
+    publish_depth: Annotated[int, Between(0, 1000)] = 0
     #: Symbols per MarketDataRequest (V). Symbols requested together can share X messages,
     #: so fewer, fuller messages reach the ingest; the default puts the usual symbol lists
     #: in one request. 1 is one request per symbol.
@@ -434,6 +438,14 @@ def build_config(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) ->
 
     section_types = typing.get_type_hints(MdfeedConfig)
     built = {name: _build_section(name, section_types[name], values[name]) for name in sections}
+    fix = built["fix_session"]
+    kept = fix.market_depth + fix.book_margin
+    if fix.publish_depth > kept:
+        source = values["fix_session"].get("publish_depth", (None, source))[1]
+        raise ConfigError(
+            f"{source}: fix_session.publish_depth: at most market_depth + book_margin "
+            f"({kept}), the levels a book keeps a side; got {fix.publish_depth}"
+        )
     return MdfeedConfig(**built)
 
 

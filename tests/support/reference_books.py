@@ -17,7 +17,10 @@ its invalid flag changed, in the order the message first touched them. Each side
 most `capacity` levels; what falls past it is trimmed (counted), and after a trim, until
 the next W, a change or delete naming a level the side does not hold is ignored instead of
 a fault. Every tick of an invalid symbol (from its first fault to its next W) carries
-`book_invalid` (field 16). Sequence numbers count per symbol from 1.
+`book_invalid` (field 16). Sequence numbers count per symbol from 1. With `depth` N > 0,
+every quote tick also carries the first N price levels of each side (`bid_levels`,
+`ask_levels`; entries at one price summed in the entry_id model), encoded here by
+protobuf itself, and a quote tick goes out when any of them changed too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 from fix_session.tick_encoding import encode_fields, symbol_field
 from fix_spec.md_columns import ABSENT, BID, DELETE, NEW, OFFER, TRADE, MdMessage
+from proto import mdfeed_pb2 as pb
 
 DAY_NS = 86_400_000_000_000
 QUOTE, TRADE_TICK = 1, 2
@@ -92,6 +96,8 @@ class Book:
     asks: Side = field(default_factory=lambda: Side(bid=False))
     published: tuple[int, int, int, int] = (0, 0, 0, 0)
     published_invalid: bool = False
+    #: With depth: the (bids, asks) price levels the last quote tick carried.
+    published_depth: tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]] = ((), ())
     invalid: bool = False
     last: tuple[int, int] | None = None
     seq: int = 0
@@ -102,6 +108,17 @@ class Book:
         bid, bid_size = _best(self.bids, aggregate)
         ask, ask_size = _best(self.asks, aggregate)
         return bid, bid_size, ask, ask_size
+
+
+def _view(side: Side, aggregate: bool, n: int) -> tuple[tuple[int, int], ...]:
+    """The side's first `n` price levels; with `aggregate`, entries at one price summed."""
+    levels: list[tuple[int, int]] = []
+    for level in side.levels:
+        if aggregate and levels and levels[-1][0] == level.px:
+            levels[-1] = (level.px, levels[-1][1] + level.size)
+        else:
+            levels.append((level.px, level.size))
+    return tuple(levels[:n])
 
 
 def _best(side: Side, aggregate: bool) -> tuple[int, int]:
@@ -118,8 +135,11 @@ class ReferenceNormalizer:
     book_model: str = "price"
     capacity: int = 15
     locked_ok: bool = False
+    #: Price levels a side each quote tick carries; 0: the top of book only.
+    depth: int = 0
     books: dict[str, Book] = field(default_factory=dict)
-    out: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: The message's ticks as (key, encoded fields 1-15, encoded depth fields 17-18).
+    out: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
     #: Faults counted per reason (only reasons that occurred).
     faults: dict[str, int] = field(default_factory=dict)
     levels_trimmed: int = 0
@@ -162,12 +182,18 @@ class ReferenceNormalizer:
         else:
             self._incremental(md, ingest_ns)
         # Every tick of a symbol invalid after the message is flagged, those of the message
-        # that made it invalid too (a trade before the faulting entry, say).
-        self.out = [
-            (key, value + BOOK_INVALID if key.decode() in self.invalid else value)
-            for key, value in self.out
+        # that made it invalid too (a trade before the faulting entry, say); field 16 goes
+        # between the first fifteen and the depth's 17 and 18.
+        return [
+            (key, value + (BOOK_INVALID if key.decode() in self.invalid else b"") + depth)
+            for key, value, depth in self.out
         ]
-        return self.out
+
+    def _depth_view(
+        self, book: Book
+    ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+        aggregate = self.book_model == "entry_id"
+        return _view(book.bids, aggregate, self.depth), _view(book.asks, aggregate, self.depth)
 
     def _book(self, symbol: str) -> Book:
         return self.books.setdefault(symbol, Book())
@@ -190,6 +216,7 @@ class ReferenceNormalizer:
         self._check_integrity(symbol, book)
         book.published = book.top(self.book_model == "entry_id")
         book.published_invalid = book.invalid
+        book.published_depth = self._depth_view(book)
         self._emit(symbol, QUOTE, md.sending_ns, md, ingest_ns, snapshot=True)
         if trade >= 0:
             size = md.size_e8[trade]
@@ -222,9 +249,15 @@ class ReferenceNormalizer:
             book = self.books[symbol]
             self._check_integrity(symbol, book)
             top = book.top(self.book_model == "entry_id")
-            if top != book.published or book.invalid != book.published_invalid:
+            depth = self._depth_view(book)
+            if (
+                top != book.published
+                or book.invalid != book.published_invalid
+                or depth != book.published_depth
+            ):
                 book.published = top
                 book.published_invalid = book.invalid
+                book.published_depth = depth
                 self._emit(symbol, QUOTE, md.sending_ns, md, ingest_ns, snapshot=False)
 
     def _entry(self, md: MdMessage, i: int, symbol: str, book: Book, *, snapshot: bool) -> None:
@@ -378,7 +411,14 @@ class ReferenceNormalizer:
             fix_msg_seq_num=md.seq_num,
             from_snapshot=snapshot,
         )
-        self.out.append((symbol.encode(), value))
+        levels = b""
+        if kind == QUOTE and self.depth:
+            bids, asks = book.published_depth
+            levels = pb.Tick(
+                bid_levels=[pb.BookLevel(px_e8=px, size_e8=size) for px, size in bids],
+                ask_levels=[pb.BookLevel(px_e8=px, size_e8=size) for px, size in asks],
+            ).SerializeToString()
+        self.out.append((symbol.encode(), value, levels))
 
 
 def _venue_ns(time_ns: int, sending_ns: int) -> int:

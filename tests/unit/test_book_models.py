@@ -115,6 +115,8 @@ class Pair:
     model: Model
     capacity: int = 15
     locked_ok: bool = False
+    #: Price levels a side each quote tick carries (0: the top only).
+    depth: int = 0
     native: BookNormalizer = field(init=False)
     reference: ReferenceNormalizer = field(init=False)
     #: Each symbol's last tick from the native side, as it went out.
@@ -129,9 +131,13 @@ class Pair:
             book_model=self.model,
             capacity=self.capacity,
             locked_ok=self.locked_ok,
+            depth=self.depth,
         )
         self.reference = ReferenceNormalizer(
-            book_model=self.model, capacity=self.capacity, locked_ok=self.locked_ok
+            book_model=self.model,
+            capacity=self.capacity,
+            locked_ok=self.locked_ok,
+            depth=self.depth,
         )
 
     def send(self, md: MdMessage) -> list[pb.Tick]:
@@ -176,6 +182,13 @@ class Pair:
             tick = pb.Tick.FromString(value)
             assert shown_top(tick) == top_of(native.book(symbol), self.model), symbol
             assert tick.book_invalid == (symbol in native.invalid), symbol
+            if self.depth and tick.kind == pb.TICK_KIND_QUOTE:
+                # The depth a quote carries is the book's, its first level the top.
+                bids, asks = native.book(symbol)
+                shown = [(lv.px_e8, lv.size_e8) for lv in tick.bid_levels]
+                assert shown == depth_of(bids, self.model, self.depth), symbol
+                shown = [(lv.px_e8, lv.size_e8) for lv in tick.ask_levels]
+                assert shown == depth_of(asks, self.model, self.depth), symbol
 
 
 def nonzero(counts: dict[str, int]) -> dict[str, int]:
@@ -329,6 +342,18 @@ def snapshot(draw: st.DrawFn, venue: Venue, adversarial: bool, seq: int) -> MdMe
     return w(symbol, *entries, seq=seq)
 
 
+def depth_of(levels: Levels, model: str, depth: int) -> list[tuple[int, int]]:
+    """A side's first `depth` price levels as a quote tick shows them (entries at one
+    price summed in the entry_id model)."""
+    out: list[tuple[int, int]] = []
+    for px, size in levels:
+        if model == "entry_id" and out and out[-1][0] == px:
+            out[-1] = (px, out[-1][1] + size)
+        else:
+            out.append((px, size))
+    return out[:depth]
+
+
 def step(data: st.DataObject, venue: Venue, pair: Pair, seq: int) -> MdMessage:
     """One message of a stream, drawn as the stream is applied: realistic entries read
     the reference's book as it is before the message."""
@@ -355,7 +380,8 @@ def test_the_core_and_the_reference_agree_after_every_message(
     model: Model, data: st.DataObject
 ) -> None:
     capacity = data.draw(CAPACITIES)
-    pair = Pair(model, capacity=capacity, locked_ok=data.draw(st.booleans()))
+    depth = data.draw(st.integers(0, capacity))
+    pair = Pair(model, capacity=capacity, locked_ok=data.draw(st.booleans()), depth=depth)
     venue = Venue(model, capacity)
     for seq in range(2, 2 + data.draw(st.integers(1, 30))):
         pair.send(step(data, venue, pair, seq))
@@ -368,7 +394,7 @@ def test_the_core_and_the_reference_agree_after_every_message(
 def test_a_stream_starting_from_snapshots_agrees_too(model: Model, data: st.DataObject) -> None:
     """Each symbol snapshotted first, as the ingest does, then a stream."""
     capacity = data.draw(CAPACITIES)
-    pair = Pair(model, capacity=capacity)
+    pair = Pair(model, capacity=capacity, depth=data.draw(st.integers(0, capacity)))
     venue = Venue(model, capacity)
     for seq in range(2, 2 + len(SYMBOLS)):
         pair.send(data.draw(snapshot(venue, False, seq)))
@@ -610,3 +636,31 @@ def test_a_position_snapshot_deeper_than_the_capacity_faults_beyond_depth() -> N
     assert quote.book_invalid
     assert pair.native.invalid == {"AAPL"}
     assert "AAPL" in pair.native.stale
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_with_depth_a_change_below_the_top_sends_the_book(model: Model) -> None:
+    # A level-2 size change: no tick at depth 0 (the top did not move); at depth 3 a quote
+    # tick carrying the three best levels a side, the change among them.
+    book = (
+        bid(c(10_000), eid="a", position=1),
+        bid(c(9_990), eid="b", position=2),
+        ask(c(10_010), eid="c", position=1),
+    )
+    change = bid(c(9_990), 7 * E8, action=CHANGE, eid="b", position=2)
+    top_only = Pair(model)
+    top_only.send(w("AAPL", *book))
+    assert top_only.send(x(change)) == []
+    deep = Pair(model, depth=3)
+    [snap] = deep.send(w("AAPL", *book))
+    assert [(lv.px_e8, lv.size_e8) for lv in snap.bid_levels] == [(c(10_000), E8), (c(9_990), E8)]
+    [quote] = deep.send(x(change))
+    assert quote.kind == pb.TICK_KIND_QUOTE
+    assert [(lv.px_e8, lv.size_e8) for lv in quote.bid_levels] == [
+        (c(10_000), E8),
+        (c(9_990), 7 * E8),
+    ]
+    assert [(lv.px_e8, lv.size_e8) for lv in quote.ask_levels] == [(c(10_010), E8)]
+    # A change past the depth shown sends nothing.
+    deep.send(x(bid(c(9_980), eid="d", position=3), bid(c(9_970), eid="e", position=4), seq=4))
+    assert deep.send(x(bid(c(9_970), 2 * E8, action=CHANGE, eid="e", position=4), seq=5)) == []

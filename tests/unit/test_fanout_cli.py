@@ -127,3 +127,68 @@ async def test_watch_reconnects_until_the_server_comes_up(
     assert [ln.split()[:2] for ln in out.getvalue().splitlines()] == [
         ["AAPL", "#1"], ["AAPL", "#2"], ["AAPL", "#3"],
     ]  # fmt: skip
+
+
+def test_a_quote_with_depth_prints_as_a_ladder() -> None:
+    from mdfeed.cli.clients import format_ladder
+
+    tick = pb.Tick(
+        symbol="AAPL", seq=9, kind=pb.TICK_KIND_QUOTE,
+        bid_levels=[pb.BookLevel(px_e8=15_025_000_000, size_e8=100_00000000),
+                    pb.BookLevel(px_e8=15_024_000_000, size_e8=300_00000000)],
+        ask_levels=[pb.BookLevel(px_e8=15_026_000_000, size_e8=200_00000000)],
+    )  # fmt: skip
+    assert format_ladder(tick, 5) == [
+        "             100 @ 150.25       |       150.26 @ 200",
+        "             300 @ 150.24       |",
+    ]
+    assert format_ladder(tick, 1) == ["             100 @ 150.25       |       150.26 @ 200"]
+    assert format_ladder(pb.Tick(symbol="AAPL"), 5) == []
+
+
+async def test_watch_depth_prints_the_ladder_of_each_quote_through_the_fanout() -> None:
+    import asyncio
+    import io
+
+    from fanout.tick_fanout import TickFanout
+    from fanout.transports.grpc_server import GrpcServer
+    from fanout.transports.grpc_service import MarketDataServicer
+    from mdfeed.cli.clients import watch
+    from mdfeed.kernel.bus import MemoryBus
+    from mdfeed.kernel.config import FanoutConfig
+    from mdfeed.stack.scratch import free_port
+
+    port = free_port()
+    out = io.StringIO()
+    levels = [pb.BookLevel(px_e8=(100 - i) * 10**8, size_e8=(i + 1) * 10**8) for i in range(5)]
+    ticks = [
+        pb.Tick(symbol="AAPL", seq=1, kind=pb.TICK_KIND_QUOTE, bid_levels=levels),
+        pb.Tick(symbol="AAPL", seq=2, kind=pb.TICK_KIND_TRADE, last_px_e8=100 * 10**8),
+    ]
+    async with MemoryBus() as bus, TickFanout(bus, poll_timeout_ms=20) as fanout:
+        server = GrpcServer(MarketDataServicer(fanout), FanoutConfig(grpc_port=port))
+        await server.start()
+        try:
+            task = asyncio.create_task(
+                watch(f"127.0.0.1:{port}", ["AAPL"], count=2, out=out, retry_s=0.2, depth=3)
+            )
+            async with asyncio.timeout(20):
+                while fanout.client_count == 0:  # noqa: ASYNC110 - a plain counter
+                    await asyncio.sleep(0.05)
+                fanout.ingest(
+                    [
+                        BusRecord("md.ticks", 0, t.seq, b"AAPL", t.SerializeToString(), 0)
+                        for t in ticks
+                    ]
+                )
+                assert await task == 0
+        finally:
+            await server.stop(None)
+    lines = out.getvalue().splitlines()
+    # Through the fanout the quote keeps its levels: three rows of the five, then the trade.
+    assert lines[0].startswith("AAPL     #1")
+    assert [ln.split()[0] for ln in lines[1:4]] == ["1", "2", "3"]
+    assert [float(ln.split()[2]) for ln in lines[1:4]] == [100, 99, 98]
+    assert lines[4].startswith("AAPL     #2")
+    assert "trade" in lines[4]
+    assert len(lines) == 5

@@ -41,7 +41,7 @@ def venue_levels(book: BookSnapshot) -> tuple[list[tuple[int, int]], list[tuple[
 
 
 async def stream(
-    tmp_path: Path, venue_model: Model, ingest_model: Model, seconds: float
+    tmp_path: Path, venue_model: Model, ingest_model: Model, seconds: float, depth: int = 0
 ) -> tuple[SimulatedVenue, FixIngest, dict[str, list[pb.Tick]]]:
     """Run the venue and the ingest for `seconds`, pause the venue and let the ingest
     catch up; the ticks it published, per symbol. The venue and ingest are stopped by the
@@ -64,6 +64,7 @@ async def stream(
             # FIX 4.4's snapshot group has no MDEntryID; the venue extension adds it.
             dictionary="venue44",
             book_model=ingest_model,
+            publish_depth=depth,
         ),
         symbols=SYMBOLS,
         producer=producer,
@@ -97,7 +98,8 @@ async def stream(
 
 @pytest.mark.parametrize("model", ["price", "position", "entry_id"])
 async def test_the_ingest_keeps_the_venues_book_in_each_model(tmp_path: Path, model: Model) -> None:
-    venue, ingest, ticks = await stream(tmp_path, model, model, seconds=2.0)
+    # With the venue's depth published, each symbol's last quote carries the whole book.
+    venue, ingest, ticks = await stream(tmp_path, model, model, seconds=2.0, depth=10)
     try:
         normalizer = ingest.normalizer
         assert sum(normalizer.faults.values()) == 0, normalizer.faults
@@ -110,6 +112,16 @@ async def test_the_ingest_keeps_the_venues_book_in_each_model(tmp_path: Path, mo
             last_quote = next(t for t in reversed(items) if t.kind == pb.TICK_KIND_QUOTE)
             bids, asks = normalizer.book(symbol)
             assert (last_quote.bid_px_e8, last_quote.ask_px_e8) == (bids[0][0], asks[0][0])
+            shown = (
+                [(lv.px_e8, lv.size_e8) for lv in last_quote.bid_levels],
+                [(lv.px_e8, lv.size_e8) for lv in last_quote.ask_levels],
+            )
+            assert shown == venue_levels(venue.book(symbol)), symbol
+            assert all(
+                len(t.bid_levels) == len(t.ask_levels) == 10
+                for t in items
+                if t.kind == pb.TICK_KIND_QUOTE
+            ), symbol
         assert normalizer.stats.entries > 1000
     finally:
         await ingest.stop()
