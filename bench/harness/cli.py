@@ -68,6 +68,7 @@ def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions
         burst_s=args.burst_seconds,
         floor_s=args.duration if args.floor_seconds is None else args.floor_seconds,
         ingest_s=args.ingest_seconds,
+        depth=args.depth,
     )
     pipeline = PipelineOptions(
         symbols=args.symbols,
@@ -76,6 +77,7 @@ def _options(args: argparse.Namespace) -> tuple[ScenarioOptions, PipelineOptions
         mqtt_clients=args.mqtt,
         stack_dir=args.stack_dir,
         run_dir=run_dir,
+        depth=args.depth,
     )
     return scenario, pipeline
 
@@ -284,6 +286,15 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=None,
         help="seconds of each latency floor (bare Kafka; bare Kafka then bare gRPC) measured "
         "in the fixed scenario (default: as --duration, so both p99s cover as long a stretch)",
+    )
+    bench.add_argument(
+        "--depth",
+        type=int,
+        choices=range(0, 16),
+        default=0,
+        metavar="N",
+        help="price levels a side each quote tick carries (fix_session.publish_depth, 0-15; "
+        "default: 0, the top of book only): the tick path measured with depth published",
     )
     bench.add_argument(
         "--ingest-seconds",

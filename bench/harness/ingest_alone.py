@@ -43,6 +43,7 @@ async def measure(
     warmup_s: float = 1.0,
     host: str = "127.0.0.1",
     shard: str = "",
+    depth: int = 0,
 ) -> dict[str, Any]:
     """Run a FixIngest into Kafka; its counters' differences over the window."""
     from fix_session.ingest import FixIngest
@@ -51,7 +52,12 @@ async def measure(
 
     with tempfile.TemporaryDirectory(prefix="ingest-alone-") as tmp:
         session = FixSessionConfig(
-            host=host, port=port, symbols=tuple(symbols), log_dir=tmp, shard=shard
+            host=host,
+            port=port,
+            symbols=tuple(symbols),
+            log_dir=tmp,
+            shard=shard,
+            publish_depth=depth,
         )
         bus = open_bus(BusConfig(kind="kafka", bootstrap_servers=bootstrap, tick_topic=topic))
         await bus.start()
@@ -113,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--shard", default="", help="K/N: subscribe only shard K of N of the symbols"
     )
+    parser.add_argument(
+        "--depth", type=int, default=0, help="fix_session.publish_depth (0: top of book)"
+    )
     args = parser.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cores[-1]})
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                 warmup_s=args.warmup,
                 host=args.host,
                 shard=args.shard,
+                depth=args.depth,
             )
         )
     )

@@ -73,6 +73,7 @@ def ingest_figures(
     bare_msgs = _per(bare["messages"], bare["seconds"])
     msgs = _per(ingest["messages"], ingest["seconds"])
     entries = _per(ingest["entries"], ingest["seconds"])
+
     def venue_cpu_share(before: dict[str, Any], after: dict[str, Any]) -> float:
         return _per(after["cpu_s"] - before["cpu_s"], after["t"] - before["t"])
 
@@ -127,7 +128,8 @@ def summary(figures: dict[str, Any]) -> list[str]:
         for stage, cost in ing["stage_us"].items()
     )
     return [
-        f"ingest scenario: fast venue, {figures['duration_s']:.0f} s each, same venue and run",
+        f"ingest scenario: fast venue, {figures['duration_s']:.0f} s each, same venue and run"
+        + (f", depth {figures['publish_depth']} published" if figures.get("publish_depth") else ""),
         f"  bare QuickFIX: {bare['fix_msgs_per_s']:,.0f} FIX msgs/s, "
         f"{bare['entries_per_s']:,.0f} entries/s, {bare['entries_per_x']:.2f} entries per X, "
         f"{bare['cpu_per_wall_s']:.2f} CPU s per s",
@@ -191,6 +193,7 @@ async def run_ingest(
         try:
             port = str((await venue.aread())["port"])
             common = ["--port", port, "--symbols", symbols, "--seconds", str(seconds)]
+            depth = ["--depth", str(options.depth)]
             before_bare = await venue.arequest(cmd="stats")
             bare = await _one_shot(
                 pipe, "bare-quickfix", "bench.harness.bare_quickfix", common, seconds + 90
@@ -200,11 +203,11 @@ async def run_ingest(
                 pipe,
                 "ingest-alone",
                 "bench.harness.ingest_alone",
-                [*common, "--topic", pipe.ingest_topic, "--bootstrap", bootstrap],
+                [*common, *depth, "--topic", pipe.ingest_topic, "--bootstrap", bootstrap],
                 seconds + 120,
             )
             after_ingest = await venue.arequest(cmd="stats")
-            shards = await _scale_out(pipe, common, bootstrap, seconds)
+            shards = await _scale_out(pipe, [*common, *depth], bootstrap, seconds)
         finally:
             await venue.aclose()
     finally:
@@ -213,6 +216,7 @@ async def run_ingest(
         seconds, bare, (before_bare, after_bare), ingest, (after_bare, after_ingest)
     )
     figures["scale_out"] = scale_out_figures(shards, figures)
+    figures["publish_depth"] = options.depth
     return ScenarioResult("ingest", figures)
 
 

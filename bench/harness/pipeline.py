@@ -62,6 +62,8 @@ class PipelineOptions:
     stack_dir: str | None = None
     run_dir: Path = Path("bench-results")
     seed: int = 7
+    #: Price levels a side each quote tick carries (fix_session.publish_depth; 0: top only).
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,7 @@ host = "{HOST}"
 port = {self.ports["venue"]}
 symbols = [{symbols}]
 log_dir = "{run}/fix"
+publish_depth = {self.options.depth}
 
 [bus]
 kind = "kafka"

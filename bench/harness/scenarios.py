@@ -64,6 +64,8 @@ class ScenarioOptions:
     floor_s: float = 20.0
     #: Measured seconds of each phase of the ingest scenario (bench.harness.ingest_scenario).
     ingest_s: float = 15.0
+    #: Price levels a side each quote tick carries (fix_session.publish_depth; 0: top only).
+    depth: int = 0
 
 
 class Progress:

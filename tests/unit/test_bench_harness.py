@@ -6,6 +6,7 @@ import io
 import json
 import math
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from bench.harness.stats import (
     window_rate,
 )
 from bench.harness.subscribers import HopRecorder
+from mdfeed.kernel.config import build_config
 from proto import mdfeed_pb2 as pb
 
 
@@ -350,6 +352,7 @@ async def test_the_max_scenario_finds_the_capacity() -> None:
         (["--grpc", "-1"], "argument --grpc: must be at least 0, got -1"),
         (["--duration", "nan"], "argument --duration: must be more than 0, got nan"),
         (["--scenarios", "warp"], "unknown scenario warp"),
+        (["--depth", "16"], "argument --depth: invalid choice: 16"),
     ],
 )
 def test_bad_bench_options_are_refused_naming_the_option(
@@ -361,3 +364,21 @@ def test_bad_bench_options_are_refused_naming_the_option(
         build_parser().parse_args(["bench", *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_depth_reaches_the_ingest_config_and_the_ingest_scenario(tmp_path: Path) -> None:
+    from bench.harness.cli import _options
+    from bench.harness.pipeline import Pipeline
+    from mdfeed.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--depth", "10", "--out", str(tmp_path)])
+    scenario, pipeline = _options(args)
+    assert (scenario.depth, pipeline.depth) == (10, 10)
+    # The floors last as long as the measured stretch unless told otherwise.
+    assert scenario.floor_s == scenario.duration_s
+    pipe = Pipeline(pipeline)
+    pipe.ports.update(venue=1, grpc=2, ingest_metrics=3, fanout_metrics=4)
+    tmp_path.mkdir(exist_ok=True)
+    written = pipe._write_config().read_text()  # the config the ingest and fanout run on
+    config = build_config(tomllib.loads(written), "pipeline.toml", {})
+    assert config.fix_session.publish_depth == 10
