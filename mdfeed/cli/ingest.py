@@ -31,7 +31,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mdfeed.cli.support import add_config_option, run_service
+from mdfeed.cli.support import add_config_option, book_faults_text, run_service
 from mdfeed.cli.systemd import Notifier
 from mdfeed.kernel.config import MdfeedConfig, parse_shard
 from mdfeed.kernel.lifecycle import stop_on_signals
@@ -129,7 +129,8 @@ async def _report_until(
         produced = producer.stats
         out.write(
             f"fix {state} | {rate_in:,.0f} msgs/s in | {rate_out:,.0f} ticks/s out | "
-            f"rejected {stats.decode_errors + stats.rejected_messages} | "
+            f"rejected {stats.decode_errors + stats.rejected_messages}"
+            f"{book_faults_text(ingest.normalizer.faults, len(ingest.normalizer.invalid))} | "
             f"producer buffered {produced.buffered:,}, dropped {produced.dropped:,}\n"
         )
         out.flush()

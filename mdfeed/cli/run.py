@@ -17,6 +17,7 @@ from typing import TextIO
 from fanout.parts import FanoutParts
 from fix_session.ingest import FixIngest
 from fix_session.venue import SimulatedVenue
+from mdfeed.cli.support import book_faults_text
 from mdfeed.cli.systemd import Notifier
 from mdfeed.composition import compose
 from mdfeed.kernel.config import MdfeedConfig
@@ -66,6 +67,7 @@ class StatusLine:
         line = (
             f"fix {state} | {rate_in:,.0f} msgs/s in, {rate_out:,.0f} ticks/s out | "
             f"{len(symbols)} symbols | {' | '.join(prices)} | rejected {rejected}"
+            f"{book_faults_text(normalizer.faults, len(normalizer.invalid))}"
         )
         if venue is not None:
             line = f"venue {venue.stats.entries_sent:,} entries sent | " + line

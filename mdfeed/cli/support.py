@@ -106,3 +106,13 @@ def positive_float(text: str) -> float:
     if not value > 0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
+
+
+def book_faults_text(faults: dict[str, int], invalid: int) -> str:
+    """The status line's book part: empty while no book ever faulted; else the faults by
+    reason and how many symbols are flagged now (awaiting a fresh snapshot)."""
+    found = {reason: n for reason, n in faults.items() if n}
+    if not found:
+        return ""
+    parts = ", ".join(f"{reason} {n:,}" for reason, n in sorted(found.items()))
+    return f" | book faults: {parts}; {invalid} flagged"

@@ -49,7 +49,38 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
     assert any(msgs > 0 and ticks > 0 for msgs, ticks in rates), lines
     assert re.search(r"50 symbols \| AAPL \d+\.\d\d/\d+\.\d\d", lines[-1]), lines[-1]
     assert "rejected 0" in lines[-1]
+    assert "book faults" not in lines[-1]
     assert "stopping" in result.stderr
+
+
+def test_run_with_mismatched_book_models_shows_the_book_faults(tmp_path: Path) -> None:
+    # The venue keys its book by position (level 1 moved in place); the session reads it by
+    # price: the books go wrong, and the status line says so instead of showing them plain.
+    port = str(free_port())
+    env = {
+        **os.environ,
+        "MDFEED__VENUE__PORT": port,
+        "MDFEED__VENUE__BOOK_MODEL": "position",
+        "MDFEED__FIX_SESSION__PORT": port,
+        "MDFEED__FIX_SESSION__BOOK_MODEL": "price",
+        "MDFEED__FIX_SESSION__LOG_DIR": str(tmp_path / "fix"),
+        "MDFEED__METRICS__PORT": str(free_port()),
+    }
+    mdfeed = Path(sys.executable).parent / "mdfeed"
+    result = subprocess.run(
+        [str(mdfeed), "run", "--duration", "6"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("venue ")]
+    assert re.search(r"book faults: .*\d+ flagged", lines[-1]), lines[-1]
+    # Logged once per symbol per spell of invalidity, naming the symbol and the reason.
+    assert re.search(r"WARNING mdfeed\.fix_session: [A-Z]+: book fault \w+", result.stderr)
 
 
 def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:  # noqa: PLR0915 - one end-to-end story
