@@ -2272,6 +2272,8 @@ static PyObject *TickCore_invalid(TickCore *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *TickCore_take_faults(TickCore *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->faults_pending == 0)
+        return PyTuple_New(0); /* the shared empty tuple: nothing allocated per message */
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
@@ -2289,7 +2291,9 @@ static PyObject *TickCore_take_faults(TickCore *self, PyObject *Py_UNUSED(ignore
         s->book->report = -1;
         self->faults_pending--;
     }
-    return out;
+    PyObject *taken = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return taken;
 }
 
 static PyObject *TickCore_get_faults(TickCore *self, void *Py_UNUSED(closure))
@@ -2348,7 +2352,7 @@ static PyMethodDef TickCore_methods[] = {
     {"invalid", (PyCFunction)TickCore_invalid, METH_NOARGS,
      "invalid() -> the symbols whose book is invalid (until their next snapshot)."},
     {"take_faults", (PyCFunction)TickCore_take_faults, METH_NOARGS,
-     "take_faults() -> [(symbol, reason)]: the fault that made each book invalid, once."},
+     "take_faults() -> ((symbol, reason), ...): the fault that made each book invalid, once."},
     {"sequence", (PyCFunction)TickCore_sequence, METH_O, "sequence(symbol) -> the last tick seq."},
     {"symbols", (PyCFunction)TickCore_symbols, METH_NOARGS, "symbols() -> the symbols with a book."},
     {"hold_back", (PyCFunction)TickCore_hold_back, METH_NOARGS,

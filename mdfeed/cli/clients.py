@@ -21,7 +21,7 @@ import grpc
 from grpc import aio
 
 from fanout.transports.grpc_service import SERVICE_NAME
-from mdfeed.cli.support import add_config_option, config_from_args, run_async
+from mdfeed.cli.support import add_config_option, config_from_args, run_async, whole_number
 from mdfeed.kernel.lifecycle import cancel_and_wait
 from proto import mdfeed_pb2 as pb
 
@@ -289,10 +289,7 @@ async def _send_lines(
 
 
 def _depth_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = whole_number(text)
     if not 1 <= value <= 50:
         raise argparse.ArgumentTypeError(f"depth must be 1 to 50 levels, got {value}")
     return value

@@ -17,19 +17,21 @@ from polling import until_sync
 from mdfeed.stack.scratch import free_port
 
 
-def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
+def run_embedded(tmp_path: Path, seconds: int, **settings: str) -> tuple[list[str], str]:
+    """`mdfeed run --duration seconds` on its own ports with ``MDFEED__...`` settings; its
+    status lines and its whole stderr."""
     port = str(free_port())
     env = {
         **os.environ,
         "MDFEED__VENUE__PORT": port,
         "MDFEED__FIX_SESSION__PORT": port,
         "MDFEED__FIX_SESSION__LOG_DIR": str(tmp_path / "fix"),
-        "MDFEED__FIX_SESSION__HEARTBEAT_INTERVAL_S": "5",
         "MDFEED__METRICS__PORT": str(free_port()),
+        **{f"MDFEED__{key}": value for key, value in settings.items()},
     }
     mdfeed = Path(sys.executable).parent / "mdfeed"
     result = subprocess.run(
-        [str(mdfeed), "run", "--duration", "5"],
+        [str(mdfeed), "run", "--duration", str(seconds)],
         capture_output=True,
         text=True,
         env=env,
@@ -39,7 +41,12 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("venue ")]
-    assert lines, result.stderr[-2000:]
+    return lines, result.stderr
+
+
+def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
+    lines, stderr = run_embedded(tmp_path, 5, FIX_SESSION__HEARTBEAT_INTERVAL_S="5")
+    assert lines, stderr[-2000:]
     # After logon the status line reports FIX messages and ticks per second and prices.
     rates = [
         (float(m.group(1).replace(",", "")), float(m.group(2).replace(",", "")))
@@ -50,37 +57,18 @@ def test_run_shows_ticks_flowing_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"50 symbols \| AAPL \d+\.\d\d/\d+\.\d\d", lines[-1]), lines[-1]
     assert "rejected 0" in lines[-1]
     assert "book faults" not in lines[-1]
-    assert "stopping" in result.stderr
+    assert "stopping" in stderr
 
 
 def test_run_with_mismatched_book_models_shows_the_book_faults(tmp_path: Path) -> None:
     # The venue keys its book by position (level 1 moved in place); the session reads it by
     # price: the books go wrong, and the status line says so instead of showing them plain.
-    port = str(free_port())
-    env = {
-        **os.environ,
-        "MDFEED__VENUE__PORT": port,
-        "MDFEED__VENUE__BOOK_MODEL": "position",
-        "MDFEED__FIX_SESSION__PORT": port,
-        "MDFEED__FIX_SESSION__BOOK_MODEL": "price",
-        "MDFEED__FIX_SESSION__LOG_DIR": str(tmp_path / "fix"),
-        "MDFEED__METRICS__PORT": str(free_port()),
-    }
-    mdfeed = Path(sys.executable).parent / "mdfeed"
-    result = subprocess.run(
-        [str(mdfeed), "run", "--duration", "6"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
+    lines, stderr = run_embedded(
+        tmp_path, 6, VENUE__BOOK_MODEL="position", FIX_SESSION__BOOK_MODEL="price"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("venue ")]
     assert re.search(r"book faults: .*\d+ flagged", lines[-1]), lines[-1]
     # Logged once per symbol per spell of invalidity, naming the symbol and the reason.
-    assert re.search(r"WARNING mdfeed\.fix_session: [A-Z]+: book fault \w+", result.stderr)
+    assert re.search(r"WARNING mdfeed\.fix_session: [A-Z]+: book fault \w+", stderr)
 
 
 def test_run_serves_ticks_over_grpc_and_mqtt_and_chat(tmp_path: Path) -> None:  # noqa: PLR0915 - one end-to-end story
