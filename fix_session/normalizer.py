@@ -147,6 +147,7 @@ class BookNormalizer:
         #: Symbols whose book missed an update or turned invalid: they need a fresh snapshot.
         self.stale: set[str] = set()
         self._faults: list[tuple[str, str]] = []
+        self._take_faults = self._core.take_faults
 
     @property
     def stats(self) -> NormalizerStats:
@@ -184,12 +185,11 @@ class BookNormalizer:
         faults, self._faults = self._faults, []
         return faults
 
-    def _collect_faults(self) -> None:
-        """After applying: the books that turned invalid are stale (and to be logged)."""
-        faults = self._core.take_faults()
-        if faults:
-            self._faults += faults
-            self.stale.update(symbol for symbol, _ in faults)
+    def _faulted(self, faults: tuple[tuple[str, str], ...]) -> None:
+        """Books turned invalid (the core's take_faults, asked after applying, which is the
+        shared empty tuple when none did): they are stale, and to be logged."""
+        self._faults += faults
+        self.stale.update(symbol for symbol, _ in faults)
 
     def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(bids, asks): the levels held, best first, as (price, size) scaled by 10^8; in
@@ -207,7 +207,8 @@ class BookNormalizer:
         status = self._core.on_raw(data, ingest_ns)
         if status == RAW_W:
             self._snapshotted(self._core.last_symbol)
-        self._collect_faults()
+        if faults := self._take_faults():
+            self._faulted(faults)
         return status
 
     def _snapshotted(self, symbol: str) -> None:
@@ -236,7 +237,8 @@ class BookNormalizer:
         result = self._core.drain(max_messages, max_ns)
         for symbol in result[1]:
             self._snapshotted(symbol)
-        self._collect_faults()
+        if faults := self._take_faults():
+            self._faulted(faults)
         return result
 
     def settle(self, hold: bool) -> bool:
@@ -290,7 +292,8 @@ class BookNormalizer:
                 )
                 raise
             self._core.apply(md, ingest_ns)
-            self._collect_faults()
+            if faults := self._take_faults():
+                self._faulted(faults)
         elif msg_type == "W":
             symbol = md.symbol
             try:
@@ -304,7 +307,8 @@ class BookNormalizer:
                 raise
             self._core.apply(md, ingest_ns)
             self._snapshotted(symbol)
-            self._collect_faults()
+            if faults := self._take_faults():
+                self._faulted(faults)
         elif msg_type != "Y":
             raise ValueError(f"MsgType {msg_type!r} is not market data (W, X or Y)")
 
